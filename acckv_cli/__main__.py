@@ -1,0 +1,3 @@
+from acckv_cli.cli import main
+
+main()
