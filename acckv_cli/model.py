@@ -1,0 +1,241 @@
+"""Model adapter for the Qwen2.5-Omni thinker: loading, prompt building and timed generation.
+
+Everything model-specific that the rest of the tool needs goes through here: which processor flags to
+pass (qwen-omni-notes §0, items 5–7), how to find the decoder layers, and how to avoid computing logits
+for every prompt position (§12).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from acckv_cli.media import DecodedMedia
+
+log = logging.getLogger(__name__)
+
+# Qwen's own per-frame pixel range (qwen-omni-utils VIDEO_MIN_PIXELS / VIDEO_MAX_PIXELS).
+QWEN_MIN_PIXELS = 128 * 28 * 28
+QWEN_MAX_PIXELS = 768 * 28 * 28
+BUILTIN_NAME = "builtin-tiny"
+
+
+class ModelUnavailable(RuntimeError):
+    """The requested model cannot be loaded here (offline, missing files, wrong architecture)."""
+
+
+@dataclass
+class LoadedModel:
+    thinker: torch.nn.Module
+    processor: object
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+    is_builtin: bool = False
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def decoder_layers(self):
+        return self.thinker.get_decoder().layers
+
+    @property
+    def pixel_range(self) -> tuple[int, int]:
+        """(min, max) pixels per frame this model's processor was configured for, within Qwen's range."""
+        size = getattr(self.processor.video_processor, "size", None) or {}
+        low = int(size.get("shortest_edge") or QWEN_MIN_PIXELS)
+        high = int(size.get("longest_edge") or QWEN_MAX_PIXELS)
+        return min(low, QWEN_MIN_PIXELS), min(high, QWEN_MAX_PIXELS)
+
+    @property
+    def audio_limit_s(self) -> float:
+        """Longest audio the feature extractor keeps (it pads or truncates to `chunk_length`)."""
+        return float(getattr(self.processor.feature_extractor, "chunk_length", 30))
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable("--device cuda requested but no CUDA GPU is available")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_model(model: str | None = None, device: str = "auto", dtype: str = "auto",
+               attn_implementation: str = "sdpa") -> LoadedModel:
+    """Load a Qwen2.5-Omni thinker and its processor, or the built-in model when `model` is None.
+
+    `model` is a hub id (used only if already in the local cache: we never download) or a local folder
+    holding a full Qwen2.5-Omni checkpoint or a thinker-only one.
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if model is None:
+        return _load_builtin(dev, dt)
+    try:
+        from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+        processor = Qwen2_5OmniProcessor.from_pretrained(model)
+        thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+            model, dtype=dt, attn_implementation=attn_implementation)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelUnavailable(_unavailable_message(model, exc)) from exc
+    thinker.to(dev).eval()
+    return LoadedModel(thinker, processor, model, dev, dt)
+
+
+def _load_builtin(dev: torch.device, dt: torch.dtype) -> LoadedModel:
+    from acckv_cli.testing import build_tiny_thinker
+
+    thinker, processor = build_tiny_thinker()
+    thinker.to(dev, dt).eval()
+    notice = ("built-in tiny random model: its answers are meaningless; "
+              "pass --model with a Qwen2.5-Omni checkpoint for real answers")
+    return LoadedModel(thinker, processor, BUILTIN_NAME, dev, dt, is_builtin=True, notices=[notice])
+
+
+def _unavailable_message(model: str, exc: Exception) -> str:
+    if os.path.isdir(model):
+        return (f"cannot load a Qwen2.5-Omni thinker from folder '{model}': "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    return (f"model '{model}' is not available offline: download it on a connected machine "
+            f"(e.g. `hf download {model} --local-dir DIR`) and pass --model DIR")
+
+
+def conversation(media: DecodedMedia, question: str) -> list[dict]:
+    """A one-turn chat with the media item first (Qwen's own order) and the question after it."""
+    kind = "video" if media.frames is not None else "audio"
+    return [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": question}]}]
+
+
+def build_inputs(lm: LoadedModel, media: DecodedMedia, question: str,
+                 max_pixels: int | None = None) -> tuple[dict, bool]:
+    """Processor inputs for one clip and question, and the `use_audio_in_video` flag for the model.
+
+    The flag is True only for video with its own soundtrack; it must then be passed to `generate`
+    (the processor output does not carry it, and without it positions are silently wrong).
+    """
+    processor = lm.processor
+    text = processor.apply_chat_template(conversation(media, question), add_generation_prompt=True,
+                                         tokenize=False)
+    audio = _fit_audio(lm, media)
+    kwargs: dict = {"text": text, "return_tensors": "pt"}
+    use_audio_in_video = False
+    if media.frames is not None:
+        low, high = lm.pixel_range
+        high = min(high, max_pixels) if max_pixels else high
+        kwargs["videos"] = [media.frames]
+        kwargs["videos_kwargs"] = {
+            "fps": float(media.sample_fps),  # the true sampled rate, or video time drifts (notes §2.3)
+            "size": {"shortest_edge": min(low, high), "longest_edge": high},
+            "cap_pixels_per_frame": True,
+        }
+        if audio is not None:
+            kwargs.update(audio=[audio], load_audio_from_video=True, audio_from_video_indices=[0])
+            use_audio_in_video = True
+    elif audio is not None:
+        kwargs["audio"] = [audio]
+    inputs = processor(**kwargs)
+    inputs.pop("mm_token_type_ids", None)  # would travel into generate's kwargs (notes pitfall 17)
+    return inputs.to(lm.device), use_audio_in_video
+
+
+def _fit_audio(lm: LoadedModel, media: DecodedMedia):
+    if media.audio is None:
+        return None
+    limit = int(lm.audio_limit_s * media.audio_rate)
+    if media.audio.shape[0] > limit:
+        media.notices.append(f"audio truncated to the model's {lm.audio_limit_s:.0f} s audio window")
+        return media.audio[:limit]
+    return media.audio
+
+
+def cast_inputs(inputs: dict, dtype: torch.dtype) -> dict:
+    """Floating-point features in the model dtype (pixel values and mel features arrive as float32)."""
+    return {k: (v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in inputs.items()}
+
+
+@contextlib.contextmanager
+def last_position_logits(thinker):
+    """Compute the LM head only for the last position (the thinker forward has no `logits_to_keep`)."""
+    handle = thinker.lm_head.register_forward_pre_hook(lambda module, args: (args[0][:, -1:],))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def encoder_timer(thinker, timings: dict):
+    """Accumulate wall time spent in the audio and vision encoders into `timings['encode_s']`."""
+    starts: dict[str, float] = {}
+    handles = []
+    for name in ("audio_tower", "visual"):
+        module = getattr(thinker.model, name, None)
+        if module is None:
+            continue
+        handles.append(module.register_forward_pre_hook(
+            lambda m, a, name=name: starts.__setitem__(name, time.perf_counter())))
+        handles.append(module.register_forward_hook(
+            lambda m, a, o, name=name: timings.__setitem__(
+                "encode_s", timings.get("encode_s", 0.0) + time.perf_counter() - starts[name])))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _FirstTokenClock:
+    """A generate() streamer that notes when the first new token exists (end of prefill)."""
+
+    def __init__(self):
+        self.calls = 0
+        self.first_token_at: float | None = None
+
+    def put(self, value):
+        self.calls += 1
+        if self.calls == 2 and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def end(self):
+        pass
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]
+    text: str
+    timings: dict
+    cache: object
+
+
+@torch.inference_mode()
+def generate(lm: LoadedModel, inputs: dict, use_audio_in_video: bool, max_new_tokens: int = 32) -> Generation:
+    """Greedy generation with timings split into encode, prefill and generation."""
+    timings: dict = {"encode_s": 0.0}
+    clock = _FirstTokenClock()
+    inputs = cast_inputs(inputs, lm.dtype)
+    prompt_len = inputs["input_ids"].shape[1]
+    start = time.perf_counter()
+    with encoder_timer(lm.thinker, timings), last_position_logits(lm.thinker):
+        out = lm.thinker.generate(**inputs, use_audio_in_video=use_audio_in_video,
+                                  max_new_tokens=max_new_tokens, do_sample=False, streamer=clock,
+                                  return_dict_in_generate=True)
+    end = time.perf_counter()
+    first = clock.first_token_at or end
+    timings["prefill_s"] = max(first - start - timings["encode_s"], 0.0)
+    timings["generate_s"] = end - first
+    new_ids = out.sequences[0, prompt_len:].tolist()
+    text = lm.processor.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    return Generation(new_ids, text, timings, cache)
