@@ -1,0 +1,198 @@
+"""The `acckv` command line (Typer). Thin: parsing, error mapping and rendering only.
+
+Exit codes: 0 success, 2 usage errors (bad options, unusable input files), 1 runtime failures.
+Every expected error is one line on stderr; `--verbose` adds the traceback through `logging`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from enum import Enum
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Audio-video question answering with Qwen2.5-Omni and AccKV KV-cache compression.")
+out = Console()                 # stdout: human output, or exactly one JSON object with --json
+err = Console(stderr=True)      # notices, progress, errors
+log = logging.getLogger("acckv_cli")
+
+
+class ReportMode(str, Enum):
+    compact = "compact"
+    full = "full"
+    none = "none"
+
+
+class Fail(Exception):
+    """An expected failure with its exit code; the message is shown as one line."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _classify(exc: Exception) -> Fail:
+    """Map known exceptions to one-line messages and exit codes."""
+    from acckv_cli.media import MediaError
+    from acckv_cli.methods import BudgetError, CompressionError
+    from acckv_cli.model import ModelUnavailable
+    from acckv_cli.pipeline import UsageError
+
+    if isinstance(exc, Fail):
+        return exc
+    if isinstance(exc, (MediaError, UsageError, BudgetError)):
+        return Fail(str(exc), 2)
+    if isinstance(exc, (ModelUnavailable, CompressionError)):
+        return Fail(str(exc), 1)
+    if isinstance(exc, MemoryError):
+        return Fail("out of memory: lower --max-pixels or --fps, or use a shorter clip", 1)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return Fail(f"unexpected {type(exc).__name__}: {first} (rerun with --verbose for details)", 1)
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # every failure becomes one line and an exit code, never a traceback
+        log.debug("failure", exc_info=True)
+        fail = _classify(exc)
+        err.print(f"[red]error:[/red] {fail}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(fail.code) from None
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and tracebacks on stderr.")):
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _parse_budget(text: str):
+    from acckv_cli.methods import Budget
+    return Budget.parse(text)
+
+
+@app.command()
+def ask(
+    video: str = typer.Argument(..., help="Video (mp4, mkv, webm, mov, avi) or audio file (wav, flac, mp3, ogg)."),
+    question: str = typer.Argument(..., help="The question to ask about the clip."),
+    model: Optional[str] = typer.Option(None, help="Hub id (already cached) or local folder of a Qwen2.5-Omni "
+                                                    "checkpoint; default: the built-in model."),
+    method: str = typer.Option("acckv", help="KV compression method (see `acckv methods`)."),
+    budget: str = typer.Option("0.2", help="KV budget per layer: a ratio (0.2, 20%) or a token count (160)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    fps: float = typer.Option(2.0, help="Frames sampled per second (at least 1, as Qwen's 2-s chunks need)."),
+    max_pixels: Optional[int] = typer.Option(None, help="Pixel cap per frame (default: the model's, at most 768·28²)."),
+    max_new_tokens: int = typer.Option(32, help="Longest answer in tokens."),
+    report: ReportMode = typer.Option(ReportMode.compact, help="Retention table: compact, full (every layer) or none."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+):
+    """Answer QUESTION about VIDEO and show how the KV cache was compressed."""
+    _run(_ask, video, question, model, method, budget, device, dtype, fps, max_pixels, max_new_tokens, report, as_json)
+
+
+def _check_options(device: str, dtype: str, fps: float, max_pixels: Optional[int], max_new_tokens: int) -> None:
+    if device not in ("auto", "cpu", "cuda"):
+        raise Fail(f"--device must be auto, cpu or cuda, not {device!r}", 2)
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise Fail(f"--dtype must be auto, float32, bfloat16 or float16, not {dtype!r}", 2)
+    if not 1 <= fps <= 30:
+        raise Fail("--fps must be between 1 and 30 (below 1, Qwen's audio and video chunks fall out of step)", 2)
+    if max_pixels is not None and max_pixels < 4 * 28 * 28:
+        raise Fail(f"--max-pixels must be at least {4 * 28 * 28} (a 56×56 frame)", 2)
+    if max_new_tokens < 1:
+        raise Fail("--max-new-tokens must be at least 1", 2)
+
+
+def _ask(video, question, model, method, budget, device, dtype, fps, max_pixels, max_new_tokens, report, as_json):
+    from acckv_cli.methods import METHODS
+    from acckv_cli.pipeline import ask_clip, check_question
+
+    _check_options(device, dtype, fps, max_pixels, max_new_tokens)
+    check_question(question)
+    if method not in METHODS:
+        raise Fail(f"unknown --method {method!r}; choose one of: {', '.join(sorted(METHODS))}", 2)
+    parsed_budget = _parse_budget(budget)
+    from acckv_cli.media import probe
+    probe(video)  # fail fast on a bad file before loading the model
+    _quiet_libraries()
+    from acckv_cli.model import load_model
+    lm = load_model(model, device, dtype)
+    result = ask_clip(lm, video, question, method, parsed_budget, fps, max_pixels, max_new_tokens)
+    if as_json:
+        for notice in result.notices:
+            err.print(f"note: {notice}", highlight=False)
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    _render_answer(result, report)
+
+
+def _render_answer(result, report: ReportMode) -> None:
+    from acckv_cli.report import render_layers, render_timeline
+
+    for notice in result.notices:
+        err.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
+    out.print(Panel(result.answer or "(empty answer)", title="answer", title_align="left"))
+    summary = Table(show_header=False, box=None)
+    m = result.media
+    summary.add_row("model", result.model)
+    summary.add_row("modalities", ", ".join(m["modalities"]))
+    if "frames" in m:
+        summary.add_row("video", f"{m['frames']} frames at {m['sampled_fps']:g} fps, {m['frame_size'][0]}×"
+                                 f"{m['frame_size'][1]} px ({m['pixels_per_frame']} pixels), "
+                                 f"{m['tokens_per_frame_pair']} tokens per frame pair")
+    t = result.tokens
+    summary.add_row("tokens", f"{t['total']} = video {t['video']} + audio {t['audio']} + text {t['text']}")
+    summary.add_row("KV cache", f"{result.kv_bytes / 2**20:.2f} MB kept of {result.kv_bytes_full / 2**20:.2f} MB "
+                                f"({result.method} @ {result.budget})")
+    tm = result.timings
+    summary.add_row("time", f"decode {tm['decode_s']:.2f} s · encode {tm['encode_s']:.2f} s · "
+                            f"prefill {tm['prefill_s']:.2f} s · generate {tm['generate_s']:.2f} s")
+    out.print(summary)
+    if report != ReportMode.none:
+        out.print(render_layers(result.report, full=report == ReportMode.full))
+        if report == ReportMode.full:
+            out.print(render_timeline(result.report))
+
+
+@app.command()
+def methods(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")):
+    """List the KV compression methods with one line each."""
+    from acckv_cli.methods import METHODS
+
+    rows = [{"name": name, "summary": cls.summary, "paper": cls.paper or None,
+             "defaults": cls().config()} for name, cls in sorted(METHODS.items())]
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table(title="KV compression methods")
+    table.add_column("name")
+    table.add_column("what it does")
+    for row in rows:
+        table.add_row(row["name"], row["summary"])
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

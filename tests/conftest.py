@@ -1,0 +1,76 @@
+"""Shared fixtures: a tiny random Qwen2.5-Omni thinker and processor, and small prompts built offline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import pytest
+import torch
+
+from acckv_cli.layout import layout_for_inputs
+from acckv_cli.media import DecodedMedia, MediaInfo
+from acckv_cli.model import LoadedModel, build_inputs
+from acckv_cli.testing import build_tiny_thinker
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(thinker, processor) of the tiny random model, float32 on CPU, built once per session."""
+    return build_tiny_thinker()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny):
+    thinker, processor = tiny
+    return LoadedModel(thinker, processor, "tiny", torch.device("cpu"), torch.float32, is_builtin=True)
+
+
+def synthetic_media(seconds: float = 4.0, fps: float = 2.0, video: bool = True, audio: bool = True,
+                    size: tuple[int, int] = (112, 140), seed: int = 0) -> DecodedMedia:
+    """Random frames and noise as if decoded from a clip (no file needed)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fps)
+    frames = rng.integers(0, 255, (n, *size, 3), dtype=np.uint8) if video else None
+    wav = (rng.standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32) if audio else None
+    info = MediaInfo(path="synthetic", duration_s=seconds, has_video=video, has_audio=audio,
+                     native_fps=fps if video else None, width=size[1] if video else None,
+                     height=size[0] if video else None, n_frames=n if video else None, video_codec=None,
+                     audio_codec=None, audio_channels=1 if audio else None, audio_rate=16000 if audio else None)
+    return DecodedMedia(info=info, frames=frames, frame_times=np.arange(n) / fps if video else None,
+                        sample_fps=fps if video else None, audio=wav, audio_rate=16000, notices=[],
+                        decode_seconds=0.0)
+
+
+class Prompt:
+    """Processor inputs, the model flag and the token layout of one synthetic clip + question."""
+
+    def __init__(self, lm, media, question="What instrument plays?"):
+        self.inputs, self.use_audio_in_video = build_inputs(lm, media, question)
+        self.layout = layout_for_inputs(lm.thinker, lm.processor, self.inputs, self.use_audio_in_video)
+        self.layout.extras["question"] = question
+
+    def generate(self, thinker, **kwargs):
+        kwargs.setdefault("max_new_tokens", 4)
+        return thinker.generate(**self.inputs, use_audio_in_video=self.use_audio_in_video, do_sample=False,
+                                return_dict_in_generate=True, output_logits=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def av_prompt(tiny_lm):
+    return Prompt(tiny_lm, synthetic_media())
+
+
+@pytest.fixture(scope="session")
+def video_prompt(tiny_lm):
+    return Prompt(tiny_lm, synthetic_media(audio=False), "What colour is the square?")
+
+
+@pytest.fixture(scope="session")
+def audio_prompt(tiny_lm):
+    return Prompt(tiny_lm, synthetic_media(video=False))

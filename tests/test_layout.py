@@ -1,0 +1,94 @@
+"""Token layout on interleaved audio+video, video-only and audio-only prompts."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from acckv_cli.layout import Modality, build_layout
+from conftest import Prompt, synthetic_media
+
+
+def test_av_layout_counts_and_order(av_prompt):
+    lay = av_prompt.layout
+    counts = lay.counts()
+    assert counts["video"] > 0 and counts["audio"] == 100  # 4 s at 25 audio tokens/s
+    assert counts["question"] == len(av_prompt.inputs["input_ids"][0]) - sum(
+        v for k, v in counts.items() if k != "question")
+    assert counts["system"] > 0 and counts["delim"] >= 8
+    # Qwen interleaves 2-s chunks: video of chunk 0, audio of chunk 0, video of chunk 1, ...
+    media = lay.modality[lay.media_mask]
+    switches = int((media[1:] != media[:-1]).sum())
+    assert switches == 3, "expected V A V A for a 4-s clip"
+
+
+def test_av_layout_times_and_frames(av_prompt):
+    lay = av_prompt.layout
+    video, audio = lay.mask(Modality.VIDEO), lay.mask(Modality.AUDIO)
+    assert torch.equal(lay.time_s[video].unique(), torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    assert torch.allclose(lay.time_s[audio], torch.arange(100) * 0.04, atol=1e-5)
+    assert torch.equal(lay.frame_pair[video].unique(), torch.tensor([0, 1, 2, 3], dtype=torch.int32))
+    assert (lay.frame_pair[~video] == -1).all() and torch.isnan(lay.time_s[lay.protected_mask]).all()
+    grid = av_prompt.inputs["video_grid_thw"][0]
+    assert int(lay.row[video].max()) + 1 == int(grid[1]) // 2
+    assert int(lay.col[video].max()) + 1 == int(grid[2]) // 2
+    # Audio in the same chunk as a frame pair shares its time: chunk 0 = seconds [0, 2).
+    first_chunk_audio = audio.nonzero().squeeze(1)[:50]
+    assert float(lay.time_s[first_chunk_audio].max()) < 2.0
+
+
+def test_question_and_post_media_text(av_prompt, tiny):
+    _, processor = tiny
+    lay = av_prompt.layout
+    ids = av_prompt.inputs["input_ids"][0]
+    question_ids = ids[lay.mask(Modality.QUESTION)]
+    assert processor.tokenizer.decode(question_ids) == "What instrument plays?"
+    post = lay.post_media_text_mask()
+    assert post.any() and int(post.nonzero().min()) > int(lay.media_mask.nonzero().max())
+
+
+def test_video_only_layout(video_prompt):
+    lay = video_prompt.layout
+    assert lay.counts()["audio"] == 0 and lay.counts()["video"] > 0
+    assert not video_prompt.use_audio_in_video
+    assert torch.equal(lay.time_s[lay.mask(Modality.VIDEO)].unique(), torch.tensor([0.0, 1.0, 2.0, 3.0]))
+
+
+def test_audio_only_layout(audio_prompt):
+    lay = audio_prompt.layout
+    assert lay.counts()["video"] == 0 and lay.counts()["audio"] == 100
+    assert torch.allclose(lay.time_s[lay.mask(Modality.AUDIO)], torch.arange(100) * 0.04, atol=1e-5)
+    assert math.isclose(lay.duration_s, 3.96, abs_tol=1e-4)
+
+
+def test_second_bins(av_prompt):
+    lay = av_prompt.layout
+    bins = lay.second_bins()
+    assert set(bins[lay.media_mask].tolist()) == {0, 1, 2, 3}
+    assert (bins[lay.protected_mask] == -1).all()
+
+
+def test_build_layout_uses_each_runs_origin():
+    """Two separate media runs each start their clock at 0 (times come from positions, not indices)."""
+    labels = torch.tensor([1, 5, 5, 1, 5, 5], dtype=torch.int8)
+    positions = torch.tensor([[0, 10, 11, 12, 40, 65]] * 3)
+    lay = build_layout(positions, labels, position_id_per_seconds=25, second_per_grid=None)
+    assert torch.allclose(lay.time_s[[1, 2, 4, 5]], torch.tensor([0.0, 0.04, 0.0, 1.0]))
+
+
+def test_fps_reaches_the_processor(tiny_lm):
+    """Pitfall 2: the processor assumes 2 fps unless told; our inputs carry the true sampled rate."""
+    prompt = Prompt(tiny_lm, synthetic_media(seconds=2.0, fps=4.0))
+    assert float(prompt.inputs["video_second_per_grid"][0]) == 0.5
+    times = prompt.layout.time_s[prompt.layout.mask(Modality.VIDEO)].unique()
+    # mRoPE time is an integer position at 25 per second: 0.5 s rounds to 12/25 = 0.48 s.
+    assert torch.allclose(times, torch.tensor([0.0, 0.5, 1.0, 1.5]), atol=0.021)
+    assert torch.equal(prompt.layout.frame_pair[prompt.layout.mask(Modality.VIDEO)].unique(),
+                       torch.tensor([0, 1, 2, 3], dtype=torch.int32))
+
+
+def test_audio_really_reaches_the_prompt(av_prompt):
+    """Pitfall 13: a wrong processor keyword silently drops the audio; ours yields audio tokens."""
+    assert av_prompt.layout.counts()["audio"] > 0
+    assert "mm_token_type_ids" not in av_prompt.inputs  # pitfall 17: popped before generate
