@@ -8,6 +8,7 @@ for every prompt position (§12).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -93,11 +94,17 @@ def load_model(model: str | None = None, device: str = "auto", dtype: str = "aut
     return LoadedModel(thinker, processor, model, dev, dt)
 
 
-def _load_builtin(dev: torch.device, dt: torch.dtype) -> LoadedModel:
+@functools.lru_cache(maxsize=2)
+def _builtin_parts(dev: torch.device, dt: torch.dtype):
+    """Build once per process: batch and eval runs load the default model many times."""
     from acckv_cli.testing import build_tiny_thinker
 
     thinker, processor = build_tiny_thinker()
-    thinker.to(dev, dt).eval()
+    return thinker.to(dev, dt).eval(), processor
+
+
+def _load_builtin(dev: torch.device, dt: torch.dtype) -> LoadedModel:
+    thinker, processor = _builtin_parts(dev, dt)
     notice = ("built-in tiny random model: its answers are meaningless; "
               "pass --model with a Qwen2.5-Omni checkpoint for real answers")
     return LoadedModel(thinker, processor, BUILTIN_NAME, dev, dt, is_builtin=True, notices=[notice])

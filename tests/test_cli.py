@@ -1,0 +1,170 @@
+"""The `acckv` command line: JSON output, every method, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from acckv_cli.cli import app
+from acckv_cli.methods import METHODS
+from media_fixtures import TRICKY_NAMES, build_media_set
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+CLIP = str(SAMPLES / "flute_red_circle.mp4")
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    return build_media_set(tmp_path_factory.mktemp("cli_media"))
+
+
+def ask_json(path: str, *extra: str) -> dict:
+    result = invoke("ask", path, "What instrument plays?", "--json", "--max-new-tokens", "3", *extra)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, "--json must print exactly one JSON object and nothing else on stdout"
+    return json.loads(lines[0])
+
+
+def test_ask_json_on_sample():
+    out = ask_json(CLIP)
+    assert out["tokens"]["video"] > 0 and out["tokens"]["audio"] > 0
+    assert out["model"] == "builtin-tiny" and out["method"] == "acckv" and out["budget"] == "0.2"
+    assert set(out["timings"]) == {"decode_s", "encode_s", "prefill_s", "generate_s"}
+    assert 0 < out["kv_bytes"] < out["kv_bytes_full"]
+    assert out["media"]["sampled_fps"] == 2.0 and out["media"]["frames"] == 12
+    assert out["media"]["modalities"] == ["video", "audio"]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_reports_consistently(method):
+    out = ask_json(CLIP, "--method", method, "--budget", "0.1" if method != "full" else "1.0")
+    report = out["report"]
+    assert report["method"] == method and len(report["layers"]) == 3
+    per_token = None
+    for layer in report["layers"]:
+        assert layer["kept_total"] <= layer["budget"]
+        assert layer["text_kept"] == layer["text_total"], "text must be fully kept"
+        assert layer["kept_total"] == layer["video_kept"] + layer["audio_kept"] + layer["text_kept"]
+        # bytes match tensor sizes: every kept entry costs the same (K and V, all KV heads)
+        size = layer["kv_bytes_after"] / layer["kept_total"]
+        per_token = per_token or size
+        assert size == per_token == layer["kv_bytes_before"] / (
+            layer["video_total"] + layer["audio_total"] + layer["text_total"])
+    assert out["kv_bytes"] == sum(l["kv_bytes_after"] for l in report["layers"])
+    timeline = report["timeline"]
+    assert sum(r["video_kept"] + r["audio_kept"] for r in timeline) == sum(
+        l["video_kept"] + l["audio_kept"] for l in report["layers"])
+
+
+def test_ask_human_output_has_summary_and_report():
+    result = invoke("ask", CLIP, "What instrument plays?", "--max-new-tokens", "2", "--report", "full")
+    assert result.exit_code == 0
+    for text in ("answer", "tokens", "KV cache", "prefill", "KV retention per layer", "Surviving media"):
+        assert text in result.stdout
+    assert "answers are meaningless" in result.stderr
+
+
+def test_video_only_and_audio_only_inputs(media):
+    video = ask_json(str(media["video_only.mp4"]), "--budget", "0.6")  # 160×120: few video tokens
+    assert video["tokens"]["audio"] == 0 and video["tokens"]["video"] > 0
+    assert any("video-only" in n for n in video["notices"])
+    audio = ask_json(str(SAMPLES / "bell.wav"), "--budget", "0.8")
+    assert audio["tokens"]["video"] == 0 and audio["tokens"]["audio"] == 50
+    assert any("audio-only" in n for n in audio["notices"])
+
+
+def test_methods_json_lists_all():
+    result = invoke("methods", "--json")
+    names = {row["name"] for row in json.loads(result.stdout)}
+    assert names == set(METHODS)
+    assert {"full", "random", "streamingllm", "h2o", "snapkv", "pyramidkv", "lookm", "fastv", "taskfocus",
+            "acckv"} <= names
+
+
+def assert_one_line_error(result, code: int, *words: str):
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("name, words", [
+    ("zero_bytes.mp4", ["empty"]),
+    ("text.mp4", ["not a recognised"]),
+    ("truncated.mp4", ["corrupt or truncated"]),
+    ("truncated_faststart.mp4", []),
+    ("zero_frames.avi", ["no frames"]),
+    ("no_streams.mp4", []),
+    ("directory.mp4", ["directory"]),
+])
+def test_bad_files_give_one_line_errors(media, name, words):
+    assert_one_line_error(invoke("ask", str(media[name]), "What plays?"), 2, *words)
+
+
+def test_missing_path(tmp_path):
+    assert_one_line_error(invoke("ask", str(tmp_path / "nope.mp4"), "What plays?"), 2, "not found")
+
+
+@pytest.mark.parametrize("question", ["", "   "])
+def test_empty_question(question):
+    assert_one_line_error(invoke("ask", CLIP, question), 2, "question is empty")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--budget", "abc"], ["budget"]),
+    (["--budget", "3"], ["smaller than"]),
+    (["--method", "nope"], ["unknown --method"]),
+    (["--fps", "0.5"], ["--fps"]),
+    (["--device", "tpu"], ["--device"]),
+    (["--max-new-tokens", "0"], ["--max-new-tokens"]),
+])
+def test_bad_options(args, words):
+    assert_one_line_error(invoke("ask", CLIP, "What plays?", *args), 2, *words)
+
+
+def test_missing_model_folder_is_a_runtime_error(tmp_path):
+    result = invoke("ask", CLIP, "What plays?", "--model", str(tmp_path / "no-model"))
+    assert_one_line_error(result, 1, "not available offline")
+
+
+def test_huge_resolution_is_downscaled(media):
+    out = ask_json(str(media["big_8k.mp4"]), "--budget", "0.6")
+    assert out["media"]["native_size"] == [7680, 4320]
+    assert out["media"]["pixels_per_frame"] <= 64 * 28 * 28
+
+
+@pytest.mark.parametrize("name", TRICKY_NAMES)
+def test_tricky_file_names(media, name, tmp_path, monkeypatch):
+    monkeypatch.chdir(media[name].parent)
+    out = ask_json(str(media[name]), "--budget", "0.5")
+    assert out["tokens"]["audio"] > 0
+    # relative, after `--` so a leading dash is not read as an option
+    result = invoke("ask", "--json", "--max-new-tokens", "1", "--budget", "0.5", "--", name, "What plays?")
+    assert result.exit_code == 0, result.stderr
+    assert not list(Path(media[name].parent).glob("PWNED*"))
+
+
+def test_entry_points_run_as_programs():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for cmd in ([sys.executable, "-m", "acckv_cli", "methods", "--json"],
+                [str(Path(sys.executable).parent / "acckv"), "methods", "--json"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert len(json.loads(proc.stdout)) == len(METHODS)
+    proc = subprocess.run([sys.executable, "-m", "acckv_cli", "ask", "missing.mp4", "q"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
