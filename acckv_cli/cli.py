@@ -190,6 +190,183 @@ def methods(as_json: bool = typer.Option(False, "--json", help="Print the list a
     out.print(table)
 
 
+@app.command("eval")
+def eval_cmd(
+    split: str = typer.Option("test", help="SynthAVQA split: validation or test (ignored with --manifest)."),
+    n: int = typer.Option(40, help="SynthAVQA clips to use (3 questions each)."),
+    manifest: Optional[str] = typer.Option(None, help="JSONL of {video, question[, answer, family]} instead of SynthAVQA."),
+    methods: str = typer.Option("full,acckv,snapkv,h2o,pyramidkv,lookm,fastv,taskfocus,streamingllm,random",
+                                help="Comma-separated method specs; parameters as acckv:tau=0.9;budget_split=joint "
+                                     "(use ';' between parameters on the command line)."),
+    budgets: str = typer.Option("0.2,0.1", help="Comma-separated budgets."),
+    ablation: bool = typer.Option(False, help="Also run AccKV with each component off and with cross-modal merging."),
+    fidelity: bool = typer.Option(False, help="Compare with the full cache (answer agreement, next-token KL); "
+                                              "for clips without labels."),
+    out_dir: str = typer.Option("results/eval", help="Folder for results.jsonl, summary.csv/json and accuracy.png."),
+    data_dir: str = typer.Option(".acckv/synthavqa", help="Where SynthAVQA clips are written as mp4 files."),
+    resume: bool = typer.Option(False, help="Keep finished rows of a previous run and do only the rest."),
+    model: Optional[str] = typer.Option(None, help="Model folder or cached hub id; default: the built-in model."),
+    device: str = typer.Option("auto"),
+    dtype: str = typer.Option("auto"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+):
+    """Compare methods × budgets: accuracy per question family and the KV actually kept."""
+    _run(_eval, split, n, manifest, methods, budgets, ablation, fidelity, out_dir, data_dir, resume, model,
+         device, dtype, as_json)
+
+
+def _eval(split, n, manifest, methods, budgets, ablation, fidelity, out_dir, data_dir, resume, model, device,
+          dtype, as_json):
+    from pathlib import Path
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from acckv_cli import evaluate as ev
+    from acckv_cli.methods import Budget
+
+    _check_options(device, dtype, 2.0, None, 1)
+    method_list = [m.strip().replace(";", ",") for m in methods.split(",") if m.strip()]
+    method_list = _regroup_specs(method_list)
+    if ablation:
+        method_list += [m for m in ev.ABLATIONS if m not in method_list]
+    for spec in method_list:
+        try:
+            ev.parse_method_spec(spec)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Fail(f"bad method spec {spec!r}: {str(exc).strip(chr(39))}", 2) from None
+    budget_list = [b.strip() for b in budgets.split(",") if b.strip()]
+    for b in budget_list:
+        Budget.parse(b)
+    if split not in ("validation", "test") and manifest is None:
+        raise Fail("--split must be validation or test (the train split is for training only)", 2)
+    if manifest is not None and not Path(manifest).is_file():
+        raise Fail(f"manifest not found: {manifest!r}", 2)
+    _quiet_libraries()
+    from acckv_cli.model import load_model
+    lm = load_model(model, device, dtype)
+    for notice in lm.notices:
+        err.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
+    items = ev.read_manifest(manifest) if manifest else ev.synthavqa_items(split, n, Path(data_dir))
+    out_path = Path(out_dir)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("evaluating", total=len(items))
+        rows = ev.run_eval(lm, items, method_list, budget_list, out_path, resume=resume, fidelity=fidelity,
+                           progress=lambda item, todo: bar.advance(task))
+    summary = ev.summarise(rows)
+    ev.write_summary(summary, out_path)
+    metric = "overall" if any("overall" in e for e in summary) else "agreement"
+    ev.plot_summary(summary, out_path / "accuracy.png", metric)
+    if as_json:
+        sys.stdout.write(json.dumps({"summary": summary, "out_dir": str(out_path)}) + "\n")
+        return
+    out_table = Table(title=f"{'accuracy' if metric == 'overall' else 'fidelity'} — {lm.name}", title_justify="left")
+    columns = [c for c in ("method", "budget", "kv_kept", "audio", "video", "alignment", "overall", "agreement",
+                           "next_token_kl", "errors") if any(c in e for e in summary)]
+    for c in columns:
+        out_table.add_column(c, justify="right" if c not in ("method",) else "left")
+    for e in summary:
+        out_table.add_row(*[_fmt(e.get(c)) for c in columns])
+    out.print(out_table)
+    out.print(f"results: {out_path / 'results.jsonl'}, {out_path / 'summary.csv'}, {out_path / 'accuracy.png'}")
+
+
+def _regroup_specs(parts: list[str]) -> list[str]:
+    """Re-join `acckv:tau=0.9,budget_split=joint` that the comma split cut into pieces."""
+    specs: list[str] = []
+    for part in parts:
+        if "=" in part and ":" not in part and specs and ":" in specs[-1]:
+            specs[-1] += "," + part
+        else:
+            specs.append(part)
+    return specs
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+@app.command("inspect")
+def inspect_command(
+    video: str = typer.Argument(..., help="Video (mp4, mkv, webm, mov, avi) or audio file (wav, flac, mp3, ogg)."),
+    question: str = typer.Argument("What is happening in this clip?", help="The question whose attention is measured."),
+    model: Optional[str] = typer.Option(None, help="Hub id (already cached) or local folder of a Qwen2.5-Omni "
+                                                    "checkpoint; default: the built-in model."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    fps: float = typer.Option(2.0, help="Frames sampled per second (at least 1, as Qwen's 2-s chunks need)."),
+    max_pixels: Optional[int] = typer.Option(None, help="Pixel cap per frame (default: the model's, at most 768·28²)."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write heatmaps to this PNG file."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+):
+    """Show where the question's attention goes: per layer (audio/video/text, raw and after AccKV's A-R,
+    AccKV's priority, the layer where video takes over) and per second of the clip."""
+    from acckv_cli.inspect import command
+    _run(command, video, question, model, device, dtype, fps, max_pixels, plot, as_json)
+
+
+@app.command("batch")
+def batch_command(
+    source: str = typer.Argument(..., metavar="INPUT", help="Folder of clips (searched recursively) or a JSONL/CSV "
+                                                            "manifest with video, question[, answer, id]."),
+    out_path: str = typer.Option(..., "--out", help="Results file: one line per video × question."),
+    question: Optional[str] = typer.Option(None, help="Ask this question of every video."),
+    questions: Optional[str] = typer.Option(None, help="File with one question per line, each asked of every video."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an existing --out, skipping finished items."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+    shard: Optional[str] = typer.Option(None, help="I/N: process only items whose index is I modulo N."),
+    model: Optional[str] = typer.Option(None, help="Hub id (already cached) or local folder of a Qwen2.5-Omni "
+                                                    "checkpoint; default: the built-in model."),
+    method: str = typer.Option("acckv", help="KV compression method (see `acckv methods`)."),
+    budget: str = typer.Option("0.2", help="KV budget per layer: a ratio (0.2, 20%) or a token count (160)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    fps: float = typer.Option(2.0, help="Frames sampled per second (at least 1, as Qwen's 2-s chunks need)."),
+    max_pixels: Optional[int] = typer.Option(None, help="Pixel cap per frame (default: the model's, at most 768·28²)."),
+    max_new_tokens: int = typer.Option(32, help="Longest answer in tokens."),
+):
+    """Answer questions about many clips into a JSONL/CSV file (resumable, shardable; each video decoded once)."""
+    from acckv_cli.batch import command
+    _run(command, source, out_path, question, questions, fmt, resume, overwrite, shard, model, method, budget,
+         device, dtype, fps, max_pixels, max_new_tokens)
+
+
+@app.command()
+def bench(
+    sizes: Optional[str] = typer.Option(None, help="Comma-separated prompt lengths, e.g. 2k,8k,16k (the default)."),
+    long: bool = typer.Option(False, "--long", help="Add a 32k-token prompt."),
+    layers: int = typer.Option(2, help="Decoder layers of the 3B-shaped random model (the real one has 36)."),
+    dtype: str = typer.Option("float32", help="float32 | bfloat16"),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated methods (default: all)."),
+    budgets: str = typer.Option("0.2,0.1", help="Budgets to compress to (ratios)."),
+    decode_steps: int = typer.Option(16, help="Timed decode steps per setting (after 2 warm-up steps)."),
+    threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's)."),
+    out_json: Optional[str] = typer.Option(None, help="Write all numbers to this JSON file."),
+    plot: Optional[str] = typer.Option(None, help="Write a PNG of decode time vs context length."),
+    tiny: bool = typer.Option(False, "--tiny", hidden=True),
+):
+    """Benchmark prefill overhead, decode speed, KV bytes and memory of every method (random 3B-shaped thinker)."""
+    _run(_bench, sizes, long, layers, dtype, methods, budgets, decode_steps, threads, out_json, plot, tiny)
+
+
+def _bench(sizes, long, layers, dtype, methods, budgets, decode_steps, threads, out_json, plot, tiny):
+    if dtype not in ("float32", "bfloat16"):
+        raise Fail(f"--dtype must be float32 or bfloat16, not {dtype!r}", 2)
+    _quiet_libraries()
+    from acckv_cli.bench import DEFAULT_METHODS, config_from, main_with
+    try:
+        cfg = config_from(sizes, long, layers, dtype, methods or ",".join(DEFAULT_METHODS), budgets, decode_steps,
+                          threads, out_json, plot, tiny)
+    except ValueError as exc:
+        raise Fail(str(exc), 2) from None
+    main_with(cfg, console=out, progress_console=err)
+
+
 def main() -> None:
     app()
 

@@ -72,24 +72,70 @@ def ask_clip(lm: LoadedModel, path: str, question: str, method: str = "acckv", b
     question = check_question(question)
     budget = budget or Budget(0.2)
     compressor = get_method(method, **(method_params or {}))
-    low, high = lm.pixel_range
-    high = min(high, max_pixels) if max_pixels else high
+    high = pixel_cap(lm, max_pixels)
     decoded = media_mod.decode(path, fps=fps, max_pixels=high)
+    return _answer(lm, decoded, question, compressor, budget, high, max_new_tokens)
+
+
+def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
+    """Pixels per frame to decode and process: the model's cap, lowered by `--max-pixels`."""
+    high = lm.pixel_range[1]
+    return min(high, max_pixels) if max_pixels else high
+
+
+@dataclass
+class PreparedPrompt:
+    """Processor inputs, the `use_audio_in_video` flag and the token layout of one clip + question."""
+
+    inputs: dict
+    use_audio_in_video: bool
+    layout: TokenLayout
+    processor_s: float
+
+
+def prepare_prompt(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str,
+                   max_pixels: int | None = None) -> PreparedPrompt:
+    """Run the processor on already decoded media and derive the token layout (question stored in extras)."""
     start = time.perf_counter()
-    inputs, use_audio_in_video = build_inputs(lm, decoded, question, max_pixels=high)
+    inputs, use_audio_in_video = build_inputs(lm, decoded, question, max_pixels=max_pixels)
     processor_s = time.perf_counter() - start
     layout = layout_for_inputs(lm.thinker, lm.processor, inputs, use_audio_in_video)
     layout.extras["question"] = question
+    return PreparedPrompt(inputs, use_audio_in_video, layout, processor_s)
+
+
+def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str, method: str = "acckv",
+                budget: Budget | None = None, max_pixels: int | None = None, max_new_tokens: int = 32,
+                method_params: dict | None = None) -> AskResult:
+    """`ask_clip` on media decoded once by the caller (`acckv batch` reuses it across questions).
+
+    `decoded` must come from `media.decode(..., max_pixels=pixel_cap(lm, max_pixels))`; it is not modified
+    except for notices, and compression stays per question (query-aware).
+    """
+    question = check_question(question)
+    compressor = get_method(method, **(method_params or {}))
+    return _answer(lm, decoded, question, compressor, budget or Budget(0.2), pixel_cap(lm, max_pixels),
+                   max_new_tokens)
+
+
+def _answer(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str, compressor, budget: Budget,
+            high: int, max_new_tokens: int) -> AskResult:
+    seen_notices = len(decoded.notices)
+    prompt = prepare_prompt(lm, decoded, question, max_pixels=high)
+    inputs, use_audio_in_video, layout = prompt.inputs, prompt.use_audio_in_video, prompt.layout
     with compressor(lm.thinker, layout, budget) as run:
         gen = generate(lm, inputs, use_audio_in_video, max_new_tokens)
     report = RetentionReport.from_run(run, layout)
     summary = report.summary()
-    timings = {"decode_s": decoded.decode_seconds, "encode_s": processor_s + gen.timings["encode_s"],
+    timings = {"decode_s": decoded.decode_seconds, "encode_s": prompt.processor_s + gen.timings["encode_s"],
                "prefill_s": gen.timings["prefill_s"], "generate_s": gen.timings["generate_s"]}
     timings = {k: round(v, 4) for k, v in timings.items()}
     counts = layout.counts()
     tokens = {"video": counts["video"], "audio": counts["audio"],
               "text": len(layout) - counts["video"] - counts["audio"], "total": len(layout)}
+    # building the inputs may add a notice (audio truncated) to the media, once per question: report it
+    # here and take it off again so that media reused for further questions does not pile up copies
+    notices = list(dict.fromkeys([*lm.notices, *decoded.notices]))
+    del decoded.notices[seen_notices:]
     return AskResult(gen.text, lm.name, compressor.name, str(budget), media_summary(decoded, inputs, layout),
-                     tokens, summary["kv_bytes_after"], summary["kv_bytes_before"], timings, report,
-                     [*lm.notices, *decoded.notices])
+                     tokens, summary["kv_bytes_after"], summary["kv_bytes_before"], timings, report, notices)

@@ -67,13 +67,18 @@ class TinySpec:
     hidden: int = 64
     heads: int = 4
     kv_heads: int = 2
+    intermediate: int = 128
     vision_hidden: int = 32
+    vision_depth: int = 2
     audio_hidden: int = 32
+    audio_layers: int = 2
     feature_chunk_seconds: int = 30  # Whisper padding length; short keeps the feature extractor fast
+    min_pixels: int = 4 * 28 * 28
+    max_pixels: int = 64 * 28 * 28
     seed: int = 0
 
 
-def build_tokenizer():
+def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 400):
     """Byte-level BPE trained on a few sentences, wrapped as a Qwen2Tokenizer with Qwen's special tokens."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
@@ -84,9 +89,9 @@ def build_tokenizer():
         pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    bpe.train_from_iterator(_CORPUS, trainer)
+    bpe.train_from_iterator(corpus or _CORPUS, trainer)
     state = json.loads(bpe.to_str())["model"]
     vocab = dict(state["vocab"])
     merges = [tuple(m) if not isinstance(m, str) else tuple(m.split(" ")) for m in state["merges"]]
@@ -126,19 +131,20 @@ def build_config(tokenizer, spec: TinySpec = TinySpec()):
     mrope = [half - 2 * (half // 3), half // 3, half // 3]  # must sum to head_dim / 2
     return Qwen2_5OmniThinkerConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=2 * spec.hidden,
+            vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=spec.intermediate,
             num_hidden_layers=spec.text_layers, num_attention_heads=spec.heads,
             num_key_value_heads=spec.kv_heads, max_position_embeddings=32768,
             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope},
             pad_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), tie_word_embeddings=False,
         ),
         vision_config=dict(
-            depth=2, hidden_size=spec.vision_hidden, intermediate_size=2 * spec.vision_hidden, num_heads=2,
-            out_hidden_size=spec.hidden, fullatt_block_indexes=[1], window_size=112, patch_size=14,
+            depth=spec.vision_depth, hidden_size=spec.vision_hidden, intermediate_size=2 * spec.vision_hidden,
+            num_heads=2, out_hidden_size=spec.hidden, fullatt_block_indexes=[spec.vision_depth - 1],
+            window_size=112, patch_size=14,
             temporal_patch_size=2, spatial_merge_size=2,
         ),
         audio_config=dict(
-            encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=2 * spec.audio_hidden,
+            encoder_layers=spec.audio_layers, encoder_attention_heads=2, encoder_ffn_dim=2 * spec.audio_hidden,
             d_model=spec.audio_hidden, num_mel_bins=128, output_dim=spec.hidden, n_window=100,
             max_source_positions=1500,
         ),
@@ -151,12 +157,12 @@ def build_config(tokenizer, spec: TinySpec = TinySpec()):
     )
 
 
-def build_tiny_thinker(spec: TinySpec = TinySpec()):
+def build_tiny_thinker(spec: TinySpec = TinySpec(), corpus: list[str] | None = None, vocab_size: int = 400):
     """Return `(thinker, processor)`: a random-weight Qwen2.5-Omni thinker in eval mode and its processor."""
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
-    tokenizer = build_tokenizer()
-    processor = build_processor(tokenizer, spec.feature_chunk_seconds)
+    tokenizer = build_tokenizer(corpus, vocab_size)
+    processor = build_processor(tokenizer, spec.feature_chunk_seconds, spec.min_pixels, spec.max_pixels)
     config = build_config(tokenizer, spec)
     with torch.random.fork_rng():
         torch.manual_seed(spec.seed)

@@ -43,7 +43,7 @@ def test_ask_json_on_sample():
     assert out["model"] == "builtin-tiny" and out["method"] == "acckv" and out["budget"] == "0.2"
     assert set(out["timings"]) == {"decode_s", "encode_s", "prefill_s", "generate_s"}
     assert 0 < out["kv_bytes"] < out["kv_bytes_full"]
-    assert out["media"]["sampled_fps"] == 2.0 and out["media"]["frames"] == 12
+    assert out["media"]["sampled_fps"] == 2.0 and out["media"]["frames"] == 8  # 4-s clip at 2 fps
     assert out["media"]["modalities"] == ["video", "audio"]
 
 

@@ -1,0 +1,227 @@
+"""Train the built-in demo model on SynthAVQA, from scratch, on CPU.
+
+    python -m acckv_cli.demo.train --out acckv_cli/assets/demo
+
+The model is the transformers Qwen2.5-Omni thinker class with a small config (`DEMO_SPEC`), its own
+tokenizer (trained on the SynthAVQA question templates) and the stock processor with small pixel
+settings. Each training clip is rendered in memory at exactly 2 fps and 16 kHz (the rates the CLI
+samples real files at) and its three questions (one per family) are asked as a three-turn chat, so one
+forward pass trains three answers. Loss is on the answer tokens only. Seeds are fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from acckv_cli.synth.avqa import FAMILIES, answer_vocabulary, make_example, question_corpus
+from acckv_cli.synth.render import render_clip
+from acckv_cli.testing import DEFAULT_SYSTEM_PROMPT, TinySpec, build_tiny_thinker
+
+log = logging.getLogger("acckv_cli.demo.train")
+
+# 320×240 clips resize to 168×140 under this pixel cap: 6×5 = 30 LLM tokens per frame pair, i.e. 30 video
+# tokens per second at 2 fps against 25 audio tokens per second — video dominates, as with real videos.
+DEMO_SPEC = TinySpec(text_layers=4, hidden=128, heads=4, kv_heads=2, intermediate=384, vision_hidden=64,
+                     vision_depth=2, audio_hidden=64, audio_layers=2, feature_chunk_seconds=15,
+                     min_pixels=4 * 28 * 28, max_pixels=36 * 28 * 28, seed=0)
+FPS = 2.0
+
+
+def demo_corpus() -> list[str]:
+    return [DEFAULT_SYSTEM_PROMPT, *question_corpus(), " ".join(answer_vocabulary()),
+            *answer_vocabulary(), "system user assistant"]
+
+
+def build_demo_model():
+    """A freshly initialised demo thinker and its processor (tokenizer trained on the templates)."""
+    return build_tiny_thinker(DEMO_SPEC, corpus=demo_corpus(), vocab_size=640)
+
+
+def render_training_clip(index: int, rng: np.random.Generator):
+    """Frames at exactly 2 fps and 16 kHz audio for a training example, with mild noise augmentation."""
+    example = make_example("train", index)
+    frames, audio, rate = render_clip(replace(example.spec, fps=FPS))
+    noise = rng.normal(0, 4, frames.shape)
+    frames = np.clip(frames.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    audio = (audio * rng.uniform(0.6, 1.2) + rng.normal(0, 0.003, audio.shape)).astype(np.float32)
+    return example, frames, audio
+
+
+def chat(questions, rng: random.Random) -> list[dict]:
+    """The three questions as consecutive turns, in random order (each family is sometimes first)."""
+    order = list(questions)
+    rng.shuffle(order)
+    turns = []
+    for i, qa in enumerate(order):
+        content = [{"type": "video"}, {"type": "text", "text": qa.question}] if i == 0 else qa.question
+        turns += [{"role": "user", "content": content}, {"role": "assistant", "content": qa.answer}]
+    return turns
+
+
+def answer_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
+    """-100 everywhere except the assistant answers and their <|im_end|>."""
+    labels = torch.full_like(input_ids, -100)
+    im_start, im_end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    header = tokenizer("assistant\n", add_special_tokens=False)["input_ids"]
+    ids = input_ids.tolist()
+    for b, row in enumerate(ids):
+        for i, tok in enumerate(row):
+            if tok == im_start and row[i + 1:i + 1 + len(header)] == header:
+                start = i + 1 + len(header)
+                end = row.index(im_end, start)
+                labels[b, start:end + 1] = input_ids[b, start:end + 1]
+    return labels
+
+
+def make_batch(processor, indices: list[int], np_rng, py_rng):
+    texts, videos, audios = [], [], []
+    for index in indices:
+        example, frames, audio = render_training_clip(index, np_rng)
+        texts.append(processor.apply_chat_template(chat(example.questions, py_rng), tokenize=False))
+        videos.append(frames)
+        audios.append(audio)
+    size = {"shortest_edge": DEMO_SPEC.min_pixels, "longest_edge": DEMO_SPEC.max_pixels}
+    inputs = processor(text=texts, videos=videos, audio=audios, load_audio_from_video=True,
+                       audio_from_video_indices=list(range(len(indices))), padding=True,
+                       videos_kwargs={"fps": FPS, "size": size, "cap_pixels_per_frame": True},
+                       return_tensors="pt")
+    inputs.pop("mm_token_type_ids", None)
+    inputs["labels"] = answer_labels(inputs["input_ids"], processor.tokenizer)
+    return inputs
+
+
+class Batches(torch.utils.data.IterableDataset):
+    """Rendered, processed batches, made in a worker process so that rendering overlaps training."""
+
+    def __init__(self, processor, steps: int, batch: int, seed: int):
+        self.processor, self.steps, self.batch, self.seed = processor, steps, batch, seed
+
+    def __iter__(self):
+        torch.set_num_threads(1)
+        np_rng, py_rng = np.random.default_rng(self.seed), random.Random(self.seed)
+        for step in range(self.steps):
+            yield make_batch(self.processor, [step * self.batch + i for i in range(self.batch)], np_rng, py_rng)
+
+
+def loss_on_answers(thinker, inputs) -> torch.Tensor:
+    """Cross-entropy on answer positions only (logits are computed only there)."""
+    labels = inputs.pop("labels")
+    out = thinker.model(**inputs, use_audio_in_video=True, use_cache=False)
+    hidden = out.last_hidden_state[:, :-1]
+    target = labels[:, 1:]
+    where = target != -100
+    logits = thinker.lm_head(hidden[where])
+    return torch.nn.functional.cross_entropy(logits.float(), target[where])
+
+
+def lr_at(step: int, steps: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+@torch.no_grad()
+def quick_validation(thinker, processor, n: int = 45) -> dict:
+    """Full-cache greedy accuracy per family on in-memory validation clips (no file encoding)."""
+    from acckv_cli.evaluate import answer_matches
+    from acckv_cli.media import DecodedMedia, MediaInfo
+    from acckv_cli.model import LoadedModel, build_inputs, generate
+
+    thinker.eval()
+    lm = LoadedModel(thinker, processor, "demo", torch.device("cpu"), torch.float32)
+    correct = {f: [] for f in FAMILIES}
+    for index in range(n):
+        example = make_example("validation", index)
+        frames, audio, rate = render_clip(replace(example.spec, fps=FPS))
+        info = MediaInfo(path=example.key, duration_s=example.spec.duration_s, has_video=True, has_audio=True,
+                         native_fps=FPS, width=example.spec.width, height=example.spec.height,
+                         n_frames=len(frames), video_codec=None, audio_codec=None, audio_channels=1,
+                         audio_rate=rate)
+        media = DecodedMedia(info, frames, np.arange(len(frames)) / FPS, FPS, audio, rate)
+        for qa in example.questions:
+            inputs, flag = build_inputs(lm, media, qa.question)
+            answer = generate(lm, inputs, flag, max_new_tokens=4).text
+            correct[qa.family].append(answer_matches(answer, qa.answer))
+    thinker.train()
+    return {f: round(sum(v) / len(v), 3) for f, v in correct.items()}
+
+
+def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_every: int) -> dict:
+    torch.manual_seed(seed)
+    thinker, processor = build_demo_model()
+    processor.tokenizer.padding_side = "right"
+    thinker.train()
+    decay = [p for n, p in thinker.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in thinker.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98))
+    history, start, ema = [], time.time(), None
+    loader = torch.utils.data.DataLoader(Batches(processor, steps, batch, seed), batch_size=None,
+                                         num_workers=1, prefetch_factor=4)
+    for step, inputs in enumerate(loader):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup=min(200, steps // 10))
+        loss = loss_on_answers(thinker, inputs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(thinker.parameters(), 1.0)
+        opt.step()
+        ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
+        if step % 25 == 0:
+            log.info("step %d/%d loss %.4f (ema %.4f) %.1f min", step, steps, float(loss), ema,
+                     (time.time() - start) / 60)
+        if validate_every and (step + 1) % validate_every == 0:
+            acc = quick_validation(thinker, processor)
+            history.append({"step": step + 1, "loss_ema": round(ema, 4), "validation": acc,
+                            "minutes": round((time.time() - start) / 60, 1)})
+            log.info("validation at step %d: %s", step + 1, acc)
+            save(thinker, processor, out, history, steps, batch, lr, seed)
+    save(thinker, processor, out, history, steps, batch, lr, seed)
+    return {"history": history, "minutes": (time.time() - start) / 60}
+
+
+def save(thinker, processor, out: Path, history, steps, batch, lr, seed) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    thinker.eval()
+    thinker.save_pretrained(out)
+    processor.tokenizer.padding_side = "left"
+    processor.save_pretrained(out)
+    processor.tokenizer.padding_side = "right"
+    thinker.train()
+    card = {"what": "acckv demo model: Qwen2.5-Omni thinker architecture, small config, trained from scratch "
+                    "on SynthAVQA (synthetic shapes + instrument tones)",
+            "spec": asdict(DEMO_SPEC), "steps": steps, "batch": batch, "lr": lr, "seed": seed,
+            "command": f"python -m acckv_cli.demo.train --out {out} --steps {steps} --batch {batch} --lr {lr}",
+            "history": history}
+    (out / "training.json").write_text(json.dumps(card, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("acckv_cli/assets/demo"))
+    parser.add_argument("--steps", type=int, default=3200)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="Torch threads for the training process (rendering runs in one more process)")
+    parser.add_argument("--validate-every", type=int, default=500)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    result = train(args.out, args.steps, args.batch, args.lr, args.seed, args.validate_every)
+    log.info("done in %.1f min", result["minutes"])
+
+
+if __name__ == "__main__":
+    main()
