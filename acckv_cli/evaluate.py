@@ -161,6 +161,9 @@ def next_token_kl(reference: list[torch.Tensor], logits: list[torch.Tensor], ref
     return sum(values) / len(values) if values else None
 
 
+FULL_BUDGET = [("1.0", Budget(1.0))]  # the full cache ignores budgets: run it once
+
+
 def result_key(item_id: str, method: str, budget: str) -> str:
     return f"{item_id}|{method}|{budget}"
 
@@ -206,7 +209,8 @@ def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: li
     with results_path.open("a") as sink:
         for item in items:
             todo = [(label, name, params, b_text, b) for (label, name, params) in specs
-                    for (b_text, b) in parsed_budgets if result_key(item.id, label, b_text) not in done]
+                    for (b_text, b) in (FULL_BUDGET if name == "full" else parsed_budgets)
+                    if result_key(item.id, label, b_text) not in done]
             if progress:
                 progress(item, len(todo))
             if not todo:
@@ -289,11 +293,33 @@ def _mean(values) -> float | None:
 
 def write_summary(summary: list[dict], out_dir: Path) -> None:
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out_dir / "summary.md").write_text(summary_markdown(summary))
     columns = sorted({k for e in summary for k in e}, key=_column_order)
     with (out_dir / "summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(summary)
+
+
+def summary_markdown(summary: list[dict]) -> str:
+    """The summary as a Markdown table (what the README shows), percentages with one decimal."""
+    columns = [c for c in ("method", "budget", "kv_kept", "audio", "video", "alignment", "overall", "agreement",
+                           "next_token_kl") if any(e.get(c) is not None for e in summary)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for e in summary:
+        cells = []
+        for c in columns:
+            v = e.get(c)
+            if v is None:
+                cells.append("–")
+            elif c in ("method", "budget"):
+                cells.append(f"`{v}`" if c == "method" else str(v))
+            elif c == "next_token_kl":
+                cells.append(f"{v:.4f}")
+            else:
+                cells.append(f"{100 * v:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _column_order(name: str) -> tuple[int, str]:

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 QWEN_MIN_PIXELS = 128 * 28 * 28
 QWEN_MAX_PIXELS = 768 * 28 * 28
 BUILTIN_NAME = "builtin-tiny"
+DEMO_NAME = "builtin-demo"
+DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
+DEMO_NOTICE = ("built-in demo model: a small Qwen2.5-Omni-architecture model trained only on SynthAVQA "
+               "(synthetic shapes + instrument tones); for real videos pass --model with a Qwen2.5-Omni checkpoint")
 
 
 class ModelUnavailable(RuntimeError):
@@ -96,18 +101,27 @@ def load_model(model: str | None = None, device: str = "auto", dtype: str = "aut
 
 @functools.lru_cache(maxsize=2)
 def _builtin_parts(dev: torch.device, dt: torch.dtype):
-    """Build once per process: batch and eval runs load the default model many times."""
+    """Load once per process: batch and eval runs ask for the default model many times.
+
+    The trained demo model shipped in the package when present, else a tiny random thinker.
+    """
+    if (DEMO_DIR / "config.json").is_file():
+        from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+        processor = Qwen2_5OmniProcessor.from_pretrained(DEMO_DIR)
+        thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(DEMO_DIR, dtype=dt,
+                                                                             attn_implementation="sdpa")
+        return thinker.to(dev).eval(), processor, DEMO_NAME, DEMO_NOTICE
     from acckv_cli.testing import build_tiny_thinker
 
     thinker, processor = build_tiny_thinker()
-    return thinker.to(dev, dt).eval(), processor
+    notice = ("built-in tiny random model: its answers are meaningless; "
+              "pass --model with a Qwen2.5-Omni checkpoint for real answers")
+    return thinker.to(dev, dt).eval(), processor, BUILTIN_NAME, notice
 
 
 def _load_builtin(dev: torch.device, dt: torch.dtype) -> LoadedModel:
-    thinker, processor = _builtin_parts(dev, dt)
-    notice = ("built-in tiny random model: its answers are meaningless; "
-              "pass --model with a Qwen2.5-Omni checkpoint for real answers")
-    return LoadedModel(thinker, processor, BUILTIN_NAME, dev, dt, is_builtin=True, notices=[notice])
+    thinker, processor, name, notice = _builtin_parts(dev, dt)
+    return LoadedModel(thinker, processor, name, dev, dt, is_builtin=True, notices=[notice])
 
 
 def _unavailable_message(model: str, exc: Exception) -> str:

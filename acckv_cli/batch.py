@@ -1,0 +1,440 @@
+"""`acckv batch`: many clips × questions into one JSONL (or CSV) file, resumable and shardable.
+
+Work list: a folder (searched recursively for the video and audio extensions of `acckv_cli.media`; hidden
+files and folders skipped) or a JSONL/CSV manifest of rows {video, question[, answer, id]}, crossed with
+`--question`/`--questions` where a row (or the folder) has no question. Items are sorted by video path
+(stable, so a manifest keeps its row order per video) and numbered; `--shard I/N` keeps the items whose
+number is I modulo N.
+
+Encode once, ask many: each video is decoded once (`media.decode`) and the `DecodedMedia` is reused for all
+its questions; the processor, encoders, prefill and compression run per question, because the question is
+part of the prompt and compression is query-aware (as in `acckv ask`).
+
+Output: one line per item, written with a single `write()` of the complete line on an O_APPEND file
+descriptor, so a killed run leaves only complete lines (a partial last line, should one exist anyway, is
+cut off by `--resume`). Each line carries a stable `key` (sha1 of video path + question + method + budget)
+that `--resume` uses to skip finished items.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from acckv_cli.cli import Fail, _check_options, _classify, _parse_budget, _quiet_libraries, err, out
+from acckv_cli.media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
+FORMATS = ("jsonl", "csv")
+CSV_COLUMNS = ["id", "key", "video", "question", "expected", "method", "budget", "answer", "error",
+               "kv_bytes", "kv_bytes_full", "kv_kept_ratio", "video_kept_ratio", "audio_kept_ratio",
+               "text_kept_ratio", "tokens_video", "tokens_audio", "tokens_text", "decode_s", "encode_s",
+               "prefill_s", "generate_s", "total_s", "decode_reused", "modalities", "notices"]
+
+
+@dataclass
+class Item:
+    index: int            # position in the sorted work list (before sharding)
+    id: str
+    video: str            # path as found in the folder, or resolved against the manifest's folder
+    question: str
+    expected: str | None  # the manifest's `answer`, if any
+    key: str = ""
+
+
+@dataclass
+class Options:
+    method: str = "acckv"
+    budget: object = None          # methods.Budget
+    fps: float = 2.0
+    max_pixels: int | None = None
+    max_new_tokens: int = 32
+
+
+@dataclass
+class Tally:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    kept_ratios: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def item_key(video: str, question: str, method: str, budget: str) -> str:
+    """Stable identity of an item: absolute video path, question, method and budget."""
+    raw = json.dumps([os.path.abspath(video), question, method, budget], ensure_ascii=False)
+    return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:20]
+
+
+# ------------------------------------------------------------------------------------------ work list
+
+
+def read_questions(path: str) -> list[str]:
+    """Questions file: one question per line; blank lines are ignored."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            questions = [line.strip() for line in fh if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Fail(f"cannot read --questions file {path!r}: {exc.strerror if isinstance(exc, OSError) else exc}", 2)
+    if not questions:
+        raise Fail(f"--questions file {path!r} holds no question", 2)
+    return questions
+
+
+def _folder_rows(folder: Path) -> list[dict]:
+    rows = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or path.suffix.lower() not in MEDIA_EXTENSIONS:
+            continue
+        if path.is_dir():
+            continue
+        rows.append({"video": str(folder / rel), "rel": rel.as_posix()})
+    rows.sort(key=lambda r: r["rel"])
+    return rows
+
+
+def _manifest_rows(manifest: Path) -> list[dict]:
+    suffix = manifest.suffix.lower()
+    try:
+        text = manifest.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Fail(f"cannot read manifest {str(manifest)!r}: {exc.strerror if isinstance(exc, OSError) else exc}", 2)
+    rows: list[dict] = []
+    if suffix == ".jsonl":
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise Fail(f"{manifest}:{n}: not valid JSON ({exc.msg})", 2) from None
+            if not isinstance(row, dict):
+                raise Fail(f"{manifest}:{n}: each line must be a JSON object with a \"video\" field", 2)
+            rows.append({**row, "_line": n})
+    elif suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or "video" not in reader.fieldnames:
+            raise Fail(f"{manifest}: the CSV header must have a 'video' column (and 'question', 'answer', 'id')", 2)
+        rows = [{**row, "_line": n} for n, row in enumerate(reader, 2)]
+    else:
+        raise Fail(f"{str(manifest)!r} is neither a folder nor a .jsonl/.csv manifest", 2)
+    base = manifest.parent
+    for row in rows:
+        video = row.get("video")
+        if not isinstance(video, str) or not video.strip():
+            raise Fail(f"{manifest}:{row['_line']}: missing \"video\"", 2)
+        row["video"] = video if os.path.isabs(video) else str(base / video)
+    return rows
+
+
+def collect_items(source: str, questions: list[str] | None, method: str, budget: str) -> tuple[list[Item], int]:
+    """The sorted, numbered work list and the number of duplicate items dropped."""
+    from acckv_cli.pipeline import check_question
+
+    path = Path(source)
+    if not path.exists():
+        raise Fail(f"batch input not found: {source!r}", 2)
+    is_folder = path.is_dir()
+    rows = _folder_rows(path) if is_folder else _manifest_rows(path)
+    if is_folder and not questions:
+        raise Fail("a folder has no questions: pass --question \"...\" or --questions FILE", 2)
+    entries = []
+    for n, row in enumerate(rows):
+        own = row.get("question")
+        own = own.strip() if isinstance(own, str) and own.strip() else None
+        asked = [own] if own else (questions or [])
+        if not asked:
+            raise Fail(f"{source}:{row['_line']}: no question; add a \"question\" field or pass --question", 2)
+        expected = row.get("answer")
+        base_id = str(row["id"]) if row.get("id") not in (None, "") else (row["rel"] if is_folder else f"row{row['_line']}")
+        for j, q in enumerate(asked):
+            item_id = base_id if len(asked) == 1 else f"{base_id}#{j}"
+            entries.append(Item(-1, item_id, row["video"], check_question(q),
+                                None if expected in (None, "") else str(expected)))
+    entries.sort(key=lambda it: it.video)  # stable: rows / questions keep their order within a video
+    items, seen = [], set()
+    for it in entries:
+        it.key = item_key(it.video, it.question, method, budget)
+        if it.key in seen:
+            continue
+        seen.add(it.key)
+        it.index = len(items)
+        items.append(it)
+    return items, len(entries) - len(items)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 0, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
+        raise Fail(f"--shard must be I/N with 0 ≤ I < N (e.g. 0/4), not {text!r}", 2)
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard(items: list[Item], i: int, n: int) -> list[Item]:
+    return [it for it in items if it.index % n == i]
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def finished_keys(path: str, fmt: str) -> set[str]:
+    """Keys of the items already in an output file; a partial last line is cut off first."""
+    if not os.path.exists(path):
+        return set()
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as fh:
+            fh.truncate(cut)
+        err.print(f"note: removed a partial last line ({len(data) - cut} bytes) from {path}", highlight=False)
+        data = data[:cut]
+    text = data.decode("utf-8", errors="replace")
+    keys: set[str] = set()
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(text)))
+        if rows and "key" not in rows[0]:
+            raise Fail(f"{path} is not an `acckv batch` CSV file (no 'key' column); use --overwrite or another --out", 2)
+        if rows:
+            col = rows[0].index("key")
+            keys = {r[col] for r in rows[1:] if len(r) > col}
+        return keys
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            keys.add(json.loads(line)["key"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise Fail(f"{path}:{n}: not an `acckv batch` result line; use --overwrite or another --out", 2) from None
+    return keys
+
+
+class LineWriter:
+    """Appends complete lines, each with one `os.write` on an O_APPEND descriptor (no user-space buffer)."""
+
+    def __init__(self, path: str, fmt: str, truncate: bool):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        self.fd = os.open(path, flags, 0o644)
+        self.fmt = fmt
+        if fmt == "csv" and os.fstat(self.fd).st_size == 0:
+            self._write(self._csv_line(CSV_COLUMNS))
+
+    def write(self, record: dict) -> None:
+        if self.fmt == "csv":
+            self._write(self._csv_line([_csv_cell(v) for v in flat_record(record).values()]))
+        else:
+            self._write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    @staticmethod
+    def _csv_line(cells: list) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(cells)
+        return buf.getvalue()
+
+    def _write(self, line: str) -> None:
+        data = line.encode("utf-8")
+        written = os.write(self.fd, data)  # regular files: the whole line in one call
+        while written < len(data):  # not expected on a local file system; never leave half a line
+            data = data[written:]
+            written = os.write(self.fd, data)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> "LineWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    return " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text  # one record per line
+
+
+def flat_record(record: dict) -> dict:
+    """The CSV columns of a result record."""
+    kept, tokens, tm = record.get("kept") or {}, record.get("tokens") or {}, record.get("timings") or {}
+    flat = {"id": record["id"], "key": record["key"], "video": record["video"], "question": record["question"],
+            "expected": record.get("expected"), "method": record["method"], "budget": record["budget"],
+            "answer": record.get("answer"), "error": record.get("error"), "kv_bytes": record.get("kv_bytes"),
+            "kv_bytes_full": record.get("kv_bytes_full"), "kv_kept_ratio": kept.get("kv"),
+            "video_kept_ratio": kept.get("video"), "audio_kept_ratio": kept.get("audio"),
+            "text_kept_ratio": kept.get("text"), "tokens_video": tokens.get("video"),
+            "tokens_audio": tokens.get("audio"), "tokens_text": tokens.get("text"),
+            "decode_s": tm.get("decode_s"), "encode_s": tm.get("encode_s"), "prefill_s": tm.get("prefill_s"),
+            "generate_s": tm.get("generate_s"), "total_s": tm.get("total_s"),
+            "decode_reused": record.get("decode_reused"),
+            "modalities": " ".join(record.get("modalities") or []), "notices": "; ".join(record.get("notices") or [])}
+    assert list(flat) == CSV_COLUMNS
+    return flat
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+def _base_record(item: Item, options: Options) -> dict:
+    return {"id": item.id, "key": item.key, "video": item.video, "question": item.question,
+            "expected": item.expected, "method": options.method, "budget": str(options.budget),
+            "answer": None, "error": None}
+
+
+def _error_record(item: Item, options: Options, exc: Exception, seconds: float) -> dict:
+    return {**_base_record(item, options), "error": str(_classify(exc)), "kv_bytes": None, "kv_bytes_full": None,
+            "kept": None, "tokens": None, "timings": {"total_s": round(seconds, 4)}, "decode_reused": None,
+            "modalities": None, "notices": []}
+
+
+def _result_record(item: Item, options: Options, result, lm, reused: bool, seconds: float) -> dict:
+    summary = result.report.summary()
+    timings = dict(result.timings)
+    if reused:
+        timings["decode_s"] = 0.0
+    timings["total_s"] = round(seconds, 4)
+    return {**_base_record(item, options), "answer": result.answer, "method": result.method,
+            "budget": result.budget, "kv_bytes": result.kv_bytes, "kv_bytes_full": result.kv_bytes_full,
+            "kept": {"kv": summary["kv_kept_ratio"], "video": summary["video_kept_ratio"],
+                     "audio": summary["audio_kept_ratio"], "text": summary["text_kept_ratio"]},
+            "tokens": result.tokens, "timings": timings, "decode_reused": reused,
+            "modalities": result.media["modalities"],
+            "notices": [n for n in result.notices if n not in lm.notices]}
+
+
+def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> Tally:
+    """Answer every item, decoding each video once for all its consecutive items; one record per item.
+
+    `write(record)` is called once per item, in order; `on_item(item)` after it (progress).
+    A failure (bad file, budget too small, model error) becomes that item's `error`; nothing is raised
+    except KeyboardInterrupt and SystemExit.
+    """
+    from acckv_cli import media as media_mod
+    from acckv_cli.pipeline import ask_decoded, pixel_cap
+
+    tally = Tally()
+    start = time.perf_counter()
+    i = 0
+    while i < len(items):
+        j = i
+        while j < len(items) and items[j].video == items[i].video:
+            j += 1
+        group, i = items[i:j], j
+        decoded, decode_error = None, None
+        t0 = time.perf_counter()
+        try:
+            decoded = media_mod.decode(group[0].video, fps=options.fps, max_pixels=pixel_cap(lm, options.max_pixels))
+        except Exception as exc:  # one bad file is one error per item, never the end of the run
+            decode_error = exc
+        decode_s = time.perf_counter() - t0
+        for n, item in enumerate(group):
+            t1 = time.perf_counter()
+            if decode_error is not None:
+                record = _error_record(item, options, decode_error, decode_s if n == 0 else 0.0)
+            else:
+                try:
+                    result = ask_decoded(lm, decoded, item.question, options.method, options.budget,
+                                         options.max_pixels, options.max_new_tokens)
+                    seconds = time.perf_counter() - t1 + (decode_s if n == 0 else 0.0)
+                    record = _result_record(item, options, result, lm, n > 0, seconds)
+                except Exception as exc:
+                    record = _error_record(item, options, exc, time.perf_counter() - t1)
+            write(record)
+            if record["error"] is None:
+                tally.done += 1
+                tally.kept_ratios.append(record["kept"]["kv"])
+            else:
+                tally.failed += 1
+            if on_item is not None:
+                on_item(item)
+        del decoded
+    tally.seconds = time.perf_counter() - start
+    return tally
+
+
+def command(source: str, out_path: str, question: str | None, questions_file: str | None, fmt: str,
+            resume: bool, overwrite: bool, shard_text: str | None, model: str | None, method: str,
+            budget: str, device: str, dtype: str, fps: float, max_pixels: int | None,
+            max_new_tokens: int) -> None:
+    """The `acckv batch` command body (run through `cli._run` for error mapping)."""
+    from acckv_cli.methods import METHODS
+
+    _check_options(device, dtype, fps, max_pixels, max_new_tokens)
+    if method not in METHODS:
+        raise Fail(f"unknown --method {method!r}; choose one of: {', '.join(sorted(METHODS))}", 2)
+    if fmt not in FORMATS:
+        raise Fail(f"--format must be jsonl or csv, not {fmt!r}", 2)
+    if resume and overwrite:
+        raise Fail("--resume and --overwrite exclude each other", 2)
+    if question is not None and questions_file is not None:
+        raise Fail("pass --question or --questions, not both", 2)
+    shard_i, shard_n = parse_shard(shard_text)
+    parsed_budget = _parse_budget(budget)
+    questions = [question] if question is not None else (read_questions(questions_file) if questions_file else None)
+    items, duplicates = collect_items(source, questions, method, str(parsed_budget))
+    if os.path.isdir(out_path):
+        raise Fail(f"--out {out_path!r} is a directory", 2)
+    if os.path.exists(out_path) and not (resume or overwrite):
+        raise Fail(f"{out_path!r} exists: pass --resume to continue it or --overwrite to replace it", 2)
+    parent = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(parent):
+        raise Fail(f"folder of --out does not exist: {parent!r}", 2)
+
+    mine = shard(items, shard_i, shard_n)
+    finished = finished_keys(out_path, fmt) if resume else set()
+    todo = [it for it in mine if it.key not in finished]
+    skipped = len(mine) - len(todo)
+    if duplicates:
+        err.print(f"note: {duplicates} duplicate item(s) (same video and question) listed once", highlight=False)
+
+    if todo:
+        _quiet_libraries()
+        from acckv_cli.model import load_model
+        lm = load_model(model, device, dtype)
+        for notice in lm.notices:
+            err.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
+    tally = Tally(skipped=skipped)
+    with LineWriter(out_path, fmt, truncate=overwrite) as writer:
+        if todo:
+            label = f"shard {shard_i}/{shard_n}" if shard_n > 1 else ""
+            options = Options(method, parsed_budget, fps, max_pixels, max_new_tokens)
+            with _progress() as bar:
+                task = bar.add_task(label, total=len(todo))
+                try:
+                    ran = run_items(lm, todo, options, writer.write, on_item=lambda item: bar.advance(task))
+                except KeyboardInterrupt:
+                    bar.stop()
+                    raise Fail(f"interrupted; finished lines are in {out_path}: rerun with --resume to continue",
+                               130) from None
+            tally.done, tally.failed, tally.kept_ratios, tally.seconds = (ran.done, ran.failed, ran.kept_ratios,
+                                                                          ran.seconds)
+    out.print(summary_table(tally, len(mine), out_path))
+
+
+def _progress():
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    return Progress(TextColumn("[bold]batch[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
+
+
+def summary_table(tally: Tally, total: int, out_path: str):
+    from rich.table import Table
+
+    table = Table(title=f"batch summary → {out_path}", title_justify="left")
+    for col in ("items", "done", "failed", "skipped (resumed)", "time", "mean KV kept"):
+        table.add_column(col, justify="right")
+    mean = (f"{100 * sum(tally.kept_ratios) / len(tally.kept_ratios):.1f} %" if tally.kept_ratios else "–")
+    table.add_row(str(total), str(tally.done), str(tally.failed), str(tally.skipped), f"{tally.seconds:.1f} s", mean)
+    return table
