@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from acckv_cli.synth.avqa import FAMILIES, answer_vocabulary, make_example, question_corpus
+from acckv_cli.synth.avqa import FAMILIES, all_questions, answer_vocabulary, make_example, question_corpus
 from acckv_cli.synth.render import render_clip
 from acckv_cli.testing import DEFAULT_SYSTEM_PROMPT, TinySpec, build_tiny_thinker
 
@@ -57,10 +57,14 @@ def render_training_clip(index: int, rng: np.random.Generator):
     return example, frames, audio
 
 
+MAX_TURNS = 8
+
+
 def chat(questions, rng: random.Random) -> list[dict]:
-    """The three questions as consecutive turns, in random order (each family is sometimes first)."""
+    """Up to `MAX_TURNS` questions as consecutive turns, in random order (each kind is sometimes first)."""
     order = list(questions)
     rng.shuffle(order)
+    order = order[:MAX_TURNS]
     turns = []
     for i, qa in enumerate(order):
         content = [{"type": "video"}, {"type": "text", "text": qa.question}] if i == 0 else qa.question
@@ -87,7 +91,7 @@ def make_batch(processor, indices: list[int], np_rng, py_rng):
     texts, videos, audios = [], [], []
     for index in indices:
         example, frames, audio = render_training_clip(index, np_rng)
-        texts.append(processor.apply_chat_template(chat(example.questions, py_rng), tokenize=False))
+        texts.append(processor.apply_chat_template(chat(all_questions(example), py_rng), tokenize=False))
         videos.append(frames)
         audios.append(audio)
     size = {"shortest_edge": DEMO_SPEC.min_pixels, "longest_edge": DEMO_SPEC.max_pixels}
@@ -113,9 +117,47 @@ class Batches(torch.utils.data.IterableDataset):
             yield make_batch(self.processor, [step * self.batch + i for i in range(self.batch)], np_rng, py_rng)
 
 
-def loss_on_answers(thinker, inputs) -> torch.Tensor:
+def isolate_turns(thinker, inputs, tokenizer) -> dict:
+    """Make every question turn see only the media prefix and itself, at the positions it has at test time.
+
+    Several questions share one encoding of the clip, but a later turn must not read an earlier answer
+    ("What colour is the square?" → purple, then "What shape is purple?"). Each turn gets a block of a
+    4-D causal mask and positions that restart right after the media block, as a single question would.
+    """
+    ids, pad = inputs["input_ids"], inputs["attention_mask"].bool()
+    feature_mask = inputs["feature_attention_mask"]
+    pos3, _ = thinker.get_rope_index(ids, None, inputs["video_grid_thw"], inputs["attention_mask"], True,
+                                     feature_mask.sum(-1), inputs["video_second_per_grid"])
+    B, L = ids.shape
+    pos4 = torch.cat([(inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)[None], pos3]).clone()
+    turn = torch.zeros(B, L, dtype=torch.long)  # 0 = shared prefix, k = k-th question turn
+    vision_eos = tokenizer.convert_tokens_to_ids("<|vision_eos|>")
+    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    user = tokenizer("user", add_special_tokens=False)["input_ids"]
+    for b in range(B):
+        row = ids[b].tolist()
+        prefix_end = max(i for i, t in enumerate(row) if t == vision_eos) + 1
+        starts = [prefix_end] + [i for i in range(prefix_end, L) if row[i] == im_start
+                                 and row[i + 1:i + 1 + len(user)] == user]
+        bounds = starts + [int(pad[b].nonzero().max()) + 1]  # works for left or right padding
+        for k, (a, z) in enumerate(zip(bounds[:-1], bounds[1:]), 1):
+            turn[b, a:z] = k
+            pos4[:, b, a:z] = pos4[:, b, prefix_end:prefix_end + 1] + torch.arange(z - a)
+    same = (turn[:, :, None] == turn[:, None, :]) | (turn[:, None, :] == 0)
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    mask = same & causal & pad[:, None, :]
+    mask |= torch.eye(L, dtype=torch.bool)  # padded queries attend to themselves (no NaN rows)
+    inputs = dict(inputs)
+    inputs["attention_mask"] = mask[:, None]
+    inputs["position_ids"] = pos4
+    return inputs
+
+
+def loss_on_answers(thinker, inputs, tokenizer=None) -> torch.Tensor:
     """Cross-entropy on answer positions only (logits are computed only there)."""
     labels = inputs.pop("labels")
+    if tokenizer is not None:
+        inputs = isolate_turns(thinker, inputs, tokenizer)
     out = thinker.model(**inputs, use_audio_in_video=True, use_cache=False)
     hidden = out.last_hidden_state[:, :-1]
     target = labels[:, 1:]
@@ -156,7 +198,8 @@ def quick_validation(thinker, processor, n: int = 45) -> dict:
     return {f: round(sum(v) / len(v), 3) for f, v in correct.items()}
 
 
-def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_every: int) -> dict:
+def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_every: int,
+          max_minutes: float | None = None) -> dict:
     torch.manual_seed(seed)
     thinker, processor = build_demo_model()
     processor.tokenizer.padding_side = "right"
@@ -171,7 +214,7 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_ever
     for step, inputs in enumerate(loader):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup=min(200, steps // 10))
-        loss = loss_on_answers(thinker, inputs)
+        loss = loss_on_answers(thinker, inputs, processor.tokenizer)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(thinker.parameters(), 1.0)
@@ -186,6 +229,10 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_ever
                             "minutes": round((time.time() - start) / 60, 1)})
             log.info("validation at step %d: %s", step + 1, acc)
             save(thinker, processor, out, history, steps, batch, lr, seed)
+        if max_minutes and time.time() - start > 60 * max_minutes:
+            log.info("stopping at step %d: --max-minutes reached", step + 1)
+            history.append({"stopped_early_at_step": step + 1})
+            break
     save(thinker, processor, out, history, steps, batch, lr, seed)
     return {"history": history, "minutes": (time.time() - start) / 60}
 
@@ -209,17 +256,19 @@ def save(thinker, processor, out: Path, history, steps, batch, lr, seed) -> None
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("acckv_cli/assets/demo"))
-    parser.add_argument("--steps", type=int, default=3200)
+    parser.add_argument("--steps", type=int, default=3400)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="Torch threads for the training process (rendering runs in one more process)")
-    parser.add_argument("--validate-every", type=int, default=500)
+    parser.add_argument("--validate-every", type=int, default=850)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="Stop early (and save) after this long, whatever the step")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    result = train(args.out, args.steps, args.batch, args.lr, args.seed, args.validate_every)
+    result = train(args.out, args.steps, args.batch, args.lr, args.seed, args.validate_every, args.max_minutes)
     log.info("done in %.1f min", result["minutes"])
 
 

@@ -163,6 +163,26 @@ def questions_for(rng: random.Random, segments: list[Segment], visual, sound) ->
     return [rng.choice(audio), rng.choice(video), rng.choice(alignment)]
 
 
+def all_questions(example: Example) -> list[QA]:
+    """Every question with a unique answer for this clip (training uses them for more signal per clip)."""
+    spec = example.spec
+    visual, sound = list(spec.visual_events), list(spec.sound_events)
+    segments = [Segment(v.start_s, v.end_s, v.shape, v.colour, s.instrument)
+                for v in visual for s in sound if (v.start_s, v.end_s) == (s.start_s, s.end_s)]
+    out = [QA("What instrument plays first?", min(sound, key=lambda e: e.start_s).instrument, "audio"),
+           QA("What instrument plays last?", max(sound, key=lambda e: e.start_s).instrument, "audio")]
+    if len(sound) == 1:
+        out.append(QA("What instrument plays?", sound[0].instrument, "audio"))
+    for v in visual:
+        out += [QA(f"What colour is the {v.shape}?", v.colour, "video"),
+                QA(f"What shape is {v.colour}?", v.shape, "video")]
+    for seg in segments:
+        out += [QA(f"What colour is the shape on screen when the {seg.instrument} plays?", seg.colour, "alignment"),
+                QA(f"Which instrument plays while the {seg.shape} is visible?", seg.instrument, "alignment"),
+                QA(f"What shape is on screen when the {seg.instrument} plays?", seg.shape, "alignment")]
+    return out
+
+
 def answer_vocabulary() -> list[str]:
     """Every possible answer word."""
     return sorted({*ANSWER_COLOURS, *SHAPES, *INSTRUMENTS})
