@@ -345,23 +345,26 @@ def bench(
     methods: Optional[str] = typer.Option(None, help="Comma-separated methods (default: all)."),
     budgets: str = typer.Option("0.2,0.1", help="Budgets to compress to (ratios)."),
     decode_steps: int = typer.Option(16, help="Timed decode steps per setting (after 2 warm-up steps)."),
+    repeat: int = typer.Option(3, help="Runs of each method step shorter than 1 s (the median is reported)."),
     threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's)."),
     out_json: Optional[str] = typer.Option(None, help="Write all numbers to this JSON file."),
     plot: Optional[str] = typer.Option(None, help="Write a PNG of decode time vs context length."),
+    out_md: Optional[str] = typer.Option(None, help="Write the main numbers as Markdown tables."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True),
 ):
     """Benchmark prefill overhead, decode speed, KV bytes and memory of every method (random 3B-shaped thinker)."""
-    _run(_bench, sizes, long, layers, dtype, methods, budgets, decode_steps, threads, out_json, plot, tiny)
+    _run(_bench, sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot, out_md,
+         tiny)
 
 
-def _bench(sizes, long, layers, dtype, methods, budgets, decode_steps, threads, out_json, plot, tiny):
+def _bench(sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot, out_md, tiny):
     if dtype not in ("float32", "bfloat16"):
         raise Fail(f"--dtype must be float32 or bfloat16, not {dtype!r}", 2)
     _quiet_libraries()
     from acckv_cli.bench import DEFAULT_METHODS, config_from, main_with
     try:
         cfg = config_from(sizes, long, layers, dtype, methods or ",".join(DEFAULT_METHODS), budgets, decode_steps,
-                          threads, out_json, plot, tiny)
+                          threads, out_json, plot, tiny, repeat, out_md)
     except ValueError as exc:
         raise Fail(str(exc), 2) from None
     main_with(cfg, console=out, progress_console=err)

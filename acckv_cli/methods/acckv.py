@@ -35,7 +35,10 @@ def redistributed_scores(ctx: LayerContext, rows: torch.Tensor, mode: str, head_
     if mode in ("paper", "column_mean"):
         return scores / (n - position)
     if mode == "visible_count":
-        visible = (rows[None, :] >= position[:, None]).sum(1).clamp(min=1)
+        # #rows ≥ j by binary search over the sorted rows: O((L + |rows|)·log|rows|), not an L × |rows| matrix.
+        ordered = rows.to(device).sort().values
+        below = torch.searchsorted(ordered, torch.arange(n, device=device, dtype=ordered.dtype))
+        visible = (ordered.numel() - below).clamp(min=1)
         return scores / visible
     if mode == "none":
         return scores

@@ -68,18 +68,26 @@ class LookM(CompressionMethod):
         kept[keep] = True
         evicted = (media & ~kept).nonzero().squeeze(1)
         stats = {"recent": int(recent.sum()), "heavy": int(keep.numel() - ctx.protected.sum() - recent.sum())}
-        stats["cross_modal"] = self._cross_modal(ctx, keep, evicted)
+        # One nearest-kept search serves both the statistics and the merge (it was computed twice; issue #6).
+        nearest = nearest_targets(ctx.keys, evicted, keep) if evicted.numel() else None
+        stats["cross_modal"] = self._cross_modal(ctx, keep, evicted, nearest)
         if evicted.numel() == 0:
             return LayerResult(keep, stats={**stats, "merged": 0})
-        keys, values, merged = merge_mean(ctx.keys, ctx.values, keep, [(keep, evicted)])
+        keys, values, merged = merge_mean(ctx.keys, ctx.values, keep, [(keep, evicted)], nearest=[nearest])
         return LayerResult(keep, keys, values, {**stats, "merged": merged[0]})
 
     @staticmethod
-    def _cross_modal(ctx: LayerContext, keep: torch.Tensor, evicted: torch.Tensor) -> dict:
-        """Evicted tokens by (source → target) modality, mean over KV heads: audio→video, video→audio, →text."""
+    def _cross_modal(ctx: LayerContext, keep: torch.Tensor, evicted: torch.Tensor,
+                     nearest: torch.Tensor | None = None) -> dict:
+        """Evicted tokens by (source → target) modality, mean over KV heads: audio→video, video→audio, →text.
+
+        `nearest`: `nearest_targets(ctx.keys, evicted, keep)` when the caller already has it.
+        """
         if evicted.numel() == 0:
             return {"audio_to_video": 0.0, "video_to_audio": 0.0, "to_text": 0.0}
-        target = ctx.modality[keep][nearest_targets(ctx.keys, evicted, keep)]   # [KV, e] target modality
+        if nearest is None:
+            nearest = nearest_targets(ctx.keys, evicted, keep)
+        target = ctx.modality[keep][nearest]                                     # [KV, e] target modality
         source = ctx.modality[evicted][None, :]                                  # [1, e]
         audio, video = int(Modality.AUDIO), int(Modality.VIDEO)
         heads = target.shape[0]
