@@ -25,6 +25,18 @@ err = Console(stderr=True)      # notices, progress, errors
 log = logging.getLogger("acckv_cli")
 
 
+# Options shared by the commands that run the model (one definition, one help text).
+MODEL_OPTION = typer.Option(None, "--model", help="Hub id (already cached) or local folder of a Qwen2.5-Omni "
+                                                  "checkpoint; default: the built-in model.")
+METHOD_OPTION = typer.Option("acckv", "--method", help="KV compression method (see `acckv methods`).")
+BUDGET_OPTION = typer.Option("0.2", "--budget", help="KV budget per layer: a ratio (0.2, 20%) or a token count (160).")
+DEVICE_OPTION = typer.Option("auto", "--device", help="auto | cpu | cuda")
+DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16")
+FPS_OPTION = typer.Option(2.0, "--fps", help="Frames sampled per second (at least 1, as Qwen's 2-s chunks need).")
+MAX_PIXELS_OPTION = typer.Option(None, "--max-pixels", help="Pixel cap per frame (default: the model's, at most 768·28²).")
+MAX_NEW_TOKENS_OPTION = typer.Option(32, "--max-new-tokens", help="Longest answer in tokens.")
+
+
 class ReportMode(str, Enum):
     compact = "compact"
     full = "full"
@@ -92,15 +104,14 @@ def _parse_budget(text: str):
 def ask(
     video: str = typer.Argument(..., help="Video (mp4, mkv, webm, mov, avi) or audio file (wav, flac, mp3, ogg)."),
     question: str = typer.Argument(..., help="The question to ask about the clip."),
-    model: Optional[str] = typer.Option(None, help="Hub id (already cached) or local folder of a Qwen2.5-Omni "
-                                                    "checkpoint; default: the built-in model."),
-    method: str = typer.Option("acckv", help="KV compression method (see `acckv methods`)."),
-    budget: str = typer.Option("0.2", help="KV budget per layer: a ratio (0.2, 20%) or a token count (160)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
-    fps: float = typer.Option(2.0, help="Frames sampled per second (at least 1, as Qwen's 2-s chunks need)."),
-    max_pixels: Optional[int] = typer.Option(None, help="Pixel cap per frame (default: the model's, at most 768·28²)."),
-    max_new_tokens: int = typer.Option(32, help="Longest answer in tokens."),
+    model: Optional[str] = MODEL_OPTION,
+    method: str = METHOD_OPTION,
+    budget: str = BUDGET_OPTION,
+    device: str = DEVICE_OPTION,
+    dtype: str = DTYPE_OPTION,
+    fps: float = FPS_OPTION,
+    max_pixels: Optional[int] = MAX_PIXELS_OPTION,
+    max_new_tokens: int = MAX_NEW_TOKENS_OPTION,
     report: ReportMode = typer.Option(ReportMode.compact, help="Retention table: compact, full (every layer) or none."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
 ):
@@ -205,9 +216,9 @@ def eval_cmd(
     out_dir: str = typer.Option("results/eval", help="Folder for results.jsonl, summary.csv/json and accuracy.png."),
     data_dir: str = typer.Option(".acckv/synthavqa", help="Where SynthAVQA clips are written as mp4 files."),
     resume: bool = typer.Option(False, help="Keep finished rows of a previous run and do only the rest."),
-    model: Optional[str] = typer.Option(None, help="Model folder or cached hub id; default: the built-in model."),
-    device: str = typer.Option("auto"),
-    dtype: str = typer.Option("auto"),
+    model: Optional[str] = MODEL_OPTION,
+    device: str = DEVICE_OPTION,
+    dtype: str = DTYPE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
 ):
     """Compare methods × budgets: accuracy per question family and the KV actually kept."""
@@ -294,12 +305,11 @@ def _fmt(value) -> str:
 def inspect_command(
     video: str = typer.Argument(..., help="Video (mp4, mkv, webm, mov, avi) or audio file (wav, flac, mp3, ogg)."),
     question: str = typer.Argument("What is happening in this clip?", help="The question whose attention is measured."),
-    model: Optional[str] = typer.Option(None, help="Hub id (already cached) or local folder of a Qwen2.5-Omni "
-                                                    "checkpoint; default: the built-in model."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
-    fps: float = typer.Option(2.0, help="Frames sampled per second (at least 1, as Qwen's 2-s chunks need)."),
-    max_pixels: Optional[int] = typer.Option(None, help="Pixel cap per frame (default: the model's, at most 768·28²)."),
+    model: Optional[str] = MODEL_OPTION,
+    device: str = DEVICE_OPTION,
+    dtype: str = DTYPE_OPTION,
+    fps: float = FPS_OPTION,
+    max_pixels: Optional[int] = MAX_PIXELS_OPTION,
     plot: Optional[str] = typer.Option(None, "--plot", help="Write heatmaps to this PNG file."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
 ):
@@ -320,15 +330,14 @@ def batch_command(
     resume: bool = typer.Option(False, "--resume", help="Continue an existing --out, skipping finished items."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     shard: Optional[str] = typer.Option(None, help="I/N: process only items whose index is I modulo N."),
-    model: Optional[str] = typer.Option(None, help="Hub id (already cached) or local folder of a Qwen2.5-Omni "
-                                                    "checkpoint; default: the built-in model."),
-    method: str = typer.Option("acckv", help="KV compression method (see `acckv methods`)."),
-    budget: str = typer.Option("0.2", help="KV budget per layer: a ratio (0.2, 20%) or a token count (160)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
-    fps: float = typer.Option(2.0, help="Frames sampled per second (at least 1, as Qwen's 2-s chunks need)."),
-    max_pixels: Optional[int] = typer.Option(None, help="Pixel cap per frame (default: the model's, at most 768·28²)."),
-    max_new_tokens: int = typer.Option(32, help="Longest answer in tokens."),
+    model: Optional[str] = MODEL_OPTION,
+    method: str = METHOD_OPTION,
+    budget: str = BUDGET_OPTION,
+    device: str = DEVICE_OPTION,
+    dtype: str = DTYPE_OPTION,
+    fps: float = FPS_OPTION,
+    max_pixels: Optional[int] = MAX_PIXELS_OPTION,
+    max_new_tokens: int = MAX_NEW_TOKENS_OPTION,
 ):
     """Answer questions about many clips into a JSONL/CSV file (resumable, shardable; each video decoded once)."""
     from acckv_cli.batch import command
