@@ -18,6 +18,7 @@ from media_fixtures import TRICKY_NAMES, build_media_set
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CLIP = str(SAMPLES / "flute_red_circle.mp4")
+LONG_CLIP = str(SAMPLES / "drum_then_violin.mp4")  # 10 s: text fits in a 10 % budget
 runner = CliRunner()
 
 
@@ -50,7 +51,7 @@ def test_ask_json_on_sample():
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_reports_consistently(method):
-    out = ask_json(CLIP, "--method", method, "--budget", "0.1" if method != "full" else "1.0")
+    out = ask_json(LONG_CLIP, "--method", method, "--budget", "0.1" if method != "full" else "1.0")
     report = out["report"]
     layers = load_model().thinker.config.text_config.num_hidden_layers
     assert report["method"] == method and len(report["layers"]) == layers

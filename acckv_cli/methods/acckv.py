@@ -62,14 +62,14 @@ class AccKV(CompressionMethod):
                       high-priority keys is below `tau`.
       cross_modal_merge  debug switch: merge across modalities (reproduces the paper's collapse, O2).
     Open points (acckv-method.md §7): score_queries, head_reduction, focus_stat, budget_split, tau_mode,
-    min_keep_low, refill. Defaults are provisional until measured on SynthAVQA's validation split.
+    min_keep_low, refill. Defaults were chosen on SynthAVQA's validation split (docs/acckv-defaults.md).
     """
 
     name = "acckv"
     summary = "AccKV: redistributed attention, per-layer modality focus, intra-modal merge + cross-calibration"
     paper = "arXiv 2511.11106"
     score_queries: str = "text"        # text | all | question | window:W
-    redistribution: str = "paper"      # paper | visible_count | column_mean | none
+    redistribution: str = "visible_count"  # paper | visible_count | column_mean | none (measured: docs/acckv-defaults.md)
     head_reduction: str = "mean"       # mean | max (one selection shared by all KV heads)
     focusing: bool = True
     focus_stat: str = "mean_hat"       # mean_hat | sum_hat
@@ -77,8 +77,8 @@ class AccKV(CompressionMethod):
     merge_target: str = "nearest_kept"  # nearest_kept | none
     cross_modal_merge: bool = False
     calibration: bool = True
-    tau: float = 0.6
-    tau_mode: str = "absolute"         # absolute | quantile (evict the bottom `tau` fraction)
+    tau: float = 0.25                  # with tau_mode=quantile: evict the lowest 25 % (measured)
+    tau_mode: str = "quantile"         # absolute | quantile (evict the bottom `tau` fraction)
     min_keep_low: int = 0
     refill: str = "none"               # none | high
 

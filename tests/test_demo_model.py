@@ -1,0 +1,43 @@
+"""The shipped demo model: it is the default, and it answers the samples' instrument questions.
+
+The true answers are in samples/README.md (and in each clip's spec json). Audio questions are the family
+the demo model has learned best (validation accuracy in README); video and alignment are weaker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from acckv_cli.cli import app
+from acckv_cli.model import DEMO_DIR, DEMO_NAME, load_model
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+CASES = [
+    ("flute_red_circle.mp4", "What instrument plays?", "flute"),
+    ("clarinet_purple_triangle.mp4", "What instrument plays?", "clarinet"),
+    ("drum_then_violin.mp4", "What instrument plays first?", "drum"),
+    ("drum_then_violin.mp4", "What instrument plays last?", "violin"),
+    ("guitar_bell_flute.mp4", "What instrument plays first?", "guitar"),
+    ("guitar_bell_flute.mp4", "What instrument plays last?", "flute"),
+]
+
+
+def test_demo_model_is_shipped_small_and_default():
+    weights = DEMO_DIR / "model.safetensors"
+    assert weights.is_file() and weights.stat().st_size <= 20 * 2**20
+    lm = load_model()
+    assert lm.name == DEMO_NAME and "SynthAVQA" in lm.notices[0]
+    spec = json.loads((DEMO_DIR / "training.json").read_text())
+    assert spec["history"] and "validation" in spec["history"][-1]
+
+
+@pytest.mark.parametrize("clip, question, answer", CASES)
+def test_demo_model_answers_the_samples(clip, question, answer):
+    result = CliRunner().invoke(app, ["ask", str(SAMPLES / clip), question, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["answer"] == answer and out["method"] == "acckv" and out["budget"] == "0.2"
