@@ -272,8 +272,8 @@ def _eval(split, n, manifest, methods, budgets, ablation, fidelity, out_dir, dat
         sys.stdout.write(json.dumps({"summary": summary, "out_dir": str(out_path)}) + "\n")
         return
     out_table = Table(title=f"{'accuracy' if metric == 'overall' else 'fidelity'} — {lm.name}", title_justify="left")
-    columns = [c for c in ("method", "budget", "kv_kept", "audio", "video", "alignment", "overall", "agreement",
-                           "next_token_kl", "errors") if any(c in e for e in summary)]
+    columns = [c for c in ("method", "budget", "kv_kept", "audio", "video", "alignment", "overall",
+                           "full_same_items", "agreement", "next_token_kl", "errors") if any(c in e for e in summary)]
     for c in columns:
         out_table.add_column(c, justify="right" if c not in ("method",) else "left")
     for e in summary:

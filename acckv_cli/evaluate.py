@@ -266,6 +266,7 @@ def evaluate_item(lm, item: Item, todo, decoded_cache, media_mod, fidelity: bool
 def summarise(rows: list[dict]) -> list[dict]:
     """Accuracy per family and overall (or fidelity) per (method, budget), with the mean KV kept."""
     groups: dict[tuple[str, str], list[dict]] = {}
+    full_correct = {r["id"]: r["correct"] for r in rows if r["method"] == "full" and "correct" in r}
     for row in rows:
         groups.setdefault((row["method"], row["budget"]), []).append(row)
     out = []
@@ -276,6 +277,10 @@ def summarise(rows: list[dict]) -> list[dict]:
         scored = [r for r in ok if "correct" in r]
         if scored:
             entry["overall"] = _mean(float(r["correct"]) for r in scored)
+            reference = full_correct.get  # the full cache on exactly the items this row answered
+            same = [reference(r["id"]) for r in scored if reference(r["id"]) is not None]
+            if method != "full" and len(same) == len(scored):
+                entry["full_same_items"] = _mean(float(c) for c in same)
             for family in sorted({r["family"] for r in scored if r.get("family")}):
                 entry[family] = _mean(float(r["correct"]) for r in scored if r.get("family") == family)
         if any("agrees_with_full" in r for r in ok):
@@ -303,8 +308,8 @@ def write_summary(summary: list[dict], out_dir: Path) -> None:
 
 def summary_markdown(summary: list[dict]) -> str:
     """The summary as a Markdown table (what the README shows), percentages with one decimal."""
-    columns = [c for c in ("method", "budget", "kv_kept", "audio", "video", "alignment", "overall", "agreement",
-                           "next_token_kl") if any(e.get(c) is not None for e in summary)]
+    columns = [c for c in ("method", "budget", "n", "errors", "kv_kept", "audio", "video", "alignment", "overall",
+                           "full_same_items", "agreement", "next_token_kl") if any(e.get(c) is not None for e in summary)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for e in summary:
         cells = []
@@ -312,6 +317,8 @@ def summary_markdown(summary: list[dict]) -> str:
             v = e.get(c)
             if v is None:
                 cells.append("–")
+            elif c in ("n", "errors"):
+                cells.append(str(v))
             elif c in ("method", "budget"):
                 cells.append(f"`{v}`" if c == "method" else str(v))
             elif c == "next_token_kl":
@@ -324,7 +331,7 @@ def summary_markdown(summary: list[dict]) -> str:
 
 def _column_order(name: str) -> tuple[int, str]:
     order = ["method", "budget", "n", "errors", "kv_kept", "audio", "video", "alignment", "overall",
-             "agreement", "next_token_kl"]
+             "full_same_items", "agreement", "next_token_kl"]
     return (order.index(name) if name in order else len(order), name)
 
 

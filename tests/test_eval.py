@@ -56,6 +56,8 @@ def test_run_eval_rows_resume_and_errors(tiny_lm, tmp_path):
     summary = ev.summarise(rows)
     full = next(e for e in summary if e["method"] == "full")
     assert full["n"] == 2 and full["errors"] == 1 and full["kv_kept"] == 1.0
+    snap = next(e for e in summary if e["method"] == "snapkv")
+    assert snap["full_same_items"] == full["overall"]  # both scored on item "a" only
     ev.write_summary(summary, out)
     ev.plot_summary(summary, out / "accuracy.png")
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
