@@ -347,12 +347,14 @@ def plot_summary(summary: list[dict], path: Path, metric: str = "overall") -> No
         if e.get(metric) is None:
             continue
         if e["method"] == "full":
-            ax.axhline(e[metric], color="black", linestyle="--", label="full cache")
+            ax.axhline(e[metric] * 100, color="black", linestyle="--", label="full cache")
             continue
         by_method.setdefault(e["method"], []).append((e["kv_kept"] or 0.0, e[metric]))
-    for method, points in sorted(by_method.items()):
+    colours = plt.get_cmap("tab20").colors
+    for i, (method, points) in enumerate(sorted(by_method.items())):
         points.sort()
-        ax.plot([p[0] * 100 for p in points], [p[1] * 100 for p in points], marker="o", label=method)
+        ax.plot([p[0] * 100 for p in points], [p[1] * 100 for p in points], marker="os^D"[i % 4],
+                color=colours[i % len(colours)], linewidth=2.5 if method == "acckv" else 1.2, label=method)
     ax.set_xlabel("KV cache kept (% of full, measured)")
     ax.set_ylabel(f"{metric} accuracy (%)" if metric != "agreement" else "answer agreement with full cache (%)")
     ax.set_title("Accuracy versus KV budget")

@@ -60,6 +60,11 @@ def test_run_eval_rows_resume_and_errors(tiny_lm, tmp_path):
     assert snap["full_same_items"] == full["overall"]  # both scored on item "a" only
     ev.write_summary(summary, out)
     ev.plot_summary(summary, out / "accuracy.png")
+    import matplotlib.pyplot as plt
+    from unittest import mock
+    with mock.patch.object(plt.Axes, "axhline") as axhline:  # the full-cache line is drawn in percent
+        ev.plot_summary(summary, out / "again.png")
+    assert axhline.call_args[0][0] == pytest.approx(100 * full["overall"])
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     assert "audio" in (out / "summary.csv").read_text().splitlines()[0]
 
