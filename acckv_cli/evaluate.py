@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from acckv_cli import __version__
-from acckv_cli.layout import layout_for_inputs
 from acckv_cli.methods import Budget, get_method
-from acckv_cli.model import LoadedModel, build_inputs, cast_inputs, last_position_logits
+from acckv_cli.model import LoadedModel, cast_inputs, last_position_logits
+from acckv_cli.pipeline import prepare_prompt
 
 log = logging.getLogger(__name__)
 _ARTICLES = {"a", "an", "the"}
@@ -232,9 +232,8 @@ def evaluate_item(lm, item: Item, todo, decoded_cache, media_mod, fidelity: bool
         if item.video not in decoded_cache:
             decoded_cache[item.video] = media_mod.decode(item.video, fps=fps, max_pixels=high)
         decoded = decoded_cache[item.video]
-        inputs, flag = build_inputs(lm, decoded, item.question)
-        layout = layout_for_inputs(lm.thinker, lm.processor, inputs, flag)
-        layout.extras["question"] = item.question
+        prompt = prepare_prompt(lm, decoded, item.question)
+        inputs, flag, layout = prompt.inputs, prompt.use_audio_in_video, prompt.layout
         reference = generate_with_logits(lm, inputs, flag, max_new_tokens) if fidelity else None
     except Exception as exc:  # one bad clip is recorded, not raised
         for label, _, _, b_text, _ in todo:
