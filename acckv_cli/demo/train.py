@@ -107,14 +107,16 @@ def make_batch(processor, indices: list[int], np_rng, py_rng):
 class Batches(torch.utils.data.IterableDataset):
     """Rendered, processed batches, made in a worker process so that rendering overlaps training."""
 
-    def __init__(self, processor, steps: int, batch: int, seed: int):
+    def __init__(self, processor, steps: int, batch: int, seed: int, first_clip: int = 0):
         self.processor, self.steps, self.batch, self.seed = processor, steps, batch, seed
+        self.first_clip = first_clip
 
     def __iter__(self):
         torch.set_num_threads(1)
         np_rng, py_rng = np.random.default_rng(self.seed), random.Random(self.seed)
         for step in range(self.steps):
-            yield make_batch(self.processor, [step * self.batch + i for i in range(self.batch)], np_rng, py_rng)
+            first = self.first_clip + step * self.batch
+            yield make_batch(self.processor, list(range(first, first + self.batch)), np_rng, py_rng)
 
 
 def isolate_turns(thinker, inputs, tokenizer) -> dict:
@@ -199,9 +201,9 @@ def quick_validation(thinker, processor, n: int = 45) -> dict:
 
 
 def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_every: int,
-          max_minutes: float | None = None) -> dict:
+          max_minutes: float | None = None, init: Path | None = None, first_clip: int = 0) -> dict:
     torch.manual_seed(seed)
-    thinker, processor = build_demo_model()
+    thinker, processor = build_demo_model() if init is None else load_checkpoint(init)
     processor.tokenizer.padding_side = "right"
     thinker.train()
     decay = [p for n, p in thinker.named_parameters() if p.ndim >= 2]
@@ -209,7 +211,7 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_ever
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.98))
     history, start, ema = [], time.time(), None
-    loader = torch.utils.data.DataLoader(Batches(processor, steps, batch, seed), batch_size=None,
+    loader = torch.utils.data.DataLoader(Batches(processor, steps, batch, seed, first_clip), batch_size=None,
                                          num_workers=1, prefetch_factor=4)
     for step, inputs in enumerate(loader):
         for group in opt.param_groups:
@@ -235,6 +237,15 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_ever
             break
     save(thinker, processor, out, history, steps, batch, lr, seed)
     return {"history": history, "minutes": (time.time() - start) / 60}
+
+
+def load_checkpoint(folder: Path):
+    """Continue from a saved demo model (weights, tokenizer and processor)."""
+    from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+
+    processor = Qwen2_5OmniProcessor.from_pretrained(folder)
+    thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(folder, attn_implementation="sdpa")
+    return thinker, processor
 
 
 def save(thinker, processor, out: Path, history, steps, batch, lr, seed) -> None:
@@ -263,12 +274,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="Torch threads for the training process (rendering runs in one more process)")
     parser.add_argument("--validate-every", type=int, default=850)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="Continue from this saved model instead of a fresh one (a second training stage)")
+    parser.add_argument("--first-clip", type=int, default=0,
+                        help="Index of the first training clip (a second stage starts after the clips already seen)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="Stop early (and save) after this long, whatever the step")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    result = train(args.out, args.steps, args.batch, args.lr, args.seed, args.validate_every, args.max_minutes)
+    result = train(args.out, args.steps, args.batch, args.lr, args.seed, args.validate_every, args.max_minutes,
+                   args.init, args.first_clip)
     log.info("done in %.1f min", result["minutes"])
 
 
