@@ -45,9 +45,17 @@ class H2O(ScorerMethod):
         return scores
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
-        slots = self.media_slots(ctx)
-        media = ~ctx.protected
-        recent = recent_media(media, round(slots * self.recent_share))
-        keep = keep_top(self.score(ctx), ctx.protected | recent, slots - int(recent.sum()), media & ~recent)
+        keep, _ = heavy_hitters_and_recent(ctx, self.score(ctx), self.media_slots(ctx), self.recent_share)
         return LayerResult(keep)
+
+
+def heavy_hitters_and_recent(ctx: LayerContext, scores: torch.Tensor, slots: int, recent_share: float):
+    """Protected tokens + the last `recent_share` of the media slots + the top-scored rest (H2O, LOOK-M).
+
+    Returns (sorted kept indices [k], mask [L] of the recent media tokens).
+    """
+    media = ~ctx.protected
+    recent = recent_media(media, round(slots * recent_share))
+    keep = keep_top(scores, ctx.protected | recent, slots - int(recent.sum()), media & ~recent)
+    return keep, recent
 

@@ -8,7 +8,8 @@ import torch
 
 from acckv_cli.layout import Modality
 from acckv_cli.methods.attention import reduce_heads
-from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, keep_top, recent_media
+from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult
+from acckv_cli.methods.h2o import heavy_hitters_and_recent
 from acckv_cli.methods.merge import merge_mean, nearest_targets
 from acckv_cli.methods.registry import register
 
@@ -60,10 +61,8 @@ class LookM(CompressionMethod):
         return reduce_heads(ctx.accumulate(ctx.rows("all")), self.head_reduction)
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
-        slots = self.media_slots(ctx)
+        keep, recent = heavy_hitters_and_recent(ctx, self.score(ctx), self.media_slots(ctx), self.recent_share)
         media = ~ctx.protected
-        recent = recent_media(media, round(slots * self.recent_share))
-        keep = keep_top(self.score(ctx), ctx.protected | recent, slots - int(recent.sum()), media & ~recent)
         kept = torch.zeros_like(media)
         kept[keep] = True
         evicted = (media & ~kept).nonzero().squeeze(1)
