@@ -22,15 +22,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from acckv_cli.demo.auxiliary import AuxiliaryHeads, batch_targets, encoder_outputs
+from acckv_cli.media import fit_to_pixels
 from acckv_cli.synth.avqa import FAMILIES, all_questions, answer_vocabulary, make_example, question_corpus
 from acckv_cli.synth.render import render_clip
 from acckv_cli.testing import DEFAULT_SYSTEM_PROMPT, TinySpec, build_tiny_thinker
 
 log = logging.getLogger("acckv_cli.demo.train")
 
-# 320×240 clips resize to 168×140 under this pixel cap: 6×5 = 30 LLM tokens per frame pair, i.e. 30 video
-# tokens per second at 2 fps against 25 audio tokens per second — video dominates, as with real videos.
+# `acckv` decodes 320×240 clips at 193×145 under this pixel cap (media.fit_to_pixels) and the processor
+# rounds that to 196×140: 7×5 = 35 LLM tokens per frame pair, i.e. 35 video tokens per second at 2 fps
+# against 25 audio tokens per second — video dominates, as with real videos.
 DEMO_SPEC = TinySpec(text_layers=4, hidden=128, heads=4, kv_heads=2, intermediate=384, vision_hidden=64,
                      vision_depth=2, audio_hidden=64, audio_layers=2, feature_chunk_seconds=15,
                      min_pixels=4 * 28 * 28, max_pixels=36 * 28 * 28, seed=0)
@@ -48,13 +52,25 @@ def build_demo_model():
 
 
 def render_training_clip(index: int, rng: np.random.Generator):
-    """Frames at exactly 2 fps and 16 kHz audio for a training example, with mild noise augmentation."""
+    """The example, its spec at exactly 2 fps, frames and 16 kHz audio, with mild noise augmentation."""
     example = make_example("train", index)
-    frames, audio, rate = render_clip(replace(example.spec, fps=FPS))
+    spec = replace(example.spec, fps=FPS)
+    frames, audio, rate = render_clip(spec)
+    frames = as_decoded(frames)
     noise = rng.normal(0, 4, frames.shape)
     frames = np.clip(frames.astype(np.float32) + noise, 0, 255).astype(np.uint8)
     audio = (audio * rng.uniform(0.6, 1.2) + rng.normal(0, 0.003, audio.shape)).astype(np.float32)
-    return example, frames, audio
+    return example, spec, frames, audio
+
+
+def as_decoded(frames: np.ndarray) -> np.ndarray:
+    """Frames at the size `acckv` decodes a file of this size at, so that training sees the token grid
+    (and aspect ratio) of inference: the processor alone would resize 320×240 to 168×140, not 196×140."""
+    height, width = frames.shape[1:3]
+    h, w = fit_to_pixels(height, width, DEMO_SPEC.max_pixels)
+    if (h, w) == (height, width):
+        return frames
+    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
 
 
 MAX_TURNS = 8
@@ -88,9 +104,10 @@ def answer_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
 
 
 def make_batch(processor, indices: list[int], np_rng, py_rng):
-    texts, videos, audios = [], [], []
+    texts, videos, audios, specs = [], [], [], []
     for index in indices:
-        example, frames, audio = render_training_clip(index, np_rng)
+        example, spec, frames, audio = render_training_clip(index, np_rng)
+        specs.append(spec)
         texts.append(processor.apply_chat_template(chat(all_questions(example), py_rng), tokenize=False))
         videos.append(frames)
         audios.append(audio)
@@ -101,6 +118,9 @@ def make_batch(processor, indices: list[int], np_rng, py_rng):
                        return_tensors="pt")
     inputs.pop("mm_token_type_ids", None)
     inputs["labels"] = answer_labels(inputs["input_ids"], processor.tokenizer)
+    audio_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+    audio_tokens = (inputs["input_ids"] == audio_id).sum(-1).tolist()
+    inputs["aux_targets"] = batch_targets(specs, inputs["video_grid_thw"], audio_tokens)
     return inputs
 
 
@@ -155,17 +175,32 @@ def isolate_turns(thinker, inputs, tokenizer) -> dict:
     return inputs
 
 
-def loss_on_answers(thinker, inputs, tokenizer=None) -> torch.Tensor:
-    """Cross-entropy on answer positions only (logits are computed only there)."""
+AUX_LAYER = 2  # decoder layer whose audio tokens must already "see" the picture
+
+
+def loss_on_answers(thinker, inputs, tokenizer=None, heads: AuxiliaryHeads | None = None,
+                    aux_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy on answer positions only (logits are computed only there), plus the weighted
+    auxiliary per-token losses when `heads` is given. Returns (loss, its parts as floats)."""
     labels = inputs.pop("labels")
+    aux_targets = inputs.pop("aux_targets", None)
     if tokenizer is not None:
         inputs = isolate_turns(thinker, inputs, tokenizer)
-    out = thinker.model(**inputs, use_audio_in_video=True, use_cache=False)
+    with encoder_outputs(thinker) as encoded:
+        out = thinker.model(**inputs, use_audio_in_video=True, use_cache=False,
+                            output_hidden_states=heads is not None)
     hidden = out.last_hidden_state[:, :-1]
     target = labels[:, 1:]
     where = target != -100
     logits = thinker.lm_head(hidden[where])
-    return torch.nn.functional.cross_entropy(logits.float(), target[where])
+    loss = torch.nn.functional.cross_entropy(logits.float(), target[where])
+    parts = {"answer": loss.item()}
+    if heads is not None and aux_targets is not None:
+        audio_mid = out.hidden_states[AUX_LAYER][inputs["input_ids"] == thinker.config.audio_token_id]
+        aux = heads.losses(encoded["video"], encoded["audio"], audio_mid, aux_targets)
+        loss = loss + aux_weight * sum(aux.values())
+        parts.update({k: v.item() for k, v in aux.items()})
+    return loss, parts
 
 
 def lr_at(step: int, steps: int, base: float, warmup: int) -> float:
@@ -187,6 +222,7 @@ def quick_validation(thinker, processor, n: int = 45) -> dict:
     for index in range(n):
         example = make_example("validation", index)
         frames, audio, rate = render_clip(replace(example.spec, fps=FPS))
+        frames = as_decoded(frames)
         info = MediaInfo(path=example.key, duration_s=example.spec.duration_s, has_video=True, has_audio=True,
                          native_fps=FPS, width=example.spec.width, height=example.spec.height,
                          n_frames=len(frames), video_codec=None, audio_codec=None, audio_channels=1,
@@ -201,13 +237,16 @@ def quick_validation(thinker, processor, n: int = 45) -> dict:
 
 
 def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_every: int,
-          max_minutes: float | None = None, init: Path | None = None, first_clip: int = 0) -> dict:
+          max_minutes: float | None = None, init: Path | None = None, first_clip: int = 0,
+          aux_weight: float = 0.3) -> dict:
     torch.manual_seed(seed)
     thinker, processor = build_demo_model() if init is None else load_checkpoint(init)
+    heads = AuxiliaryHeads(thinker.config.text_config.hidden_size) if aux_weight > 0 else None
     processor.tokenizer.padding_side = "right"
     thinker.train()
-    decay = [p for n, p in thinker.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in thinker.named_parameters() if p.ndim < 2]
+    params = list(thinker.named_parameters()) + (list(heads.named_parameters()) if heads else [])
+    decay = [p for n, p in params if p.ndim >= 2]
+    no_decay = [p for n, p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.98))
     history, start, ema = [], time.time(), None
@@ -216,15 +255,15 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int, validate_ever
     for step, inputs in enumerate(loader):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup=min(200, steps // 10))
-        loss = loss_on_answers(thinker, inputs, processor.tokenizer)
+        loss, parts = loss_on_answers(thinker, inputs, processor.tokenizer, heads, aux_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(thinker.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
         opt.step()
         ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
         if step % 25 == 0:
-            log.info("step %d/%d loss %.4f (ema %.4f) %.1f min", step, steps, float(loss), ema,
-                     (time.time() - start) / 60)
+            log.info("step %d/%d loss %.4f (ema %.4f) %.1f min  %s", step, steps, float(loss), ema,
+                     (time.time() - start) / 60, " ".join(f"{k}={v:.3f}" for k, v in parts.items()))
         if validate_every and (step + 1) % validate_every == 0:
             acc = quick_validation(thinker, processor)
             history.append({"step": step + 1, "loss_ema": round(ema, 4), "validation": acc,
@@ -267,24 +306,26 @@ def save(thinker, processor, out: Path, history, steps, batch, lr, seed) -> None
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("acckv_cli/assets/demo"))
-    parser.add_argument("--steps", type=int, default=3400)
+    parser.add_argument("--steps", type=int, default=4200)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="Torch threads for the training process (rendering runs in one more process)")
-    parser.add_argument("--validate-every", type=int, default=850)
+    parser.add_argument("--validate-every", type=int, default=1050)
     parser.add_argument("--init", type=Path, default=None,
                         help="Continue from this saved model instead of a fresh one (a second training stage)")
     parser.add_argument("--first-clip", type=int, default=0,
                         help="Index of the first training clip (a second stage starts after the clips already seen)")
+    parser.add_argument("--aux-weight", type=float, default=0.3,
+                        help="Weight of each per-token auxiliary loss (acckv_cli/demo/auxiliary.py); 0 turns them off")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="Stop early (and save) after this long, whatever the step")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     result = train(args.out, args.steps, args.batch, args.lr, args.seed, args.validate_every, args.max_minutes,
-                   args.init, args.first_clip)
+                   args.init, args.first_clip, args.aux_weight)
     log.info("done in %.1f min", result["minutes"])
 
 

@@ -32,12 +32,13 @@ def _triangle(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
             for a in (-math.pi / 2, -math.pi / 2 + 2 * math.pi / 3, -math.pi / 2 + 4 * math.pi / 3)]
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, event: VisualEvent, t: float, width: int, height: int) -> None:
-    """Draw one event's shape at its position for time t."""
+def draw_shape(draw: ImageDraw.ImageDraw, event: VisualEvent, t: float, width: int, height: int,
+               fill=None) -> None:
+    """Draw one event's shape at its position for time t (in its own colour unless `fill` is given)."""
     x, y = event.position(t)
     cx, cy = x * width, y * height
     r = event.size * min(width, height) / 2
-    fill = COLOURS[event.colour]
+    fill = COLOURS[event.colour] if fill is None else fill
     if event.shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif event.shape == "square":
@@ -63,6 +64,20 @@ def render_frame(spec: ClipSpec, t: float) -> np.ndarray:
     for event in spec.visual_events:
         if event.active(t):
             draw_shape(draw, event, t, spec.width, spec.height)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def event_index_map(spec: ClipSpec, t: float) -> np.ndarray:
+    """(H, W) uint8 map of which visual event covers each pixel at time t: 0 = background, i + 1 = event i.
+
+    Drawn exactly like `render_frame` (same order, so later events cover earlier ones); training uses it
+    to label what is on screen under every video token.
+    """
+    image = Image.new("L", (spec.width, spec.height), 0)
+    draw = ImageDraw.Draw(image)
+    for index, event in enumerate(spec.visual_events):
+        if event.active(t):
+            draw_shape(draw, event, t, spec.width, spec.height, fill=index + 1)
     return np.asarray(image, dtype=np.uint8)
 
 
