@@ -30,7 +30,8 @@ ABLATIONS = {
     "acckv-no-AR": "acckv:redistribution=none",
     "acckv-no-AF": "acckv:focusing=false",
     "acckv-no-CC": "acckv:merge_target=none,calibration=false",
-    "acckv-xmodal-merge": "acckv:cross_modal_merge=true",
+    "acckv-intra-merge": "acckv:merge_target=nearest_kept",
+    "acckv-xmodal-merge": "acckv:merge_target=nearest_kept,cross_modal_merge=true",
 }
 
 

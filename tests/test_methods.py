@@ -19,7 +19,7 @@ from acckv_cli.layout import Modality
 from acckv_cli.methods import METHODS, Budget, BudgetError, CompressionError, get_method
 from acckv_cli.methods.acckv import redistributed_scores
 
-MERGING = {"acckv", "lookm"}
+MERGING = {"lookm"}  # acckv merges only with merge_target=nearest_kept (not its default)
 EVICTION_ONLY = sorted(set(METHODS) - MERGING)
 KEY_MASKS: dict[int, torch.Tensor] = {}
 
@@ -260,7 +260,8 @@ def acckv_reference_merge(keys, values, keep, groups):
 def test_acckv_merge_matches_tensor_reference(tiny, av_prompt):
     thinker, _ = tiny
     full = av_prompt.generate(thinker, max_new_tokens=1).cache
-    run, out = compressed_run(thinker, av_prompt, get_method("acckv", calibration=False), Budget(0.3), 1)
+    run, out = compressed_run(thinker, av_prompt, get_method("acckv", calibration=False, merge_target="nearest_kept"),
+                              Budget(0.3), 1)
     lay = av_prompt.layout
     for record, layer, ref in zip(run.layers, out.cache.layers, full.layers):
         keep = record["keep"]
@@ -307,7 +308,8 @@ def test_acckv_keeps_budget_split_by_modality_weights(tiny, av_prompt):
 
 def test_cross_modal_merge_switch_mixes_modalities(tiny, av_prompt):
     thinker, _ = tiny
-    run, _ = compressed_run(thinker, av_prompt, get_method("acckv", cross_modal_merge=True, calibration=False), Budget(0.3), 1)
+    method = get_method("acckv", cross_modal_merge=True, merge_target="nearest_kept", calibration=False)
+    run, _ = compressed_run(thinker, av_prompt, method, Budget(0.3), 1)
     assert all(set(r["merged"]) == {"media"} for r in run.layers)
 
 

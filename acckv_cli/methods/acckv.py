@@ -69,12 +69,12 @@ class AccKV(CompressionMethod):
     summary = "AccKV: redistributed attention, per-layer modality focus, intra-modal merge + cross-calibration"
     paper = "arXiv 2511.11106"
     score_queries: str = "text"        # text | all | question | window:W
-    redistribution: str = "visible_count"  # paper | visible_count | column_mean | none (measured: docs/acckv-defaults.md)
+    redistribution: str = "paper"      # paper | visible_count | column_mean | none (measured: docs/acckv-defaults.md)
     head_reduction: str = "mean"       # mean | max (one selection shared by all KV heads)
     focusing: bool = True
     focus_stat: str = "mean_hat"       # mean_hat | sum_hat
     budget_split: str = "proportional"  # proportional | joint | proportional_by_count
-    merge_target: str = "nearest_kept"  # nearest_kept | none
+    merge_target: str = "none"         # nearest_kept | none (merging cost 6 points at 10 %: docs/acckv-defaults.md)
     cross_modal_merge: bool = False
     calibration: bool = True
     tau: float = 0.25                  # with tau_mode=quantile: evict the lowest 25 % (measured)
