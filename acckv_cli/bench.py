@@ -30,7 +30,7 @@ How each number is measured (also printed and written to the JSON):
 * decode: `--decode-steps` greedy thinker-forward steps per setting after warm-up, settings interleaved
   step by step (so a background load hits all settings alike), median ms/token. Settings: `full` (the
   full cache, transformers' sdpa, no hooks), `full·fw` (a copy of it through the framework's attention
-  function `acckv_sdpa`, which compressed runs use), and AccKV's caches at each budget (merged, without
+  function `acckv_sdpa`, which compressed runs use), and AccKV's caches at each budget (without
   calibration so they hold exactly the budget). A second pass with timing hooks on the attention
   function, the cache update, `self_attn`, `mlp` and `lm_head` splits a step.
 * memory: Linux `VmHWM` after resetting it through `/proc/self/clear_refs` (falls back to sampling

@@ -154,7 +154,8 @@ def max_per_object(tokens: torch.Tensor, object_id: torch.Tensor) -> torch.Tenso
     keep = object_id >= 0
     n_objects = int(object_id.max()) + 1 if keep.any() else 0
     out = tokens.new_zeros(n_objects, tokens.shape[-1])
-    return out.index_reduce(0, object_id[keep], tokens[keep], "amax", include_self=False)
+    index = object_id[keep][:, None].expand(-1, tokens.shape[-1])
+    return out.scatter_reduce(0, index, tokens[keep], "amax", include_self=False)
 
 
 @contextmanager

@@ -51,7 +51,8 @@ class AccKV(CompressionMethod):
     """AccKV compression of one layer's prompt KV (run once after prefill).
 
     Tensors: keys/values [1, KV, L, D]; scores s [L] fp32; the result keeps the protected text plus,
-    per media modality m, k_m top-scored tokens (others merged into them), minus low-priority tokens
+    per media modality m, k_m top-scored tokens (the others merged into them if
+    merge_target=nearest_kept), minus low-priority tokens
     removed by calibration.
 
     Components (each can be switched off for the ablations of the paper's Table 6):
@@ -66,7 +67,7 @@ class AccKV(CompressionMethod):
     """
 
     name = "acckv"
-    summary = "AccKV: redistributed attention, per-layer modality focus, intra-modal merge + cross-calibration"
+    summary = "AccKV: redistributed attention, per-layer modality focus, cross-calibration (intra-modal merge optional)"
     paper = "arXiv 2511.11106"
     score_queries: str = "text"        # text | all | question | window:W
     redistribution: str = "paper"      # paper | visible_count | column_mean | none (measured: docs/acckv-defaults.md)
@@ -74,7 +75,7 @@ class AccKV(CompressionMethod):
     focusing: bool = True
     focus_stat: str = "mean_hat"       # mean_hat | sum_hat
     budget_split: str = "proportional"  # proportional | joint | proportional_by_count
-    merge_target: str = "none"         # nearest_kept | none (merging cost 6 points at 10 %: docs/acckv-defaults.md)
+    merge_target: str = "none"         # nearest_kept | none (merging cost 13.7 points at 10 %: docs/acckv-defaults.md)
     cross_modal_merge: bool = False
     calibration: bool = True
     tau: float = 0.25                  # with tau_mode=quantile: evict the lowest 25 % (measured)
