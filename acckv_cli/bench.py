@@ -853,7 +853,7 @@ def render(result: dict, console) -> None:
                           f"{p['lm_head_ms']:.1f}", f"{p['other_ms']:.1f}", f"{d['projected_ratio_to_full_fw']:.2f}")
     console.print(table)
     console.print("full = full cache, transformers sdpa, no hooks; full·fw = the same cache through the framework's "
-                  "attention (acckv_sdpa, used by every compressed run); 20 %/10 % = AccKV caches (merged, no "
+                  "attention (acckv_sdpa, used by every compressed run); 20 %/10 % = AccKV caches (no "
                   "calibration). Split from a separate pass with timing hooks.", highlight=False)
 
     table = Table(title=f"peak memory above the RSS before each phase, MB ({result.get('memory_method')})")
