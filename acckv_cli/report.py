@@ -19,7 +19,7 @@ GROUPS = {"video": (Modality.VIDEO,), "audio": (Modality.AUDIO,),
 
 
 def layer_report(record: dict, layout: TokenLayout) -> dict:
-    """One layer: totals and kept counts per modality group plus the method's own statistics."""
+    """One layer: totals and kept counts per modality group, plus every statistic the method recorded."""
     kept = torch.zeros(len(layout), dtype=torch.bool)
     kept[record["keep"]] = True
     out = {"layer": record["layer"], "budget": int(record["budget"]), "kept_total": int(kept.sum())}
@@ -27,12 +27,13 @@ def layer_report(record: dict, layout: TokenLayout) -> dict:
         mask = layout.mask(*kinds)
         out[f"{group}_total"] = int(mask.sum())
         out[f"{group}_kept"] = int((mask & kept).sum())
+    out["media_total"] = out["video_total"] + out["audio_total"]
+    out["media_kept"] = out["video_kept"] + out["audio_kept"]
     out["kv_bytes_before"] = int(record["kv_bytes_before"])
     out["kv_bytes_after"] = int(record["kv_bytes_after"])
-    for key in ("attention_share", "priority", "weights", "quota", "merged", "calibration", "refilled",
-                "cross_modal_merges", "budget_mismatch"):
-        if key in record:
-            out[key] = record[key]
+    for key, value in record.items():  # the method's own statistics, whatever their names
+        if key not in out and key not in ("keep", "kv_bytes_before", "kv_bytes_after"):
+            out[key] = value
     return out
 
 
@@ -72,7 +73,7 @@ class RetentionReport:
         after = sum(l["kv_bytes_after"] for l in self.layers)
         out = {"kv_bytes_before": before, "kv_bytes_after": after,
                "kv_kept_ratio": round(after / before, 4) if before else 1.0}
-        for group in GROUPS:
+        for group in (*GROUPS, "media"):
             total = sum(l[f"{group}_total"] for l in self.layers)
             kept = sum(l[f"{group}_kept"] for l in self.layers)
             out[f"{group}_kept_ratio"] = round(kept / total, 4) if total else None

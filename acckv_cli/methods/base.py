@@ -1,18 +1,22 @@
 """The compression framework: per-layer context, method base classes and the hook context manager.
 
-A method sees one decoder layer at a time, right after that layer's prefill attention has written the
-full prompt KV into the cache, and returns which prompt entries to keep (and, for merging methods, new
-key/value tensors). The framework then shrinks the cache for real and records per-layer statistics.
+A method sees one decoder layer at a time, right after that layer's attention has written the last
+entries of the *compressed part* of the prompt into the cache (the tokens `layout` describes: system +
+media under the `context` protocol, + question under `query-aware`, the whole prompt under `prefill`),
+and returns which of those entries to keep (and, for merging methods, new key/value tensors). The
+framework then shrinks the cache for real and records per-layer statistics. Forwards that end before the
+compressed part is complete (an earlier prefill segment) are only recorded (`stash.Stash`); forwards after
+it (the rest of the prompt, decoding) run against the compressed cache.
 
-Usage::
+Usage (one segment, the `prefill` protocol; `acckv_cli.session` runs the others)::
 
     method = get_method("acckv")
     with method(thinker, layout, Budget(0.2)) as run:
         thinker.generate(**inputs, use_audio_in_video=True)
-    run.layers  # list[LayerResult]
+    run.layers  # list[dict], one record per layer
 
-Positions: keys are cached after 3-D RoPE, and `generate` tracks positions itself, so pruning never
-re-rotates or renumbers anything (qwen-omni-notes §0 items 3, 8).
+Positions: keys are cached after 3-D RoPE and every later forward passes the whole prompt's positions,
+so pruning never re-rotates or renumbers anything (docs/qwen-omni-plumbing.md).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import torch
 
 from acckv_cli.layout import Modality, TokenLayout
 from acckv_cli.methods import attention as attn
-from acckv_cli.methods.budget import Budget, media_slots
+from acckv_cli.methods.budget import Budget
+from acckv_cli.methods.stash import AttentionNeeds, LayerStash, Stash
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,12 @@ class CompressionError(RuntimeError):
 
 @dataclass
 class LayerContext:
-    """Everything a method may use for one layer. Tensors: keys/values [1, KV, L, D], hidden [1, L, d]."""
+    """Everything a method may use for one layer.
+
+    keys/values [1, KV, L, D] hold the whole compressed part (L = len(layout)); hidden [1, q, d] and
+    cos/sin [1, q, D] only the rows of the forward that completed it, i.e. prompt rows [offset, L).
+    Attention of earlier rows comes from `stash` (see `accumulate`).
+    """
 
     layer_idx: int
     n_layers: int
@@ -50,6 +60,8 @@ class LayerContext:
     layout: TokenLayout
     budget: Budget
     shared: dict  # state shared across the layers of one run (e.g. FastV's kept set)
+    offset: int = 0
+    stash: LayerStash = field(default_factory=LayerStash)
 
     @property
     def length(self) -> int:
@@ -80,9 +92,36 @@ class LayerContext:
             return self.layout.post_media_text_mask().to(self.keys.device).nonzero().squeeze(1)
         raise ValueError(f"unknown query selector {selector!r}")
 
-    def accumulate(self, rows: torch.Tensor, row_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Σ over `rows` of (weighted) attention probabilities: fp32 [H, L]."""
-        return attn.accumulate_attention(self.module, self.hidden, self.keys, self.cos, self.sin, rows, row_weight)
+    @property
+    def n_media(self) -> int:
+        return int((~self.protected).sum())
+
+    def accumulate(self, rows: torch.Tensor, weighting: str = "none") -> torch.Tensor:
+        """Σ over prompt rows `rows` of (weighted) attention probabilities: fp32 [H, L].
+
+        Rows of the current forward are recomputed from its hidden states; rows of earlier prefill
+        segments come from the stash (all-row sums or recorded tail queries), or the method did not declare
+        them in `attention_needs` and this raises CompressionError.
+        """
+        rows = rows.to(self.keys.device).sort().values
+        current, earlier = rows[rows >= self.offset], rows[rows < self.offset]
+        total = attn.accumulate_attention(self.module, self.hidden, self.keys, self.cos, self.sin, current,
+                                          weighting, self.offset)
+        if earlier.numel():
+            total += self._earlier(earlier, weighting)
+        return total
+
+    def _earlier(self, rows: torch.Tensor, weighting: str) -> torch.Tensor:
+        stash = self.stash
+        if rows.numel() == stash.n == self.offset and weighting in stash.sums:  # every earlier row
+            total = torch.zeros(stash.sums[weighting].shape[0], self.length, device=self.keys.device)
+            total[:, :stash.n] = stash.sums[weighting].to(self.keys.device)
+            return total
+        if stash.covers(rows):
+            return attn.accumulate_queries(stash.queries_of, rows, self.keys, self.module, weighting)
+        raise CompressionError(
+            f"layer {self.layer_idx}: scoring needs the attention of {rows.numel()} prompt rows from an earlier "
+            f"prefill segment that were not recorded (the method's attention_needs must declare them)")
 
     @functools.cached_property
     def text_attention(self) -> torch.Tensor:
@@ -124,15 +163,21 @@ class CompressionMethod:
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         raise NotImplementedError
 
-    def layer_budget(self, ctx: LayerContext) -> int:
-        """Cache entries this layer may keep (uniform by default; PyramidKV overrides)."""
-        return ctx.budget.tokens(ctx.length)
+    def attention_needs(self) -> AttentionNeeds:
+        """Rows of earlier prefill segments whose attention `compress_layer` reads (default: the last 64)."""
+        return AttentionNeeds()
 
     def media_slots(self, ctx: LayerContext) -> int:
-        return media_slots(self.layer_budget(ctx), int(ctx.protected.sum()), ctx.length)
+        """Media entries this layer keeps (the budget, uniform over layers; PyramidKV and FastV override)."""
+        return ctx.budget.media_tokens(ctx.n_media)
 
-    def __call__(self, thinker, layout: TokenLayout, budget: Budget, collect_stats: bool = True) -> "Compression":
-        return Compression(self, thinker, layout, budget, collect_stats)
+    def layer_budget(self, ctx: LayerContext) -> int:
+        """Cache entries this layer may keep: every protected entry plus its media slots."""
+        return int(ctx.protected.sum()) + self.media_slots(ctx)
+
+    def __call__(self, thinker, layout: TokenLayout, budget: Budget, collect_stats: bool = True,
+                 stash: Stash | None = None) -> "Compression":
+        return Compression(self, thinker, layout, budget, collect_stats, stash)
 
     def config(self) -> dict:
         from dataclasses import asdict
@@ -179,27 +224,30 @@ class Compression:
     """Context manager that installs the per-layer hooks and always removes them.
 
     On entry: a forward hook on every decoder attention module, and the `acckv_sdpa` attention function
-    (per-layer cache lengths). On exit: both restored, whatever happened inside.
+    (per-layer cache lengths). In each layer, a forward that leaves the cache shorter than `layout` is
+    recorded in the stash; the forward that brings it to exactly `len(layout)` entries compresses it;
+    later forwards pass through. On exit: hooks and attention function restored, whatever happened inside.
+    `stash` holds records of segments prefilled before entering (it is forked, never modified).
     """
 
     def __init__(self, method: CompressionMethod, thinker, layout: TokenLayout, budget: Budget,
-                 collect_stats: bool = True):
+                 collect_stats: bool = True, stash: Stash | None = None):
         self.method, self.thinker, self.layout, self.budget = method, thinker, layout, budget
         self.collect_stats = collect_stats
+        self.stash = stash.fork() if stash is not None else Stash(method.attention_needs())
         self.layers: list[dict] = []
         self.shared: dict = {}
         self._handles: list = []
         self._done: set[int] = set()
-        self._saved_attn: str | None = None
+        self._backend = None
 
     @property
     def decoder_layers(self):
         return self.thinker.get_decoder().layers
 
     def __enter__(self) -> "Compression":
-        text_config = self.decoder_layers[0].self_attn.config
-        self._saved_attn = text_config._attn_implementation
-        text_config._attn_implementation = attn.ATTENTION_NAME
+        self._backend = attn.per_layer_attention(self.thinker)
+        self._backend.__enter__()
         try:
             for layer in self.decoder_layers:
                 self._handles.append(layer.self_attn.register_forward_hook(self._hook, with_kwargs=True))
@@ -212,32 +260,35 @@ class Compression:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        if self._saved_attn is not None:
-            self.decoder_layers[0].self_attn.config._attn_implementation = self._saved_attn
-            self._saved_attn = None
+        if self._backend is not None:
+            self._backend.__exit__(None, None, None)
+            self._backend = None
 
     def _hook(self, module, args, kwargs, output):
         hidden, cache = kwargs["hidden_states"], kwargs.get("cache")
         idx = module.layer_idx
         if cache is None or idx in self._done:
             return output
-        layer = cache.layers[idx]
-        q_len = hidden.shape[1]
-        if q_len <= 1 or layer.get_seq_length() != q_len:
-            return output  # only the prefill of an empty cache is compressed
         if hidden.shape[0] != 1:
             raise CompressionError("KV compression supports batch size 1 only; run one clip at a time")
-        if q_len != len(self.layout):
-            raise CompressionError(f"token layout has {len(self.layout)} tokens but the prompt has {q_len}")
-        self._compress(module, idx, hidden, kwargs["position_embeddings"], layer)
+        layer = cache.layers[idx]
+        filled, target = layer.get_seq_length(), len(self.layout)
+        cos, sin = kwargs["position_embeddings"]
+        if filled < target:  # an earlier segment of the compressed part: remember what scoring will need
+            self.stash.record(module, idx, hidden, cos, sin, layer.keys)
+            return output
+        if filled > target:
+            raise CompressionError(f"token layout has {target} tokens but the prompt reached {filled} "
+                                   f"without compressing (layout and prompt do not match)")
+        self._compress(module, idx, hidden, cos, sin, layer)
         self._done.add(idx)
         return output
 
     @torch.no_grad()
-    def _compress(self, module, idx, hidden, position_embeddings, layer) -> None:
-        cos, sin = position_embeddings
+    def _compress(self, module, idx, hidden, cos, sin, layer) -> None:
+        offset = layer.keys.shape[2] - hidden.shape[1]
         ctx = LayerContext(idx, len(self.decoder_layers), module, hidden, cos, sin, layer.keys, layer.values,
-                           self.layout, self.budget, self.shared)
+                           self.layout, self.budget, self.shared, offset, self.stash.get(idx))
         result = self.method.compress_layer(ctx)
         keep = result.keep.to(layer.keys.device)
         before = layer.keys.nbytes + layer.values.nbytes
@@ -249,6 +300,7 @@ class Compression:
         else:
             layer.keys, layer.values = result.keys.contiguous(), result.values.contiguous()
         record = {"layer": idx, "keep": keep.cpu(), "budget": self.method.layer_budget(ctx),
+                  "media_budget": self.method.media_slots(ctx),
                   "kv_bytes_before": before, "kv_bytes_after": layer.keys.nbytes + layer.values.nbytes,
                   **result.stats}
         if self.collect_stats:
