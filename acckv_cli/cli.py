@@ -408,11 +408,51 @@ def bench(
     out_json: Optional[str] = typer.Option(None, help="Write all numbers to this JSON file."),
     plot: Optional[str] = typer.Option(None, help="Write a PNG of decode time vs context length."),
     out_md: Optional[str] = typer.Option(None, help="Write the main numbers as Markdown tables."),
+    questions: Optional[str] = typer.Option(None, "--questions", help="Many-questions mode: comma-separated "
+                                            "question counts (e.g. 1,4,10) about one clip (--sizes, default 8k), "
+                                            "with and without media reuse."),
+    protocols: str = typer.Option("query-aware,context", "--protocols", help="Protocols of the many-questions mode."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True),
 ):
-    """Benchmark prefill overhead, decode speed, KV bytes and memory of every method (random 3B-shaped thinker)."""
+    """Benchmark prefill overhead, decode speed, KV bytes and memory of every method (random 3B-shaped thinker),
+    or with --questions the cost of many questions about one clip."""
+    if questions is not None:
+        _run(_bench_questions, questions, protocols, sizes, layers, dtype, decode_steps, threads, out_json, tiny)
+        return
     _run(_bench, sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot, out_md,
          tiny)
+
+
+def _bench_questions(questions, protocols, sizes, layers, dtype, new_tokens, threads, out_json, tiny):
+    import torch
+
+    from acckv_cli.bench import QWEN25_OMNI_3B, TINY, build_thinker, parse_sizes, synthetic_prompt
+    from acckv_cli.bench_questions import render, run_questions
+    from acckv_cli.session import check_protocol
+
+    if dtype not in ("float32", "bfloat16"):
+        raise Fail(f"--dtype must be float32 or bfloat16, not {dtype!r}", 2)
+    try:
+        counts = tuple(sorted({int(q) for q in questions.split(",") if q.strip()}))
+        (size,) = parse_sizes(sizes or "8k")
+    except ValueError:
+        raise Fail("--questions takes counts like 1,4,10 and --sizes one prompt length like 8k", 2) from None
+    if not counts or counts[0] < 1:
+        raise Fail("--questions takes positive counts like 1,4,10", 2)
+    protocol_list = tuple(check_protocol(p.strip()) for p in protocols.split(",") if p.strip())
+    _quiet_libraries()
+    if threads:
+        torch.set_num_threads(threads)
+    shape = TINY if tiny else QWEN25_OMNI_3B
+    thinker = build_thinker(shape, layers, getattr(torch, dtype))
+    result = run_questions(thinker, synthetic_prompt(size, shape), counts, protocol_list, new_tokens=new_tokens,
+                           progress=lambda text: err.print(text, highlight=False) if not tiny else None)
+    result.update(model={"shape": shape.name, "layers": layers, "dtype": dtype},
+                  machine={"torch_threads": torch.get_num_threads()})
+    render(result, out)
+    if out_json:
+        from pathlib import Path
+        Path(out_json).write_text(json.dumps(result, indent=1))
 
 
 def _bench(sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot, out_md, tiny):

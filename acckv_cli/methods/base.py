@@ -144,10 +144,15 @@ class LayerContext:
 
 @dataclass
 class LayerResult:
-    """What a method decided for one layer. `keep` holds sorted prompt indices [k]."""
+    """What a method decided for one layer.
+
+    keep: sorted prompt indices, [k] for one set shared by every KV head, or [KV, k] for a set per KV head
+          (each row sorted; the same k in every head, so eviction stays one real gather).
+    keys/values: [1, KV, k, D] when merging changed the kept entries (else gathered from the cache).
+    """
 
     keep: torch.Tensor
-    keys: torch.Tensor | None = None    # [1, KV, k, D] when merging changed the kept entries
+    keys: torch.Tensor | None = None
     values: torch.Tensor | None = None
     stats: dict = field(default_factory=dict)
 
@@ -202,13 +207,35 @@ class ScorerMethod(CompressionMethod):
 
 
 def keep_top(scores: torch.Tensor, protected: torch.Tensor, k: int, candidates: torch.Tensor | None = None) -> torch.Tensor:
-    """Sorted indices of all protected tokens plus the `k` best-scored candidates (default: unprotected)."""
+    """Sorted indices of all protected tokens plus the `k` best-scored candidates (default: unprotected).
+
+    scores [L] gives one set [P + k]; scores [KV, L] gives a set per KV head [KV, P + k] (rows sorted).
+    """
     candidates = ~protected if candidates is None else candidates
     cand_idx = candidates.nonzero().squeeze(1)
     k = min(k, cand_idx.numel())
-    best = cand_idx[scores[cand_idx].float().topk(k).indices] if k > 0 else cand_idx[:0]
-    keep = torch.cat([protected.nonzero().squeeze(1), best])
-    return keep.sort().values
+    fixed = protected.nonzero().squeeze(1)
+    if scores.ndim == 1:
+        best = cand_idx[scores[cand_idx].float().topk(k).indices] if k > 0 else cand_idx[:0]
+        return torch.cat([fixed, best]).sort().values
+    heads = scores.shape[0]
+    best = cand_idx[scores[:, cand_idx].float().topk(k, dim=-1).indices] if k > 0 else cand_idx[None, :0].expand(heads, 0)
+    return torch.cat([fixed[None].expand(heads, -1), best], dim=1).sort(dim=-1).values
+
+
+def kept_mask(keep: torch.Tensor, length: int) -> torch.Tensor:
+    """Boolean [heads, L] (heads = 1 for a shared set) of the prompt entries `keep` retains."""
+    rows = keep[None] if keep.ndim == 1 else keep
+    mask = torch.zeros(rows.shape[0], length, dtype=torch.bool, device=keep.device)
+    mask.scatter_(1, rows, True)
+    return mask
+
+
+def gather_entries(tensor: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """[1, KV, L, D] → [1, KV, k, D]: the kept entries, shared ([k]) or per KV head ([KV, k])."""
+    if keep.ndim == 1:
+        return tensor.index_select(2, keep)
+    return tensor.gather(2, keep[None, :, :, None].expand(1, -1, -1, tensor.shape[-1]))
 
 
 def recent_media(media: torch.Tensor, n: int) -> torch.Tensor:
@@ -292,11 +319,11 @@ class Compression:
         result = self.method.compress_layer(ctx)
         keep = result.keep.to(layer.keys.device)
         before = layer.keys.nbytes + layer.values.nbytes
-        if result.keys is None and keep.numel() == ctx.length:
+        if result.keys is None and keep.shape[-1] == ctx.length:
             pass  # nothing evicted: keep the tensors as they are (no copy)
         elif result.keys is None:
-            layer.keys = layer.keys.index_select(2, keep).contiguous()
-            layer.values = layer.values.index_select(2, keep).contiguous()
+            layer.keys = gather_entries(layer.keys, keep).contiguous()
+            layer.values = gather_entries(layer.values, keep).contiguous()
         else:
             layer.keys, layer.values = result.keys.contiguous(), result.values.contiguous()
         record = {"layer": idx, "keep": keep.cpu(), "budget": self.method.layer_budget(ctx),
