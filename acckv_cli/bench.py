@@ -374,6 +374,8 @@ def _kv_bytes(cache) -> int:
 def _method(name: str):
     if name == NOCAL:
         return get_method("acckv", calibration=False)
+    if name == "fastv":  # prune mode changes the prefill itself, which a per-layer replay cannot show
+        return get_method("fastv", mode="kv_emulate")
     return get_method(name)
 
 

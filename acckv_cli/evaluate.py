@@ -98,6 +98,7 @@ class Item:
     question: str
     answer: str | None = None
     family: str | None = None
+    evidence: tuple[float, float] | None = None  # seconds [start, end) holding the answer (SynthAVQA)
 
 
 def read_manifest(path: str | Path) -> list[Item]:
@@ -120,7 +121,7 @@ def read_manifest(path: str | Path) -> list[Item]:
 
 def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
     """Write (or reuse) the first `n` clips of a SynthAVQA split as mp4 files and return their questions."""
-    from acckv_cli.synth.avqa import make_example
+    from acckv_cli.synth.avqa import make_example, question_evidence
     from acckv_cli.synth.render import write_mp4
 
     folder = data_dir / split
@@ -132,7 +133,8 @@ def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
         if not clip.exists():
             write_mp4(example.spec, clip)
         for k, qa in enumerate(example.questions):
-            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family))
+            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family,
+                              question_evidence(example.spec, qa.question)))
     return items
 
 
@@ -209,17 +211,43 @@ def first_token_kl(reference: torch.Tensor, logits: torch.Tensor) -> float:
     return max(0.0, float((p.exp() * (p - q)).sum()))
 
 
-def compare(answer: Answer, reference: Answer, expected: str | None) -> dict:
+def compare(answer: Answer, reference: Answer, item: Item) -> dict:
     """The row fields of one compressed answer against the full cache's answer to the same prompt."""
     summary = answer.report.summary()
     row = {"answer": answer.text, "full_answer": reference.text,
            "kv_kept": summary["kv_kept_ratio"], "media_kept": summary["media_kept_ratio"],
            "first_token_agrees": int(answer.first_logits.argmax()) == int(reference.first_logits.argmax()),
-           "first_token_kl": round(first_token_kl(reference.first_logits, answer.first_logits), 8)}
-    if expected is not None:
-        row["first_word_correct"] = answer_starts_with(answer.text, expected)
-        row["exact_correct"] = answer_matches(answer.text, expected)
+           "first_token_kl": round(first_token_kl(reference.first_logits, answer.first_logits), 8),
+           **where_kept(answer, item.evidence)}
+    if item.answer is not None:
+        row["first_word_correct"] = answer_starts_with(answer.text, item.answer)
+        row["exact_correct"] = answer_matches(answer.text, item.answer)
     return row
+
+
+def where_kept(answer: Answer, evidence: tuple[float, float] | None) -> dict:
+    """Where the kept media entries lie in time (mean over layers and KV heads).
+
+    kept_time:     mean time of the kept media, as a fraction of the clip (0 start, 1 end; ≈ 0.5 when
+                   kept uniformly; → 1 for a recency prior);
+    evidence_kept: share of the media entries inside the answer's evidence span that were kept (compare
+                   with media_kept: a method that finds the evidence keeps more of it than the average).
+    """
+    from acckv_cli.report import kept_share
+
+    layout = answer.layout
+    media = layout.media_mask
+    if not answer.kept or not media.any():
+        return {}
+    kept = torch.stack([kept_share(keep, len(layout)) for keep in answer.kept.values()]).mean(0)
+    t = layout.time_s
+    duration = max(float(t[media].max()), 1e-6)
+    out = {"kept_time": round(float((kept[media] * t[media]).sum() / kept[media].sum().clamp(min=1e-9)) / duration, 4)}
+    if evidence is not None:
+        inside = media & (t >= evidence[0]) & (t < evidence[1])
+        if inside.any():
+            out["evidence_kept"] = round(float(kept[inside].mean()), 4)
+    return out
 
 
 def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: list[str], out_dir: Path,
@@ -299,7 +327,7 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
                 if isinstance(answer, Exception) or isinstance(reference, Exception):
                     row["error"] = _one_line(answer if isinstance(answer, Exception) else reference)
                 else:
-                    row.update(compare(answer, reference, item.answer))
+                    row.update(compare(answer, reference, item))
                 yield row
 
 
@@ -348,6 +376,10 @@ def summarise(rows: list[dict]) -> list[dict]:
             entry["exact"] = _mean(float(r["exact_correct"]) for r in scored)
         entry["agreement"] = _mean(float(r["first_token_agrees"]) for r in ok)
         entry["kl"] = _mean(r["first_token_kl"] for r in ok)
+        for key in ("evidence_kept", "kept_time"):
+            values = [r[key] for r in ok if r.get(key) is not None]
+            if values:
+                entry[key] = _mean(values)
         out.append(entry)
     return sorted(out, key=lambda e: (e["protocol"], e["method"] != "full", e["method"],
                                       -float(Budget.parse(e["budget"]).value)))
@@ -359,7 +391,7 @@ def _mean(values) -> float | None:
 
 
 COLUMNS = ("protocol", "method", "budget", "n", "errors", "media_kept", "kv_kept", "audio", "video", "alignment",
-           "first_word", "exact", "agreement", "kl")
+           "first_word", "exact", "agreement", "kl", "evidence_kept", "kept_time")
 
 
 def write_summary(summary: list[dict], out_dir: Path) -> None:
@@ -388,6 +420,8 @@ def summary_markdown(summary: list[dict]) -> str:
                 cells.append(f"`{v}`")
             elif c == "kl":
                 cells.append(f"{v:.4f}")
+            elif c == "kept_time":
+                cells.append(f"{v:.2f}")
             else:
                 cells.append(f"{100 * v:.1f}")
         lines.append("| " + " | ".join(cells) + " |")

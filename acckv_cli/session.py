@@ -176,7 +176,7 @@ class ClipSession:
         start = time.perf_counter()
         try:
             with torch.inference_mode(), per_layer_attention(thinker):
-                first, run, layout = self._prompt_rest(prompt, media_cache, protocol, method, budget)
+                first, run, layout, cache = self._prompt_rest(prompt, media_cache, protocol, method, budget)
                 mid = time.perf_counter()
                 ids = greedy_decode(thinker, cache, first, prompt.next_positions(), max_new_tokens, self.eos)
         finally:
@@ -193,24 +193,41 @@ class ClipSession:
                       {r["layer"]: r["keep"] for r in run.layers})
 
     def _prompt_rest(self, prompt: QuestionPrompt, media_cache: MediaCache, protocol: str, method, budget):
-        """Run the prompt after the media; return (first-token logits, compression run, compressed layout)."""
+        """Run the prompt after the media; return (first-token logits, compression run, compressed layout,
+        the cache decoding continues on)."""
         thinker, cache = self.lm.thinker, media_cache.cache
         if protocol == "context":
             if media_cache.run is None:
                 raise ValueError("the context protocol needs a media cache compressed by the method")
             ids, pos = prompt.span(prompt.media_end, prompt.length)
-            return forward_segment(thinker, cache, pos, ids), media_cache.run, self.prompt.layout
+            return forward_segment(thinker, cache, pos, ids), media_cache.run, self.prompt.layout, cache
         if media_cache.stash is None:
             raise ValueError(f"the {protocol} protocol needs a full media cache")
         end = prompt.question_end if protocol == "query-aware" else prompt.length
         layout = prompt.layout.prefix(end)
-        with method(thinker, layout, budget, stash=media_cache.stash) as run:
-            ids, pos = prompt.span(prompt.media_end, end)
-            first = forward_segment(thinker, cache, pos, ids, logits=end == prompt.length)
+        if method.single_forward:  # the method changes the prefill itself: media and question in one forward
+            cache = DynamicCache(config=thinker.config.get_text_config(decoder=True))
+            with method(thinker, layout, budget) as run:
+                first = forward_segment(thinker, cache, prompt.positions[:, :, :end],
+                                        embedded=self._with_tokens(prompt, end), logits=end == prompt.length)
+            # decoding continues on this cache; the shared media cache is not touched
+        else:
+            with method(thinker, layout, budget, stash=media_cache.stash) as run:
+                ids, pos = prompt.span(prompt.media_end, end)
+                first = forward_segment(thinker, cache, pos, ids, logits=end == prompt.length)
         if end < prompt.length:
             ids, pos = prompt.span(end, prompt.length)
             first = forward_segment(thinker, cache, pos, ids)
-        return first, run, layout
+        return first, run, layout, cache
+
+    def _with_tokens(self, prompt: QuestionPrompt, end: int) -> dict:
+        """The prefix's decoder inputs extended by the prompt tokens [media_end, end) (one-forward prefill)."""
+        embedded = self.embedded
+        if set(embedded) != {"inputs_embeds"}:
+            raise ValueError("this model family passes extra decoder inputs; a one-forward prefill is not supported")
+        ids, _ = prompt.span(prompt.media_end, end)
+        tokens = self.lm.thinker.get_decoder().embed_tokens(ids).to(embedded["inputs_embeds"].dtype)
+        return {"inputs_embeds": torch.cat([embedded["inputs_embeds"], tokens], dim=1)}
 
     # --- convenience ----------------------------------------------------------------------------------
     def ask(self, questions: list[str], method: CompressionMethod, budget: Budget, protocol: str = "query-aware",

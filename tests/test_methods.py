@@ -18,22 +18,26 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from acckv_cli.layout import Modality
 from acckv_cli.methods import METHODS, Budget, BudgetError, CompressionError, get_method
 from acckv_cli.methods.acckv import redistributed_scores
+from acckv_cli.methods.base import gather_entries, kept_mask
 
-MERGING = {"lookm"}  # acckv merges only with merge_target=nearest_kept (not its default)
+# acckv merges by default (C-C step 1; get_method("acckv", merge_target="none") only evicts); fastv's default
+# prune mode changes the prefill itself (tests/test_baselines.py has its own reference for it)
+MERGING = {"lookm", "acckv", "fastv"}
 EVICTION_ONLY = sorted(set(METHODS) - MERGING)
 KEY_MASKS: dict[int, torch.Tensor] = {}
 
 
 def masked_sdpa(module, query, key, value, attention_mask, **kwargs):
-    """Full-cache attention that hides the prompt entries evicted in this layer (test reference)."""
+    """Full-cache attention that hides the prompt entries evicted in this layer, per KV head (test reference)."""
     kwargs.pop("is_causal", None)
     q_len, k_len = query.shape[2], key.shape[2]
     if q_len == k_len:
         return sdpa_attention_forward(module, query, key, value, None, is_causal=True, **kwargs)
-    visible = torch.ones(k_len, dtype=torch.bool)
-    prompt_keep = KEY_MASKS[module.layer_idx]
-    visible[: prompt_keep.numel()] = prompt_keep
-    return sdpa_attention_forward(module, query, key, value, visible[None, None, None, :], is_causal=False, **kwargs)
+    prompt_keep = KEY_MASKS[module.layer_idx]                  # [KV or 1, L]
+    groups = query.shape[1] // prompt_keep.shape[0]            # query heads per row of the mask
+    visible = torch.ones(query.shape[1], k_len, dtype=torch.bool)
+    visible[:, : prompt_keep.shape[1]] = prompt_keep.repeat_interleave(groups, dim=0)
+    return sdpa_attention_forward(module, query, key, value, visible[None, :, None, :], is_causal=False, **kwargs)
 
 
 AttentionInterface.register("acckv_test_masked", masked_sdpa)
@@ -59,9 +63,7 @@ def compressed_run(thinker, prompt, method, budget=Budget(0.2), max_new_tokens=4
 def masked_reference(thinker, prompt, run, max_new_tokens=4):
     KEY_MASKS.clear()
     for record in run.layers:
-        keep = torch.zeros(len(prompt.layout), dtype=torch.bool)
-        keep[record["keep"]] = True
-        KEY_MASKS[record["layer"]] = keep
+        KEY_MASKS[record["layer"]] = kept_mask(record["keep"], len(prompt.layout))
     with attention_impl(thinker, "acckv_test_masked"):
         return prompt.generate(thinker, max_new_tokens=max_new_tokens)
 
@@ -72,10 +74,16 @@ def assert_same_logits(a, b, atol=1e-5):
         assert torch.allclose(x, y, atol=atol, rtol=0), f"step {step}: max diff {(x - y).abs().max():.2e}"
 
 
-@pytest.mark.parametrize("name", EVICTION_ONLY)
-def test_eviction_equals_masked_full_cache(tiny, av_prompt, name):
+EVICTION_VARIANTS = [(name, {}) for name in EVICTION_ONLY] + [
+    ("acckv", {"merge_target": "none"}), ("acckv", {"merge_target": "none", "head_reduction": "kv_mean"}),
+    ("acckv", {"merge_target": "none", "coverage": "time", "score_queries": "all"}),
+    ("snapkv", {"head_reduction": "mean"}), ("h2o", {"head_reduction": "kv_max"}), ("fastv", {"mode": "kv_emulate"})]
+
+
+@pytest.mark.parametrize("name, params", EVICTION_VARIANTS)
+def test_eviction_equals_masked_full_cache(tiny, av_prompt, name, params):
     thinker, _ = tiny
-    run, out = compressed_run(thinker, av_prompt, get_method(name), Budget(0.3))
+    run, out = compressed_run(thinker, av_prompt, get_method(name, **params), Budget(0.3))
     ref = masked_reference(thinker, av_prompt, run)
     assert_same_logits(out, ref)
     if name != "full":  # the comparison is meaningful: compression changed the decode-step logits
@@ -115,12 +123,13 @@ def test_budget_and_protection(tiny, request, name, prompt_name):
     protected = prompt.layout.protected_mask.nonzero().squeeze(1)
     for record, layer in zip(sorted(run.layers, key=lambda r: r["layer"]), out.cache.layers):
         keep = record["keep"]
-        assert torch.equal(keep, keep.sort().values) and keep.unique().numel() == keep.numel()
-        assert set(protected.tolist()) <= set(keep.tolist()), "text tokens must never be evicted"
-        assert keep.numel() <= record["budget"] == len(protected) + record["media_budget"]
+        for row in (keep[None] if keep.ndim == 1 else keep):  # one set, or one per KV head
+            assert torch.equal(row, row.sort().values) and row.unique().numel() == row.numel()
+            assert set(protected.tolist()) <= set(row.tolist()), "text tokens must never be evicted"
+        assert keep.shape[-1] <= record["budget"] == len(protected) + record["media_budget"]
         if name not in ("acckv", "full"):  # acckv's calibration may leave a layer below budget
-            assert keep.numel() == record["budget"]
-        assert layer.keys.shape[2] == keep.numel()  # eviction is real: the tensors shrank
+            assert keep.shape[-1] == record["budget"]
+        assert layer.keys.shape[2] == keep.shape[-1]  # eviction is real: the tensors shrank
         assert record["kv_bytes_after"] == layer.keys.nbytes + layer.values.nbytes
     n_media = int(prompt.layout.media_mask.sum())
     if name not in ("full", "fastv", "pyramidkv"):  # those vary the budget by layer on purpose
@@ -144,10 +153,11 @@ def test_kept_entries_are_the_top_scored(tiny, av_prompt, name):
     run, _ = compressed_run(thinker, av_prompt, method, Budget(0.3), max_new_tokens=1)
     media = av_prompt.layout.media_mask
     for record in run.layers:
-        kept = torch.zeros_like(media)
-        kept[record["keep"]] = True
+        kept = kept_mask(record["keep"], len(media))
         s = scores[record["layer"]]
-        assert s[kept & media].min() >= s[~kept & media].max()
+        s = s[None] if s.ndim == 1 else s              # one set, or one per KV head
+        for head_kept, head_scores in zip(kept, s):
+            assert head_scores[head_kept & media].min() >= head_scores[~head_kept & media].max()
 
 
 def test_hooks_are_removed_and_model_is_unchanged(tiny, av_prompt):
@@ -174,7 +184,8 @@ def test_kept_keys_are_not_rerotated(tiny, av_prompt):
     full = av_prompt.generate(thinker, max_new_tokens=1).cache
     run, out = compressed_run(thinker, av_prompt, get_method("snapkv"), max_new_tokens=1)
     for record, layer, ref in zip(run.layers, out.cache.layers, full.layers):
-        assert torch.equal(layer.keys, ref.keys[:, :, record["keep"]])
+        assert record["keep"].ndim == 2  # snapkv keeps a set per KV head
+        assert torch.equal(layer.keys, gather_entries(ref.keys, record["keep"]))
 
 
 def test_full_budget_acckv_without_calibration_is_exact(tiny, av_prompt):
@@ -231,6 +242,9 @@ class MatrixContext:
         self.A = attention
         self.length = attention.shape[-1]
         self.keys = torch.zeros(1, 1, self.length, 1)
+
+    def reduce(self, scores, how):
+        return scores.mean(0)
 
     def accumulate(self, rows, weighting="none"):
         A = self.A[:, rows]

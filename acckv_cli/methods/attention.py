@@ -136,13 +136,24 @@ def accumulate_queries(queries, rows: torch.Tensor, keys: torch.Tensor, module, 
     return total
 
 
-def reduce_heads(scores: torch.Tensor, how: str = "mean") -> torch.Tensor:
-    """[H, L] → [L]: one score per token, so every KV head keeps the same tokens."""
+HEAD_REDUCTIONS = ("mean", "max", "kv_mean", "kv_max")
+
+
+def reduce_heads(scores: torch.Tensor, how: str = "mean", n_kv: int = 1) -> torch.Tensor:
+    """Per-query-head scores [H, L] → the granularity of selection.
+
+    `mean` / `max` over all H heads → [L]: one set shared by every KV head.
+    `kv_mean` / `kv_max` over the G = H / n_kv query heads of each KV head → [KV, L]: a set per KV head
+    (kvpress's granularity for grouped-query attention; query head h belongs to KV head h // G).
+    """
+    if how in ("kv_mean", "kv_max"):
+        grouped = scores.view(n_kv, scores.shape[0] // n_kv, *scores.shape[1:])
+        return grouped.mean(1) if how == "kv_mean" else grouped.max(1).values
     if how == "mean":
         return scores.mean(0)
     if how == "max":
         return scores.max(0).values
-    raise ValueError(f"unknown head reduction {how!r} (choose mean or max)")
+    raise ValueError(f"unknown head reduction {how!r} (choose from {', '.join(HEAD_REDUCTIONS)})")
 
 
 ATTENTION_NAME = "acckv_sdpa"

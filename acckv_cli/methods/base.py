@@ -131,6 +131,10 @@ class LayerContext:
             return torch.zeros(self.length, device=self.keys.device)
         return self.accumulate(rows).mean(0) / rows.numel()
 
+    def reduce(self, scores: torch.Tensor, how: str) -> torch.Tensor:
+        """[H, L] per-query-head scores → [L] (one set for all heads) or [KV, L] (a set per KV head)."""
+        return attn.reduce_heads(scores, how, self.keys.shape[1])
+
     def media_share(self) -> dict[str, float]:
         """Share of the text queries' attention that lands on audio, video and text-like keys."""
         a = self.text_attention
@@ -157,6 +161,12 @@ class LayerResult:
     stats: dict = field(default_factory=dict)
 
 
+def check_choice(method: str, field_name: str, value, choices) -> None:
+    """Raise a one-line ValueError when a string hyperparameter is not one of its choices."""
+    if value not in choices:
+        raise ValueError(f"{method} {field_name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
 @dataclass
 class CompressionMethod:
     """Base of all methods. Subclasses are small dataclasses whose fields are their hyperparameters."""
@@ -168,9 +178,23 @@ class CompressionMethod:
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         raise NotImplementedError
 
+    # Methods that change the prefill itself (FastV's prune mode) need the compressed part in one forward.
+    single_forward: ClassVar[bool] = False
+
     def attention_needs(self) -> AttentionNeeds:
         """Rows of earlier prefill segments whose attention `compress_layer` reads (default: the last 64)."""
         return AttentionNeeds()
+
+    def install(self, run: "Compression") -> list:
+        """Extra hooks a method needs during the compressing forward (removed with the run's own)."""
+        return []
+
+    def cached_length(self, layer_idx: int, n_layers: int, layout: TokenLayout, budget: Budget) -> int:
+        """Entries this layer's cache holds once the compressed part is prefilled (less if pruned in it)."""
+        return len(layout)
+
+    def finish(self, run: "Compression", cache) -> None:
+        """Called once after the forward that completed the compressed part (all layers compressed)."""
 
     def media_slots(self, ctx: LayerContext) -> int:
         """Media entries this layer keeps (the budget, uniform over layers; PyramidKV and FastV override)."""
@@ -278,6 +302,8 @@ class Compression:
         try:
             for layer in self.decoder_layers:
                 self._handles.append(layer.self_attn.register_forward_hook(self._hook, with_kwargs=True))
+            self._handles.append(self.thinker.get_decoder().register_forward_hook(self._after_forward, with_kwargs=True))
+            self._handles += self.method.install(self)
         except Exception:
             self.__exit__(None, None, None)
             raise
@@ -299,7 +325,8 @@ class Compression:
         if hidden.shape[0] != 1:
             raise CompressionError("KV compression supports batch size 1 only; run one clip at a time")
         layer = cache.layers[idx]
-        filled, target = layer.get_seq_length(), len(self.layout)
+        filled = layer.get_seq_length()
+        target = self.method.cached_length(idx, len(self.decoder_layers), self.layout, self.budget)
         cos, sin = kwargs["position_embeddings"]
         if filled < target:  # an earlier segment of the compressed part: remember what scoring will need
             self.stash.record(module, idx, hidden, cos, sin, layer.keys)
@@ -311,6 +338,12 @@ class Compression:
         self._done.add(idx)
         return output
 
+    def _after_forward(self, module, args, kwargs, output):
+        if len(self._done) == len(self.decoder_layers) and not self.shared.get("_finished"):
+            self.shared["_finished"] = True
+            self.method.finish(self, kwargs.get("cache"))
+        return output
+
     @torch.no_grad()
     def _compress(self, module, idx, hidden, cos, sin, layer) -> None:
         offset = layer.keys.shape[2] - hidden.shape[1]
@@ -318,7 +351,8 @@ class Compression:
                            self.layout, self.budget, self.shared, offset, self.stash.get(idx))
         result = self.method.compress_layer(ctx)
         keep = result.keep.to(layer.keys.device)
-        before = layer.keys.nbytes + layer.values.nbytes
+        # what the layer's full compressed part costs (a layer pruned during prefill holds less already)
+        before = (layer.keys.nbytes + layer.values.nbytes) // layer.keys.shape[2] * len(self.layout)
         if result.keys is None and keep.shape[-1] == ctx.length:
             pass  # nothing evicted: keep the tensors as they are (no copy)
         elif result.keys is None:
@@ -330,6 +364,6 @@ class Compression:
                   "media_budget": self.method.media_slots(ctx),
                   "kv_bytes_before": before, "kv_bytes_after": layer.keys.nbytes + layer.values.nbytes,
                   **result.stats}
-        if self.collect_stats:
+        if self.collect_stats and ctx.length == len(self.layout):  # (a layer pruned during prefill has no rows)
             record["attention_share"] = ctx.media_share()
         self.layers.append(record)

@@ -16,40 +16,44 @@ from acckv_cli.methods.snapkv import SnapKV
 class PyramidKV(SnapKV):
     """PyramidKV in the prefill-once setting (Cai et al., arXiv 2406.02069): SnapKV selection, pyramid budgets.
 
-    Scores and selection are SnapKV's (see `SnapKV`); only the number of media entries per layer differs.
-    With B = the uniform media budget (`ctx.budget.media_tokens(N_media)`), N layers and layer index ℓ
-    (KVCache-Factory's schedule, applied to the media share because text is always kept on top):
+    Scores and selection are SnapKV's (per KV head; see `SnapKV`); only the number of media entries per
+    layer differs. With B = the uniform media budget (`ctx.budget.media_tokens(N_media)`), N layers and
+    layer index ℓ, kvpress's `PyramidKVPress` schedule applied to the media (text is kept on top):
 
-        min = B / beta;   max = 2·B − min;   if max > N_media: max = N_media, min = 2·B − max
+        min = B / beta;   max = 2·B − min;   if max ≥ N_media: max = N_media, min = 2·B − max
         media_ℓ = round(max − ℓ·(max − min)/(N − 1))
 
-    so the budgets fall linearly with depth and average to B. The uniform budget is used for N = 1, when
-    B ≥ N_media, or when the cap inverts the pyramid (`max < min`).
+    so budgets fall linearly with depth and average to B. Two departures, both because the budget counts
+    media only: kvpress's uniform fallback when `min < window` (true for nearly every AV budget) is not
+    applied — the window's media are inside each layer's budget here — and `min` is at least one entry
+    when B ≥ 1 (max = 2·B − 1), so no layer loses all its media unless the budget itself is 0. The
+    uniform budget is used for N = 1, B ≥ N_media, or when the cap inverts the pyramid.
 
     beta: ratio between the largest and smallest media budget of a layer before capping (paper: 20).
     """
 
     name = "pyramidkv"
-    summary = "SnapKV scoring with budgets shrinking linearly with depth (Cai et al. 2024)"
+    summary = "SnapKV scoring with media budgets shrinking linearly with depth (Cai et al. 2024)"
     paper = "arXiv 2406.02069"
     beta: float = 20.0
 
     def __post_init__(self):
+        super().__post_init__()
         if self.beta < 1:
             raise ValueError(f"pyramidkv beta must be ≥ 1, got {self.beta}")
 
     def media_budgets(self, n_media: int, n_layers: int, uniform: int) -> torch.Tensor:
         """int64 [N]: every layer's media budget when the prompt has `n_media` media tokens."""
         B = float(uniform)
-        lo = B / self.beta
+        lo = max(B / self.beta, min(1.0, B))
         hi = 2 * B - lo
-        if hi > n_media:
+        if hi >= n_media:
             hi = float(n_media)
             lo = 2 * B - hi
         if n_layers < 2 or uniform >= n_media or hi < lo:
             return torch.full((n_layers,), uniform, dtype=torch.long)
-        depth = torch.arange(n_layers, dtype=torch.float64)
-        return (hi - depth * (hi - lo) / (n_layers - 1)).round().long().clamp(min=0, max=n_media)
+        return torch.tensor([round(hi - layer * (hi - lo) / (n_layers - 1)) for layer in range(n_layers)],
+                            dtype=torch.long).clamp(min=0, max=n_media)
 
     def media_slots(self, ctx: LayerContext) -> int:
         budgets = self.media_budgets(ctx.n_media, ctx.n_layers, ctx.budget.media_tokens(ctx.n_media))
