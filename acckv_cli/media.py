@@ -17,6 +17,7 @@ whose message is a single line naming the file, suitable to print without a trac
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -545,13 +546,30 @@ def _decode_frames_qwen(
 # --------------------------------------------------------------------------------------------- audio
 
 
-def _ffmpeg_audio_pipe(abs_path: str, shown: str, rate: int) -> np.ndarray:
+def _mono_args(channels: int | None) -> list[str]:
+    """ffmpeg arguments that make mono the way Qwen's pipeline does: the plain mean of the channels.
+
+    qwen-omni-utils reads audio with ``librosa.load(..., mono=True)``, which averages the channels.
+    ``-ac 1`` would use ffmpeg's downmix matrix instead (centre + 0.707·front + 0.5·rear, LFE dropped):
+    stereo 3 dB louder, 5.1 several times louder and differently mixed. ``pan`` with equal weights is the
+    mean; only a channel layout that probing could not count falls back to ``-ac 1``.
+    """
+    if channels == 1:
+        return []
+    if not channels:
+        logger.debug("unknown channel count: ffmpeg's own downmix to mono")
+        return ["-ac", "1"]
+    weight = repr(1.0 / channels)
+    return ["-af", "pan=mono|c0=" + "+".join(f"{weight}*c{i}" for i in range(channels))]
+
+
+def _ffmpeg_audio_pipe(abs_path: str, shown: str, rate: int, channels: int | None = None) -> np.ndarray:
     """Decode the first audio stream to mono float32 at ``rate`` Hz through an ffmpeg pipe."""
     cmd = [
         ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error",
         "-i", _ffmpeg_url(abs_path),
         "-map", "0:a:0", "-vn", "-sn", "-dn",
-        "-ac", "1", "-ar", str(rate), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
+        *_mono_args(channels), "-ar", str(rate), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
     ]
     logger.debug("audio: %s", cmd)
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
@@ -564,15 +582,44 @@ def _ffmpeg_audio_pipe(abs_path: str, shown: str, rate: int) -> np.ndarray:
     return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
 
 
+def _decode_audio(info: MediaInfo, rate: int) -> np.ndarray:
+    """Mono audio of a probed file at ``rate`` Hz, as ``librosa.load(path, sr=rate)`` gives it.
+
+    The channel mean is taken by ffmpeg at the native rate, then resampled here with soxr's HQ filter
+    (librosa's default), so the waveform matches Qwen's pipeline and not just its loudness. When the
+    native rate is unknown, ffmpeg resamples.
+    """
+    abs_path, shown = _check_path(info.path), _show(info.path)
+    native = info.audio_rate
+    if native and native != rate and _have_soxr():
+        wav = resample(_ffmpeg_audio_pipe(abs_path, shown, native, info.audio_channels), native, rate)
+    else:
+        wav = _ffmpeg_audio_pipe(abs_path, shown, rate, info.audio_channels)
+    if wav.size == 0:
+        raise MediaError(f"{shown} contains no audio samples")
+    return wav
+
+
 def load_audio(path: str | os.PathLike, rate: int = 16000) -> np.ndarray:
-    """Mono float32 waveform of the first audio stream of any container, resampled to ``rate`` Hz."""
+    """Mono float32 waveform of the first audio stream of any container, resampled to ``rate`` Hz.
+
+    Mono is the mean of the channels and resampling uses soxr HQ, as in ``librosa.load(path, sr=rate)``.
+    """
     if rate < 1:
         raise ValueError(f"audio rate must be >= 1 Hz, got {rate}")
-    abs_path = _check_path(path)
-    wav = _ffmpeg_audio_pipe(abs_path, _show(path), rate)
-    if wav.size == 0:
-        raise MediaError(f"{_show(path)} contains no audio samples")
-    return wav
+    info = _probe_container(path)
+    if not info.has_audio:
+        raise MediaError(f"{_show(path)} has no audio track")
+    return _decode_audio(info, rate)
+
+
+@functools.lru_cache(maxsize=1)
+def _have_soxr() -> bool:
+    try:
+        import soxr  # noqa: F401  (librosa's resampler, a dependency of librosa)
+    except ImportError:
+        return False
+    return True
 
 
 def resample(wav: np.ndarray, orig_rate: int, rate: int) -> np.ndarray:
@@ -602,7 +649,7 @@ def _fix_length(wav: np.ndarray, size: int) -> np.ndarray:
 def _decode_audio_track(info: MediaInfo, rate: int, notices: list[str]) -> np.ndarray | None:
     """Audio of a video file; a broken or empty track degrades to video-only with a notice."""
     try:
-        wav = load_audio(info.path, rate)
+        wav = _decode_audio(info, rate)
     except MediaError as exc:
         logger.warning("%s", exc)
         notices.append(f"audio track could not be decoded ({exc}): running video-only")
@@ -628,7 +675,7 @@ def decode(
     (qwen-omni-utils) gives them, sides multiples of 28 and ``min_pixels <= H*W <= max_pixels`` (less for
     videos over 300 frames), so that the processor leaves them alone. Without it, frames are only shrunk
     to fit ``max_pixels`` and the processor rounds them to its grid (the sizing the built-in demo model
-    was trained with).
+    was trained with). Audio is the mean of the channels, resampled like ``librosa.load``.
 
     Raises ValueError for bad arguments (e.g. ``fps < 1``) and MediaError for unusable files.
     """
@@ -648,7 +695,7 @@ def decode(
         else:
             notices.append("video has no audio track: running video-only")
     else:
-        audio = load_audio(path, audio_rate)
+        audio = _decode_audio(info, audio_rate)
         notices.append("audio-only input: running audio-only")
         if info.duration_s <= 0:
             info.duration_s = audio.size / audio_rate
