@@ -321,7 +321,7 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
     except KeyboardInterrupt and SystemExit.
     """
     from acckv_cli import media as media_mod
-    from acckv_cli.pipeline import ask_decoded, pixel_cap
+    from acckv_cli.pipeline import ask_decoded, decode_sizes
 
     tally = Tally()
     start = time.perf_counter()
@@ -334,7 +334,7 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
         decoded, decode_error = None, None
         t0 = time.perf_counter()
         try:
-            decoded = media_mod.decode(group[0].video, fps=options.fps, max_pixels=pixel_cap(lm, options.max_pixels))
+            decoded = media_mod.decode(group[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels))
         except Exception as exc:  # one bad file is one error per item, never the end of the run
             decode_error = exc
         decode_s = time.perf_counter() - t0

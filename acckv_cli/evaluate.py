@@ -21,7 +21,7 @@ import torch
 from acckv_cli import __version__
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.model import LoadedModel, cast_inputs, last_position_logits
-from acckv_cli.pipeline import prepare_prompt
+from acckv_cli.pipeline import decode_sizes, prepare_prompt
 
 log = logging.getLogger(__name__)
 _ARTICLES = {"a", "an", "the"}
@@ -229,9 +229,8 @@ def evaluate_item(lm, item: Item, todo, decoded_cache, media_mod, fidelity: bool
     base = {"id": item.id, "video": item.video, "question": item.question, "expected": item.answer,
             "family": item.family}
     try:
-        low, high = lm.pixel_range
         if item.video not in decoded_cache:
-            decoded_cache[item.video] = media_mod.decode(item.video, fps=fps, max_pixels=high)
+            decoded_cache[item.video] = media_mod.decode(item.video, fps=fps, **decode_sizes(lm))
         decoded = decoded_cache[item.video]
         prompt = prepare_prompt(lm, decoded, item.question)
         inputs, flag, layout = prompt.inputs, prompt.use_audio_in_video, prompt.layout

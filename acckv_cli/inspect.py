@@ -79,13 +79,12 @@ def takeover_layer(priorities: list[str | None], both_present: bool) -> int | No
 def inspect_clip(lm, path: str, question: str = DEFAULT_QUESTION, fps: float = 2.0,
                  max_pixels: int | None = None) -> dict:
     """Per-layer attention statistics of one clip + question, as one JSON-serialisable dict."""
-    from acckv_cli import media as media_mod
     from acckv_cli.model import generate
-    from acckv_cli.pipeline import check_question, media_summary, pixel_cap, prepare_prompt
+    from acckv_cli.pipeline import check_question, decode_for_model, media_summary, pixel_cap, prepare_prompt
 
     question = check_question(question)
     high = pixel_cap(lm, max_pixels)
-    decoded = media_mod.decode(path, fps=fps, max_pixels=high)
+    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels)
     prompt = prepare_prompt(lm, decoded, question, max_pixels=high)
     layout = prompt.layout
     inspector = Inspector()

@@ -13,6 +13,7 @@ from acckv_cli import media as media_mod
 from acckv_cli.layout import TokenLayout, layout_for_inputs
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.model import LoadedModel, build_inputs, generate
+from acckv_cli.preprocess import uses_official_sizing
 from acckv_cli.report import RetentionReport
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def ask_clip(lm: LoadedModel, path: str, question: str, method: str = "acckv", b
     budget = budget or Budget(0.2)
     compressor = get_method(method, **(method_params or {}))
     high = pixel_cap(lm, max_pixels)
-    decoded = media_mod.decode(path, fps=fps, max_pixels=high)
+    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels)
     return _answer(lm, decoded, question, compressor, budget, high, max_new_tokens)
 
 
@@ -81,6 +82,24 @@ def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
     """Pixels per frame to decode and process: the model's cap, lowered by `--max-pixels`."""
     high = lm.pixel_range[1]
     return min(high, max_pixels) if max_pixels else high
+
+
+def decode_for_model(lm: LoadedModel, path: str, fps: float = 2.0, max_pixels: int | None = None
+                     ) -> media_mod.DecodedMedia:
+    """Decode `path` with the frame sizes the model expects (`--max-pixels` lowers the cap).
+
+    For a real checkpoint (Qwen's official pixel range) frames get the size and pixels Qwen's own
+    pipeline gives them; a model with a range of its own (the built-in demo) gets the sizing it was
+    trained with (`acckv_cli.preprocess.uses_official_sizing`).
+    """
+    return media_mod.decode(path, fps=fps, **decode_sizes(lm, max_pixels))
+
+
+def decode_sizes(lm: LoadedModel, max_pixels: int | None = None) -> dict:
+    """`media.decode` keyword arguments for the frame sizes of `lm`: `max_pixels` and `min_pixels`."""
+    high = pixel_cap(lm, max_pixels)
+    official = uses_official_sizing(lm.pixel_range)
+    return {"max_pixels": high, "min_pixels": min(lm.pixel_range[0], high) if official else None}
 
 
 @dataclass
@@ -109,8 +128,8 @@ def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str,
                 method_params: dict | None = None) -> AskResult:
     """`ask_clip` on media decoded once by the caller (`acckv batch` reuses it across questions).
 
-    `decoded` must come from `media.decode(..., max_pixels=pixel_cap(lm, max_pixels))`; it is not modified
-    except for notices, and compression stays per question (query-aware).
+    `decoded` must come from `decode_for_model(lm, path, fps, max_pixels)`; it is not modified except for
+    notices, and compression stays per question (query-aware).
     """
     question = check_question(question)
     compressor = get_method(method, **(method_params or {}))
