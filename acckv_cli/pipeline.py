@@ -59,6 +59,7 @@ def media_summary(decoded: media_mod.DecodedMedia, inputs: dict, layout: TokenLa
     if decoded.frames is not None and grid is not None:
         t, h, w = (int(x) for x in grid[0])
         out.update(sampled_fps=round(float(decoded.sample_fps), 4), frames=int(decoded.frames.shape[0]),
+                   processor_fps=_processor_fps(inputs),
                    frame_size=[w * 14, h * 14], pixels_per_frame=h * w * 196,
                    tokens_per_frame_pair=h * w // 4)
     if decoded.audio is not None:
@@ -66,16 +67,27 @@ def media_summary(decoded: media_mod.DecodedMedia, inputs: dict, layout: TokenLa
     return out
 
 
+def _processor_fps(inputs: dict) -> float | None:
+    """The frame rate the processor was told (2 / seconds per temporal patch of 2 frames)."""
+    per_grid = inputs.get("video_second_per_grid")
+    if per_grid is None or not len(per_grid):
+        return None
+    return round(2.0 / float(per_grid[0]), 4)
+
+
 def ask_clip(lm: LoadedModel, path: str, question: str, method: str = "acckv", budget: Budget | None = None,
              fps: float = 2.0, max_pixels: int | None = None, max_new_tokens: int = 32,
-             method_params: dict | None = None) -> AskResult:
-    """Answer `question` about the clip at `path` with the KV cache compressed by `method`."""
+             method_params: dict | None = None, official_fps: bool = False) -> AskResult:
+    """Answer `question` about the clip at `path` with the KV cache compressed by `method`.
+
+    `official_fps=True` tells the processor no frame rate, as Qwen's README call does (see `build_inputs`).
+    """
     question = check_question(question)
     budget = budget or Budget(0.2)
     compressor = get_method(method, **(method_params or {}))
     high = pixel_cap(lm, max_pixels)
     decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels)
-    return _answer(lm, decoded, question, compressor, budget, high, max_new_tokens)
+    return _answer(lm, decoded, question, compressor, budget, high, max_new_tokens, official_fps)
 
 
 def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
@@ -113,10 +125,11 @@ class PreparedPrompt:
 
 
 def prepare_prompt(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str,
-                   max_pixels: int | None = None) -> PreparedPrompt:
+                   max_pixels: int | None = None, official_fps: bool = False) -> PreparedPrompt:
     """Run the processor on already decoded media and derive the token layout (question stored in extras)."""
     start = time.perf_counter()
-    inputs, use_audio_in_video = build_inputs(lm, decoded, question, max_pixels=max_pixels)
+    inputs, use_audio_in_video = build_inputs(lm, decoded, question, max_pixels=max_pixels,
+                                              official_fps=official_fps)
     processor_s = time.perf_counter() - start
     layout = layout_for_inputs(lm.thinker, lm.processor, inputs, use_audio_in_video)
     layout.extras["question"] = question
@@ -125,7 +138,7 @@ def prepare_prompt(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: s
 
 def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str, method: str = "acckv",
                 budget: Budget | None = None, max_pixels: int | None = None, max_new_tokens: int = 32,
-                method_params: dict | None = None) -> AskResult:
+                method_params: dict | None = None, official_fps: bool = False) -> AskResult:
     """`ask_clip` on media decoded once by the caller (`acckv batch` reuses it across questions).
 
     `decoded` must come from `decode_for_model(lm, path, fps, max_pixels)`; it is not modified except for
@@ -134,13 +147,13 @@ def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str,
     question = check_question(question)
     compressor = get_method(method, **(method_params or {}))
     return _answer(lm, decoded, question, compressor, budget or Budget(0.2), pixel_cap(lm, max_pixels),
-                   max_new_tokens)
+                   max_new_tokens, official_fps)
 
 
 def _answer(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str, compressor, budget: Budget,
-            high: int, max_new_tokens: int) -> AskResult:
+            high: int, max_new_tokens: int, official_fps: bool = False) -> AskResult:
     seen_notices = len(decoded.notices)
-    prompt = prepare_prompt(lm, decoded, question, max_pixels=high)
+    prompt = prepare_prompt(lm, decoded, question, max_pixels=high, official_fps=official_fps)
     inputs, use_audio_in_video, layout = prompt.inputs, prompt.use_audio_in_video, prompt.layout
     with compressor(lm.thinker, layout, budget) as run:
         gen = generate(lm, inputs, use_audio_in_video, max_new_tokens)
