@@ -37,6 +37,10 @@ import pytest
 import torch
 
 pytest.importorskip("qwen_omni_utils")  # the `test` extra
+pytestmark = [  # librosa reads video soundtracks through audioread, as qwen-omni-utils asks it to
+    pytest.mark.filterwarnings("ignore:librosa.core.audio.__audioread_load:FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:audioread"),
+]
 
 from acckv_cli.media import sample_frame_indices  # noqa: E402
 from acckv_cli.model import LoadedModel, build_inputs  # noqa: E402
