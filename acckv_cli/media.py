@@ -101,6 +101,19 @@ class DecodedMedia:
     audio_rate: int
     notices: list[str] = field(default_factory=list)
     decode_seconds: float = 0.0
+    # Tell the processor no frame rate, as Qwen's README call does (it then assumes 2.0 fps).
+    official_fps: bool = False
+
+    @property
+    def processor_fps(self) -> float | None:
+        """The frame rate to tell the processor: the true sampled rate, or None under ``official_fps``.
+
+        The true rate keeps video positions on real time when sampling is not exactly 2 fps (149 frames at
+        29.97 fps give 8 frames, 1.61 fps); Qwen's official call passes none, and the processor assumes 2.0.
+        """
+        if self.frames is None or self.official_fps:
+            return None
+        return float(self.sample_fps)
 
     @property
     def modalities(self) -> list[str]:
@@ -668,6 +681,7 @@ def decode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     audio_rate: int = 16000,
     min_pixels: int | None = None,
+    official_fps: bool = False,
 ) -> DecodedMedia:
     """Probe ``path`` and decode what it holds: sampled frames (video) and mono audio.
 
@@ -676,6 +690,9 @@ def decode(
     videos over 300 frames), so that the processor leaves them alone. Without it, frames are only shrunk
     to fit ``max_pixels`` and the processor rounds them to its grid (the sizing the built-in demo model
     was trained with). Audio is the mean of the channels, resampled like ``librosa.load``.
+
+    ``official_fps=True`` marks the media so that the processor is told no frame rate, as in Qwen's README
+    call (see :attr:`DecodedMedia.processor_fps`); sampling itself does not change.
 
     Raises ValueError for bad arguments (e.g. ``fps < 1``) and MediaError for unusable files.
     """
@@ -706,5 +723,5 @@ def decode(
     logger.debug("decoded %s in %.3f s", path, elapsed)
     return DecodedMedia(
         info=info, frames=frames, frame_times=frame_times, sample_fps=sample_fps, audio=audio,
-        audio_rate=audio_rate, notices=notices, decode_seconds=elapsed,
+        audio_rate=audio_rate, notices=notices, decode_seconds=elapsed, official_fps=official_fps,
     )

@@ -142,16 +142,11 @@ def conversation(media: DecodedMedia, question: str) -> list[dict]:
 
 
 def build_inputs(lm: LoadedModel, media: DecodedMedia, question: str,
-                 max_pixels: int | None = None, official_fps: bool = False) -> tuple[dict, bool]:
+                 max_pixels: int | None = None) -> tuple[dict, bool]:
     """Processor inputs for one clip and question, and the `use_audio_in_video` flag for the model.
 
     The flag is True only for video with its own soundtrack; it must then be passed to `generate`
     (the processor output does not carry it, and without it positions are silently wrong).
-
-    The processor is told the true sampled frame rate, so that video positions follow real time when
-    sampling is not exactly 2 fps (a clip of 149 frames at 29.97 fps gives 8 frames, 1.61 fps).
-    `official_fps=True` passes no rate instead, as Qwen's README call does: the processor then assumes
-    2.0 fps, and the inputs equal those of Qwen's official pipeline.
     """
     processor = lm.processor
     text = processor.apply_chat_template(conversation(media, question), add_generation_prompt=True,
@@ -167,8 +162,8 @@ def build_inputs(lm: LoadedModel, media: DecodedMedia, question: str,
             "size": {"shortest_edge": min(low, high), "longest_edge": high},
             "cap_pixels_per_frame": True,
         }
-        if not official_fps:  # the true sampled rate, or video time drifts from the audio's
-            kwargs["videos_kwargs"]["fps"] = float(media.sample_fps)
+        if media.processor_fps is not None:  # the true sampled rate, unless the media asks for Qwen's call
+            kwargs["videos_kwargs"]["fps"] = media.processor_fps
         if audio is not None:
             kwargs.update(audio=[audio], load_audio_from_video=True, audio_from_video_indices=[0])
             use_audio_in_video = True

@@ -80,14 +80,14 @@ def ask_clip(lm: LoadedModel, path: str, question: str, method: str = "acckv", b
              method_params: dict | None = None, official_fps: bool = False) -> AskResult:
     """Answer `question` about the clip at `path` with the KV cache compressed by `method`.
 
-    `official_fps=True` tells the processor no frame rate, as Qwen's README call does (see `build_inputs`).
+    `official_fps=True` tells the processor no frame rate, as Qwen's README call does (`media.decode`).
     """
     question = check_question(question)
     budget = budget or Budget(0.2)
     compressor = get_method(method, **(method_params or {}))
     high = pixel_cap(lm, max_pixels)
-    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels)
-    return _answer(lm, decoded, question, compressor, budget, high, max_new_tokens, official_fps)
+    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels, official_fps=official_fps)
+    return _answer(lm, decoded, question, compressor, budget, high, max_new_tokens)
 
 
 def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
@@ -96,15 +96,15 @@ def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
     return min(high, max_pixels) if max_pixels else high
 
 
-def decode_for_model(lm: LoadedModel, path: str, fps: float = 2.0, max_pixels: int | None = None
-                     ) -> media_mod.DecodedMedia:
+def decode_for_model(lm: LoadedModel, path: str, fps: float = 2.0, max_pixels: int | None = None,
+                     official_fps: bool = False) -> media_mod.DecodedMedia:
     """Decode `path` with the frame sizes the model expects (`--max-pixels` lowers the cap).
 
     For a real checkpoint (Qwen's official pixel range) frames get the size and pixels Qwen's own
     pipeline gives them; a model with a range of its own (the built-in demo) gets the sizing it was
     trained with (`acckv_cli.preprocess.uses_official_sizing`).
     """
-    return media_mod.decode(path, fps=fps, **decode_sizes(lm, max_pixels))
+    return media_mod.decode(path, fps=fps, official_fps=official_fps, **decode_sizes(lm, max_pixels))
 
 
 def decode_sizes(lm: LoadedModel, max_pixels: int | None = None) -> dict:
@@ -125,11 +125,10 @@ class PreparedPrompt:
 
 
 def prepare_prompt(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str,
-                   max_pixels: int | None = None, official_fps: bool = False) -> PreparedPrompt:
+                   max_pixels: int | None = None) -> PreparedPrompt:
     """Run the processor on already decoded media and derive the token layout (question stored in extras)."""
     start = time.perf_counter()
-    inputs, use_audio_in_video = build_inputs(lm, decoded, question, max_pixels=max_pixels,
-                                              official_fps=official_fps)
+    inputs, use_audio_in_video = build_inputs(lm, decoded, question, max_pixels=max_pixels)
     processor_s = time.perf_counter() - start
     layout = layout_for_inputs(lm.thinker, lm.processor, inputs, use_audio_in_video)
     layout.extras["question"] = question
@@ -138,7 +137,7 @@ def prepare_prompt(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: s
 
 def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str, method: str = "acckv",
                 budget: Budget | None = None, max_pixels: int | None = None, max_new_tokens: int = 32,
-                method_params: dict | None = None, official_fps: bool = False) -> AskResult:
+                method_params: dict | None = None) -> AskResult:
     """`ask_clip` on media decoded once by the caller (`acckv batch` reuses it across questions).
 
     `decoded` must come from `decode_for_model(lm, path, fps, max_pixels)`; it is not modified except for
@@ -147,13 +146,13 @@ def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str,
     question = check_question(question)
     compressor = get_method(method, **(method_params or {}))
     return _answer(lm, decoded, question, compressor, budget or Budget(0.2), pixel_cap(lm, max_pixels),
-                   max_new_tokens, official_fps)
+                   max_new_tokens)
 
 
 def _answer(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str, compressor, budget: Budget,
-            high: int, max_new_tokens: int, official_fps: bool = False) -> AskResult:
+            high: int, max_new_tokens: int) -> AskResult:
     seen_notices = len(decoded.notices)
-    prompt = prepare_prompt(lm, decoded, question, max_pixels=high, official_fps=official_fps)
+    prompt = prepare_prompt(lm, decoded, question, max_pixels=high)
     inputs, use_audio_in_video, layout = prompt.inputs, prompt.use_audio_in_video, prompt.layout
     with compressor(lm.thinker, layout, budget) as run:
         gen = generate(lm, inputs, use_audio_in_video, max_new_tokens)

@@ -74,8 +74,8 @@ def acckv_inputs(lm, path: Path, question: str, official_fps: bool):
     from acckv_cli.model import build_inputs
 
     if hasattr(pipeline, "decode_for_model"):
-        decoded = pipeline.decode_for_model(lm, str(path), fps=2.0)
-        inputs, _ = build_inputs(lm, decoded, question, official_fps=official_fps)
+        decoded = pipeline.decode_for_model(lm, str(path), fps=2.0, official_fps=official_fps)
+        inputs, _ = build_inputs(lm, decoded, question)
     else:  # before issue #16
         decoded = media.decode(str(path), fps=2.0, max_pixels=pipeline.pixel_cap(lm, None))
         inputs, _ = build_inputs(lm, decoded, question)

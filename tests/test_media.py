@@ -178,6 +178,16 @@ def test_decode_options(clips):
     assert len(out.frames) == 10 and out.sample_fps == pytest.approx(10 / 3.0)
 
 
+def test_processor_fps(clips):
+    """The true sampled rate by default; none under official_fps, as Qwen's README call passes none."""
+    out = decode(clips["av.mp4"], fps=4.0)
+    assert out.processor_fps == out.sample_fps == pytest.approx(4.0) and not out.official_fps
+    official = decode(clips["av.mp4"], fps=4.0, official_fps=True)
+    assert official.official_fps and official.processor_fps is None
+    assert official.sample_fps == out.sample_fps and np.array_equal(official.frames, out.frames)
+    assert decode(clips["tone.flac"]).processor_fps is None  # no video
+
+
 def test_decode_rejects_bad_arguments_before_reading(clips):
     with pytest.raises(ValueError, match="--fps must be >= 1"):
         decode(clips["av.mp4"], fps=0.5)

@@ -23,11 +23,12 @@ Tolerances, and why:
 The deliberate difference: acckv tells the processor the true sampled rate (``video_second_per_grid`` =
 2 / sample_fps), Qwen's call tells it nothing (the processor assumes 2.0 fps). On the 29.97 fps clip,
 8 frames are sampled over 4.97 s (1.61 fps): 1.24 s per temporal patch for acckv, 1.0 s for Qwen.
-``official_fps=True`` makes every processor output equal.
+``decode(..., official_fps=True)`` (``decode_for_model``, ``ask_clip``) makes every processor output equal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -126,12 +127,12 @@ def _check_frames(decoded, ref) -> None:
 def test_inputs_equal_official_pipeline(clips, lm, name):
     path = _path(clips, name)
     ref = run_official(lm.processor, path, QUESTION)
-    decoded = decode_for_model(lm, path)
+    decoded = decode_for_model(lm, path, official_fps=True)
     _check_frames(decoded, ref)
     _check_audio(decoded.audio, ref.audio)
 
     official = ref.inputs
-    ours, flag = build_inputs(lm, decoded, QUESTION, official_fps=True)
+    ours, flag = build_inputs(lm, decoded, QUESTION)
     assert flag is True
     assert torch.equal(ours["video_grid_thw"], official["video_grid_thw"])
     assert torch.equal(ours["input_ids"], official["input_ids"])
@@ -143,7 +144,7 @@ def test_inputs_equal_official_pipeline(clips, lm, name):
     assert feature_diff.mean() <= 1e-4 and feature_diff.max() <= 0.05
 
     # The deliberate difference: by default the processor is told the true sampled rate.
-    default, _ = build_inputs(lm, decoded, QUESTION)
+    default, _ = build_inputs(lm, dataclasses.replace(decoded, official_fps=False), QUESTION)
     assert float(official["video_second_per_grid"][0]) == 1.0  # Qwen's call: 2 frames per 1.0 s, i.e. 2 fps
     assert float(default["video_second_per_grid"][0]) == pytest.approx(2 / decoded.sample_fps)
     assert torch.equal(default["video_grid_thw"], official["video_grid_thw"])
@@ -155,8 +156,12 @@ def test_fps_difference_on_a_29_97_fps_clip(clips, lm):
     decoded = decode_for_model(lm, clips["29.97fps_mono.mp4"])
     assert (decoded.info.n_frames, len(decoded.frames)) == (149, 8)
     assert decoded.sample_fps == pytest.approx(8 / (149 / (30000 / 1001)))
+    assert decoded.processor_fps == decoded.sample_fps
+    official = decode_for_model(lm, clips["29.97fps_mono.mp4"], official_fps=True)
+    assert official.processor_fps is None and official.sample_fps == decoded.sample_fps
+    assert np.array_equal(official.frames, decoded.frames)
     true_rate, _ = build_inputs(lm, decoded, QUESTION)
-    official_rate, _ = build_inputs(lm, decoded, QUESTION, official_fps=True)
+    official_rate, _ = build_inputs(lm, official, QUESTION)
     assert float(true_rate["video_second_per_grid"][0]) == pytest.approx(1.2429, abs=1e-4)
     assert float(official_rate["video_second_per_grid"][0]) == 1.0
 
