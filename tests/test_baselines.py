@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from acckv_cli.layout import Modality, layout_for_inputs
-from acckv_cli.methods import Budget, BudgetError, get_method
+from acckv_cli.methods import Budget, get_method
 from acckv_cli.methods.acckv import redistributed_scores
 from acckv_cli.methods.taskfocus import question_focus
 from acckv_cli.testing import TinySpec, build_tiny_thinker
@@ -83,59 +83,51 @@ def test_contract_and_full_budget_matches_full(clip, name):
 
 # --- pyramidkv ------------------------------------------------------------------------------------------
 
-def test_pyramidkv_formula_without_clamp(clip):
-    """At budget 0.5 no layer hits the protected floor: budgets follow kvpress's formula exactly."""
+def media_count(layout) -> int:
+    return int(layout.media_mask.sum())
+
+
+def expected_pyramid(n_media, uniform, n_layers, beta=20):
+    """KVCache-Factory's linear schedule on the media share, with the cap at N_media."""
+    hi, lo = 2 * uniform - uniform / beta, uniform / beta
+    if hi > n_media:
+        hi, lo = n_media, 2 * uniform - n_media
+    return [round(hi - i * (hi - lo) / (n_layers - 1)) for i in range(n_layers)]
+
+
+def test_pyramidkv_media_budgets_follow_the_schedule(clip):
     _, _, layout = clip
-    L, B, W = len(layout), Budget(0.5).tokens(len(layout)), 64
-    hi, lo = 2 * B - B / 20, B / 20
-    if hi >= L - W:
-        hi, lo = L - W, 2 * B - (L - W)
-    expected = [round(hi - i * (hi - lo) / (N_LAYERS - 1)) for i in range(N_LAYERS)]
-    assert min(expected) > protected_count(layout)  # the clamp must not bind in this case
+    n_media = media_count(layout)
+    expected = expected_pyramid(n_media, Budget(0.5).media_tokens(n_media), N_LAYERS)
     layers, _, _, cache = run(clip, get_method("pyramidkv"), 0.5)
-    assert [r["budget"] for r in layers] == expected
-    assert [r["keep"].numel() for r in layers] == expected
-    assert [cache.layers[i].keys.shape[2] for i in range(N_LAYERS)] == expected
+    P = protected_count(layout)
+    assert [r["media_budget"] for r in layers] == expected
+    assert [kept_by_modality(layout, r["keep"])["audio"] + kept_by_modality(layout, r["keep"])["video"]
+            for r in layers] == expected
+    assert [cache.layers[i].keys.shape[2] for i in range(N_LAYERS)] == [P + e for e in expected]
 
 
-@pytest.mark.parametrize("budget", [0.2, 0.35, 0.5])
+@pytest.mark.parametrize("budget", [0.05, 0.2, 0.35, 0.5])
 def test_pyramidkv_budgets_decrease_and_average_to_uniform(clip, budget):
     _, _, layout = clip
-    uniform, P = Budget(budget).tokens(len(layout)), protected_count(layout)
+    n_media = media_count(layout)
+    uniform = Budget(budget).media_tokens(n_media)
     layers, _, _, _ = run(clip, get_method("pyramidkv"), budget)
-    budgets = [r["budget"] for r in layers]
-    assert [r["keep"].numel() for r in layers] == budgets
+    budgets = [r["media_budget"] for r in layers]
     assert all(a >= b for a, b in zip(budgets, budgets[1:])) and budgets[0] > budgets[-1]
     assert abs(sum(budgets) / N_LAYERS - uniform) <= 1
-    assert min(budgets) >= P and max(budgets) <= len(layout)
-    if budget == 0.2:  # the raw pyramid's top layers fall under the protected text here: the floor binds
-        assert budgets[-1] == P
+    assert min(budgets) > 0 and max(budgets) <= n_media  # no layer loses all its media
 
 
-@pytest.mark.parametrize("length,protected,n_layers,uniform", [
-    (10000, 30, 28, 2000),   # plain pyramid: neither the L − W cap nor the protected floor binds
-    (3000, 40, 28, 1600),    # max capped at L − W, min recomputed to keep the mean
-    (5000, 120, 36, 1000),   # min = 50 < protected: the floor binds, the others shrink to pay for it
+@pytest.mark.parametrize("n_media,n_layers,uniform", [
+    (10000, 28, 2000),   # plain pyramid
+    (3000, 28, 1600),    # max capped at N_media, min recomputed to keep the mean
+    (50, 36, 1),         # tiny budget: still a pyramid, never negative
 ])
-def test_pyramidkv_layer_budgets_formula(length, protected, n_layers, uniform):
-    method = get_method("pyramidkv")
-    budgets = method.layer_budgets(length, protected, n_layers, uniform).tolist()
-    hi, lo = 2 * uniform - uniform / 20, uniform / 20
-    if hi >= length - 64:
-        hi, lo = length - 64, 2 * uniform - (length - 64)
-    raw = [hi - i * (hi - lo) / (n_layers - 1) for i in range(n_layers)]
-    if min(raw) >= protected:
-        assert budgets == [round(b) for b in raw]
-    else:
-        assert budgets[-1] == protected and budgets[0] < round(raw[0])
-    assert all(a >= b for a, b in zip(budgets, budgets[1:]))
+def test_pyramidkv_media_budgets_formula(n_media, n_layers, uniform):
+    budgets = get_method("pyramidkv").media_budgets(n_media, n_layers, uniform).tolist()
+    assert budgets == [max(0, b) for b in expected_pyramid(n_media, uniform, n_layers)]
     assert abs(sum(budgets) / n_layers - uniform) <= 1
-    assert min(budgets) >= protected and max(budgets) <= length
-
-
-def test_pyramidkv_too_small_budget_raises(clip):
-    with pytest.raises(BudgetError):
-        run(clip, get_method("pyramidkv"), 10)
 
 
 # --- lookm ----------------------------------------------------------------------------------------------
@@ -163,13 +155,13 @@ def reference_merge(keys, values, keep, evicted):
 def test_lookm_keeps_budget_and_merges_like_reference(clip):
     _, _, layout = clip
     budget = 0.2
-    uniform = Budget(budget).tokens(len(layout))
+    slots = Budget(budget).media_tokens(media_count(layout))
+    uniform = protected_count(layout) + slots
     layers, captured, _, cache = run(clip, get_method("lookm"), budget)
     media = layout.media_mask
     for i, (record, (inp, result)) in enumerate(zip(layers, captured)):
         keep = record["keep"]
         assert keep.numel() == uniform and cache.layers[i].keys.shape[2] == uniform
-        slots = uniform - protected_count(layout)
         recent = media.nonzero().squeeze(1)[-round(slots * 0.5):]
         assert torch.isin(recent, keep).all()  # the recent media window is kept
         evicted = (media & ~torch.isin(torch.arange(len(layout)), keep)).nonzero().squeeze(1)
@@ -204,7 +196,7 @@ def test_lookm_unimplemented_merges_raise():
 def test_fastv_budget_matched(clip):
     _, _, layout = clip
     L, K = len(layout), 2
-    uniform = Budget(0.5).tokens(L)
+    uniform = Budget(0.5).media_tokens(media_count(layout))
     layers, captured, _, cache = run(clip, get_method("fastv"), 0.5)
     counts = [r["keep"].numel() for r in layers]
     assert counts[:K] == [L] * K
@@ -212,7 +204,8 @@ def test_fastv_budget_matched(clip):
     assert shared.numel() < L
     assert all(torch.equal(r["keep"], shared) for r in layers[K:])
     assert [cache.layers[i].keys.shape[2] for i in range(N_LAYERS)] == counts
-    assert abs(sum(counts) / N_LAYERS - uniform) <= 1
+    media_kept = [c - protected_count(layout) for c in counts]
+    assert abs(sum(media_kept) / N_LAYERS - uniform) <= 1
     assert not any(r["budget_mismatch"] for r in layers)
     # the kept media are the top ones by the head-mean attention of the last prompt token at layer K−1
     ctx = captured[K - 1][0]["ctx"]
@@ -257,7 +250,7 @@ def test_taskfocus_splits_slots(clip, question, focus):
     layout = dataclasses.replace(layout, extras={"question": question})
     other = "video" if focus == "audio" else "audio"
     budget = 0.2
-    slots = Budget(budget).tokens(len(layout)) - protected_count(layout)
+    slots = Budget(budget).media_tokens(media_count(layout))
     layers, captured, _, _ = run(clip, get_method("taskfocus"), budget, layout=layout)
     for record, (inp, result) in zip(layers, captured):
         assert result.stats["priority"] == focus
@@ -275,7 +268,7 @@ def test_taskfocus_caps_and_overflow(clip):
     _, _, layout = clip
     layout = dataclasses.replace(layout, extras={"question": "What instrument plays?"})
     counts = layout.counts()
-    slots = Budget(0.5).tokens(len(layout)) - protected_count(layout)
+    slots = Budget(0.5).media_tokens(media_count(layout))
     assert round(0.8 * slots) > counts["audio"]  # the audio share overflows to video
     layers, _, _, _ = run(clip, get_method("taskfocus"), 0.5, layout=layout)
     kept = kept_by_modality(layout, layers[0]["keep"])

@@ -16,6 +16,7 @@ from acckv_cli.methods.attention import reduce_heads
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult
 from acckv_cli.methods.merge import mean_cosine_to_anchors, merge_mean
 from acckv_cli.methods.registry import register
+from acckv_cli.methods.stash import AttentionNeeds
 
 VIDEO, AUDIO = Modality.VIDEO, Modality.AUDIO
 
@@ -30,8 +31,8 @@ def redistributed_scores(ctx: LayerContext, rows: torch.Tensor, mode: str, head_
     n = ctx.length
     device = ctx.keys.device
     position = torch.arange(n, dtype=torch.float32, device=device)
-    row_weight = position + 1 if mode in ("paper", "visible_count") else None
-    scores = reduce_heads(ctx.accumulate(rows, row_weight), head_reduction)
+    weighting = "position" if mode in ("paper", "visible_count") else "none"
+    scores = reduce_heads(ctx.accumulate(rows, weighting), head_reduction)
     if mode in ("paper", "column_mean"):
         return scores / (n - position)
     if mode == "visible_count":
@@ -82,6 +83,14 @@ class AccKV(CompressionMethod):
     tau_mode: str = "quantile"         # absolute | quantile (evict the bottom `tau` fraction)
     min_keep_low: int = 0
     refill: str = "none"               # none | high
+
+    def attention_needs(self) -> AttentionNeeds:
+        weighting = "position" if self.redistribution in ("paper", "visible_count") else "none"
+        if self.score_queries == "all":
+            return AttentionNeeds(all_rows=frozenset({weighting}))
+        if self.score_queries.startswith("window:"):
+            return AttentionNeeds(tail=max(64, int(self.score_queries.split(":", 1)[1])))
+        return AttentionNeeds()
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         scores = redistributed_scores(ctx, ctx.rows(self.score_queries), self.redistribution, self.head_reduction)

@@ -8,7 +8,6 @@ import torch
 
 from acckv_cli.methods.attention import reduce_heads
 from acckv_cli.methods.base import CompressionError, CompressionMethod, LayerContext, LayerResult, keep_top
-from acckv_cli.methods.budget import media_slots
 from acckv_cli.methods.registry import register
 
 SCORES_KEY = "fastv_scores"   # ctx.shared: fp32 [L], head-mean attention of the last prompt token at layer K−1
@@ -27,10 +26,10 @@ class FastV(CompressionMethod):
 
     Media kept per layer ≥ K:
       ratio given:  round(N_media·(1 − ratio))  (the paper's R; 0.5 there).
-      ratio None:   budget matching — the count that makes the mean retention over all N layers equal
-                    the uniform budget B: K·L + (N − K)·(P + m) = N·B. When the K full layers alone exceed
-                    N·B, layers ≥ K keep only the protected tokens and the stats say `budget_mismatch`.
-    K is clamped to [1, N − 1]. B < P (protected tokens) raises BudgetError, as for every method.
+      ratio None:   budget matching — the count m that makes the mean media retention over all N layers
+                    equal the media budget B: K·N_media + (N − K)·m = N·B. When the K full layers alone
+                    exceed N·B, layers ≥ K keep no media and the stats say `budget_mismatch`.
+    K is clamped to [1, N − 1]. Protected text is kept on top, as for every method.
 
     mode: only `kv_emulate` (full prefill, then the kept set applied to the KV of every layer ≥ K) is
     implemented; `prune` (slicing hidden states at layer K's input, which saves prefill FLOPs) raises
@@ -58,33 +57,31 @@ class FastV(CompressionMethod):
 
     def plan(self, ctx: LayerContext) -> tuple[int, bool]:
         """(media tokens kept by each layer ≥ K, whether the budget could not be matched)."""
-        L, N, P = ctx.length, ctx.n_layers, int(ctx.protected.sum())
-        n_media = L - P
-        uniform = ctx.budget.tokens(L)
-        media_slots(uniform, P, L)  # BudgetError when the budget cannot hold the protected text
+        n_media, N = ctx.n_media, ctx.n_layers
+        uniform = ctx.budget.media_tokens(n_media)
         if self.ratio is not None:
             return min(n_media, int(round(n_media * (1 - self.ratio)))), False
         K = self.start_layer(N)
         if K >= N:  # a single layer: nothing can be pruned
-            return n_media, uniform < L
-        m = round((N * uniform - K * L) / (N - K)) - P
+            return n_media, uniform < n_media
+        m = round((N * uniform - K * n_media) / (N - K))
         if m < 0:
             return 0, True
         return min(n_media, m), False
 
-    def layer_budget(self, ctx: LayerContext) -> int:
+    def media_slots(self, ctx: LayerContext) -> int:
         if ctx.layer_idx < self.start_layer(ctx.n_layers):
-            return ctx.length
-        return int(ctx.protected.sum()) + self.plan(ctx)[0]
+            return ctx.n_media
+        return self.plan(ctx)[0]
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         K = self.start_layer(ctx.n_layers)
         n_media, mismatch = self.plan(ctx)
         P, L, N = int(ctx.protected.sum()), ctx.length, ctx.n_layers
         kept_media = n_media if ctx.layer_idx >= K else L - P
-        mean_keep = (min(K, N) * L + max(0, N - K) * (P + n_media)) / N
-        stats = {"fastv_layer": K, "media_kept": kept_media, "mean_keep": round(mean_keep, 2),
-                 "target_keep": ctx.budget.tokens(L), "budget_mismatch": mismatch}
+        mean_media = (min(K, N) * (L - P) + max(0, N - K) * n_media) / N
+        stats = {"fastv_layer": K, "media_kept": kept_media, "mean_media_kept": round(mean_media, 2),
+                 "target_media": ctx.budget.media_tokens(L - P), "budget_mismatch": mismatch}
         if ctx.layer_idx == K - 1:
             rows = torch.tensor([L - 1], device=ctx.keys.device)
             ctx.shared[SCORES_KEY] = reduce_heads(ctx.accumulate(rows), self.head_reduction)

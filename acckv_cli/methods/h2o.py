@@ -9,6 +9,7 @@ import torch
 from acckv_cli.methods.attention import reduce_heads
 from acckv_cli.methods.base import LayerContext, LayerResult, ScorerMethod, keep_top, recent_media
 from acckv_cli.methods.registry import register
+from acckv_cli.methods.stash import AttentionNeeds
 
 
 def visible_query_count(length: int, device=None) -> torch.Tensor:
@@ -34,6 +35,9 @@ class H2O(ScorerMethod):
     recent_share: float = 0.5
     normalize: str = "none"
     head_reduction: str = "mean"
+
+    def attention_needs(self) -> AttentionNeeds:
+        return AttentionNeeds(all_rows=frozenset({"none"}))
 
     def score(self, ctx: LayerContext) -> torch.Tensor:
         rows = ctx.rows("all")

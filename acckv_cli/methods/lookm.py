@@ -12,6 +12,7 @@ from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult
 from acckv_cli.methods.h2o import heavy_hitters_and_recent
 from acckv_cli.methods.merge import merge_mean, nearest_targets
 from acckv_cli.methods.registry import register
+from acckv_cli.methods.stash import AttentionNeeds
 
 MERGES = ("avg", "pivot", "weighted")
 
@@ -55,6 +56,9 @@ class LookM(CompressionMethod):
     @property
     def recent_share(self) -> float:
         return self.recent_ratio / (self.hh_ratio + self.recent_ratio)
+
+    def attention_needs(self) -> AttentionNeeds:
+        return AttentionNeeds(all_rows=frozenset({"none"}))
 
     def score(self, ctx: LayerContext) -> torch.Tensor:
         """H2O accumulated attention from all prompt queries, reduced over heads: fp32 [L]."""

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from acckv_cli.methods.attention import reduce_heads
 from acckv_cli.methods.base import LayerContext, LayerResult, ScorerMethod, keep_top, recent_media
 from acckv_cli.methods.registry import register
+from acckv_cli.methods.stash import AttentionNeeds
 
 
 @register
@@ -30,6 +31,9 @@ class SnapKV(ScorerMethod):
     kernel_size: int = 5
     window: str = "size"
     head_reduction: str = "mean"
+
+    def attention_needs(self) -> AttentionNeeds:
+        return AttentionNeeds(tail=max(64, self.window_size))
 
     def window_rows(self, ctx: LayerContext) -> torch.Tensor:
         if self.window == "question":
