@@ -314,7 +314,7 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
     KeyboardInterrupt and SystemExit.
     """
     from acckv_cli import media as media_mod
-    from acckv_cli.pipeline import iter_answers, pixel_cap
+    from acckv_cli.pipeline import decode_sizes, iter_answers
 
     tally = Tally()
     start = time.perf_counter()
@@ -326,7 +326,7 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
         group, i = items[i:j], j
         t0 = time.perf_counter()
         try:
-            decoded = media_mod.decode(group[0].video, fps=options.fps, max_pixels=pixel_cap(lm, options.max_pixels))
+            decoded = media_mod.decode(group[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels))
             results = iter_answers(lm, decoded, [it.question for it in group], options.method, options.budget,
                                    options.protocol, options.max_pixels, options.max_new_tokens)
         except Exception as exc:  # one bad file is one error per item, never the end of the run

@@ -30,6 +30,7 @@ from acckv_cli import __version__
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.methods.stash import AttentionNeeds
 from acckv_cli.model import LoadedModel
+from acckv_cli.pipeline import decode_sizes
 from acckv_cli.session import Answer, ClipSession, check_protocol
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
                 "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text}
 
     try:
-        session = ClipSession(lm, media_mod.decode(video, fps=fps, max_pixels=lm.pixel_range[1]))
+        session = ClipSession(lm, media_mod.decode(video, fps=fps, **decode_sizes(lm)))
     except Exception as exc:  # one bad clip is recorded, not raised
         for item in items:
             for protocol in protocols:

@@ -82,13 +82,12 @@ def takeover_layer(priorities: list[str | None], both_present: bool) -> int | No
 def inspect_clip(lm, path: str, question: str = DEFAULT_QUESTION, fps: float = 2.0,
                  max_pixels: int | None = None) -> dict:
     """Per-layer attention statistics of one clip + question, as one JSON-serialisable dict."""
-    from acckv_cli import media as media_mod
-    from acckv_cli.pipeline import check_question, media_summary, pixel_cap
+    from acckv_cli.pipeline import check_question, decode_for_model, media_summary, pixel_cap
     from acckv_cli.session import ClipSession
 
     question = check_question(question)
     high = pixel_cap(lm, max_pixels)
-    decoded = media_mod.decode(path, fps=fps, max_pixels=high)
+    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels)
     session = ClipSession(lm, decoded, high)
     inspector = Inspector()
     # `prefill`: the whole prompt (question and assistant header) is prefilled, so every text row after

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from acckv_cli.media import DecodedMedia
+from acckv_cli.preprocess import video_pixel_range
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,13 @@ class LoadedModel:
 
     @property
     def pixel_range(self) -> tuple[int, int]:
-        """(min, max) pixels per frame this model's processor was configured for, within Qwen's range."""
-        size = getattr(self.processor.video_processor, "size", None) or {}
-        low = int(size.get("shortest_edge") or QWEN_MIN_PIXELS)
-        high = int(size.get("longest_edge") or QWEN_MAX_PIXELS)
-        return min(low, QWEN_MIN_PIXELS), min(high, QWEN_MAX_PIXELS)
+        """(min, max) pixels per video frame: Qwen's official 128·28²–768·28² for real checkpoints.
+
+        A checkpoint's processor config gives the image range (3,136–12,845,056 for the published ones),
+        which Qwen's own pipeline ignores for video; a range within 768·28² is the model's own video
+        setting (the built-in demo model) and is kept. See `acckv_cli.preprocess.video_pixel_range`.
+        """
+        return video_pixel_range(getattr(self.processor.video_processor, "size", None))
 
     @property
     def audio_limit_s(self) -> float:
@@ -159,10 +162,11 @@ def processor_kwargs(lm: LoadedModel, media: DecodedMedia, max_pixels: int | Non
         high = min(high, max_pixels) if max_pixels else high
         kwargs["videos"] = [media.frames]
         kwargs["videos_kwargs"] = {
-            "fps": float(media.sample_fps),  # the true sampled rate, or video time drifts (pitfall 2)
             "size": {"shortest_edge": min(low, high), "longest_edge": high},
             "cap_pixels_per_frame": True,
         }
+        if media.processor_fps is not None:  # the true sampled rate, unless the media asks for Qwen's call
+            kwargs["videos_kwargs"]["fps"] = media.processor_fps
         if audio is not None:
             kwargs.update(audio=[audio], load_audio_from_video=True, audio_from_video_indices=[0])
             use_audio_in_video = True

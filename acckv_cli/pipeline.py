@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from acckv_cli import media as media_mod
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.model import LoadedModel
+from acckv_cli.preprocess import uses_official_sizing
 from acckv_cli.report import RetentionReport
 from acckv_cli.session import Answer, ClipSession, check_protocol
 
@@ -79,11 +80,20 @@ def media_summary(decoded: media_mod.DecodedMedia, inputs: dict) -> dict:
     if decoded.frames is not None and grid is not None:
         t, h, w = (int(x) for x in grid[0])
         out.update(sampled_fps=round(float(decoded.sample_fps), 4), frames=int(decoded.frames.shape[0]),
+                   processor_fps=_processor_fps(inputs),
                    frame_size=[w * 14, h * 14], pixels_per_frame=h * w * 196,
                    tokens_per_frame_pair=h * w // 4)
     if decoded.audio is not None:
         out["audio_seconds"] = round(decoded.audio.shape[0] / decoded.audio_rate, 3)
     return out
+
+
+def _processor_fps(inputs: dict) -> float | None:
+    """The frame rate the processor was told (2 / seconds per temporal patch of 2 frames)."""
+    per_grid = inputs.get("video_second_per_grid")
+    if per_grid is None or not len(per_grid):
+        return None
+    return round(2.0 / float(per_grid[0]), 4)
 
 
 def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
@@ -92,19 +102,39 @@ def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
     return min(high, max_pixels) if max_pixels else high
 
 
+def decode_for_model(lm: LoadedModel, path: str, fps: float = 2.0, max_pixels: int | None = None,
+                     official_fps: bool = False) -> media_mod.DecodedMedia:
+    """Decode `path` with the frame sizes the model expects (`--max-pixels` lowers the cap).
+
+    For a real checkpoint (Qwen's official pixel range) frames get the size and pixels Qwen's own
+    pipeline gives them; a model with a range of its own (the built-in demo) gets the sizing it was
+    trained with (`acckv_cli.preprocess.uses_official_sizing`). `official_fps=True` tells the processor
+    no frame rate, as Qwen's README call does (`media.decode`).
+    """
+    return media_mod.decode(path, fps=fps, official_fps=official_fps, **decode_sizes(lm, max_pixels))
+
+
+def decode_sizes(lm: LoadedModel, max_pixels: int | None = None) -> dict:
+    """`media.decode` keyword arguments for the frame sizes of `lm`: `max_pixels` and `min_pixels`."""
+    high = pixel_cap(lm, max_pixels)
+    official = uses_official_sizing(lm.pixel_range)
+    return {"max_pixels": high, "min_pixels": min(lm.pixel_range[0], high) if official else None}
+
+
 def ask_clip(lm: LoadedModel, path: str, questions: list[str], method: str = "acckv", budget: Budget | None = None,
              protocol: str = DEFAULT_PROTOCOL, fps: float = 2.0, max_pixels: int | None = None,
-             max_new_tokens: int = 32, method_params: dict | None = None) -> list[AskResult]:
+             max_new_tokens: int = 32, method_params: dict | None = None,
+             official_fps: bool = False) -> list[AskResult]:
     """Answer every question about the clip at `path`, decoding, encoding and prefilling its media once."""
     questions = [check_question(q) for q in questions]
-    decoded = media_mod.decode(path, fps=fps, max_pixels=pixel_cap(lm, max_pixels))
+    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels, official_fps=official_fps)
     return ask_decoded(lm, decoded, questions, method, budget, protocol, max_pixels, max_new_tokens, method_params)
 
 
 def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: list[str], method: str = "acckv",
                 budget: Budget | None = None, protocol: str = DEFAULT_PROTOCOL, max_pixels: int | None = None,
                 max_new_tokens: int = 32, method_params: dict | None = None) -> list[AskResult]:
-    """`ask_clip` on media decoded by the caller with `media.decode(..., max_pixels=pixel_cap(lm, max_pixels))`."""
+    """`ask_clip` on media decoded by the caller with `decode_for_model(lm, path, fps, max_pixels)`."""
     results = []
     for result in iter_answers(lm, decoded, questions, method, budget, protocol, max_pixels, max_new_tokens,
                                method_params):
