@@ -107,7 +107,8 @@ def random_context(thinker, labels: list[int], budget: float, layer_idx: int = 0
     positions = torch.arange(L)[None].expand(3, L)
     layout = build_layout(positions, torch.tensor(labels, dtype=torch.int8), 25.0, 1.0)
     ctx = LayerContext(layer_idx, n_layers, module, hidden, cos, sin, keys, values, layout, Budget(budget), {})
-    (_, attn), = list(attention_rows(module, hidden, keys, cos, sin, torch.arange(L)))
+    with torch.no_grad():
+        (_, attn), = list(attention_rows(module, hidden, keys, cos, sin, torch.arange(L)))
     return ctx, attn
 
 

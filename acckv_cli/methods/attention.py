@@ -83,6 +83,7 @@ def accumulate_attention(module, hidden, keys, cos, sin, rows: torch.Tensor, wei
                               module, weighting, chunk_bytes)
 
 
+@torch.no_grad()
 def accumulate_queries(queries, rows: torch.Tensor, keys: torch.Tensor, module, weighting: str = "none",
                        chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     """Σ_i w_i · softmax(q_i·K[:i+1]ᵀ·scale) over sorted prompt rows: fp32 `[H, L]`.
