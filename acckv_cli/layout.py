@@ -152,7 +152,7 @@ def build_layout(positions: torch.Tensor, labels: torch.Tensor, position_id_per_
     """Derive times and video cells from the model's mRoPE positions `[3, L]` and token labels `[L]`.
 
     Temporal positions of media tokens are time × `position_id_per_seconds` relative to the origin of
-    their media block (qwen-omni-notes §5), so each contiguous run of media tokens is converted on its own.
+    their media block (docs/qwen-omni-plumbing.md), so each contiguous run of media tokens is converted on its own.
     """
     L = labels.numel()
     time_s = torch.full((L,), float("nan"))

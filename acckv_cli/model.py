@@ -1,7 +1,7 @@
 """Model adapter for the Qwen2.5-Omni thinker: loading, prompt building and timed generation.
 
 Everything model-specific that the rest of the tool needs goes through here: which processor flags to
-pass (qwen-omni-notes §0, items 5–7), how to find the decoder layers, and how to avoid computing logits
+pass (docs/qwen-omni-plumbing.md), how to find the decoder layers, and how to avoid computing logits
 for every prompt position (§12).
 """
 

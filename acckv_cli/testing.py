@@ -61,7 +61,7 @@ _CORPUS = [
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Sizes of the tiny thinker. Defaults follow qwen-omni-notes §13.2 (head_dim 16, 2 KV heads)."""
+    """Sizes of the tiny thinker. Defaults: head_dim 16, 2 KV heads, mRoPE sections summing to head_dim / 2."""
 
     text_layers: int = 3
     hidden: int = 64
@@ -151,7 +151,7 @@ def build_config(tokenizer, spec: TinySpec = TinySpec()):
         audio_token_index=ids("<|AUDIO|>"), image_token_index=ids("<|IMAGE|>"),
         video_token_index=ids("<|VIDEO|>"), audio_start_token_id=ids("<|audio_bos|>"),
         audio_end_token_id=ids("<|audio_eos|>"),
-        # Not a declared config field in 5.24, yet get_rope_index reads it (qwen-omni-notes §3.2).
+        # Not a declared config field in 5.24, yet get_rope_index reads it (docs/qwen-omni-plumbing.md).
         vision_start_token_id=ids("<|vision_bos|>"), vision_end_token_id=ids("<|vision_eos|>"),
         position_id_per_seconds=25, seconds_per_chunk=2,
     )

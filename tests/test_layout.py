@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from acckv_cli.layout import Modality, build_layout
+from acckv_cli.layout import Modality, build_layout, layout_for_inputs
 from conftest import Prompt, synthetic_media
 
 
@@ -92,3 +92,17 @@ def test_audio_really_reaches_the_prompt(av_prompt):
     """Pitfall 13: a wrong processor keyword silently drops the audio; ours yields audio tokens."""
     assert av_prompt.layout.counts()["audio"] > 0
     assert "mm_token_type_ids" not in av_prompt.inputs  # pitfall 17: popped before generate
+
+
+def test_use_audio_in_video_travels_beside_the_inputs(tiny_lm, av_prompt):
+    """Pitfall: the processor output does not carry the flag; without it positions silently change."""
+    from acckv_cli.prompt import MediaPrompt
+    from conftest import synthetic_media
+
+    assert "use_audio_in_video" not in av_prompt.inputs and av_prompt.use_audio_in_video
+    prompt = MediaPrompt.build(tiny_lm, synthetic_media())
+    assert prompt.use_audio_in_video
+    inputs = av_prompt.inputs
+    wrong = layout_for_inputs(tiny_lm.thinker, tiny_lm.processor, inputs, False)
+    assert not torch.equal(wrong.positions, av_prompt.layout.positions)
+    assert int(wrong.positions.max()) > int(av_prompt.layout.positions.max())  # audio after video, not interleaved
