@@ -155,6 +155,38 @@ def test_processor_call_for_video_with_soundtrack(q3, av):
         av_inputs(processor, load_audio_from_video=None, audio_from_video_indices=None, use_audio_in_video=True)
 
 
+def test_video_only_and_audio_only_prompts(q3):
+    thinker, processor = q3
+    frames, wav = clip()
+    size = dict(processor.video_processor.size)
+    for kind, L, delta in [("video", 82, -24.0), ("audio", 70, 0.0)]:
+        conv = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": "What instrument plays?"}]}]
+        text = processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+        media = (dict(videos=[frames], videos_kwargs={"fps": 2.0, "size": size}) if kind == "video"
+                 else dict(audio=[wav]))
+        inputs = processor(text=text, return_tensors="pt", **media)
+        _, d = rope_index(thinker, inputs, use_audio_in_video=False)
+        assert (inputs["input_ids"].shape[1], d.item()) == (L, delta)
+
+
+def test_save_and_reload(q3, av, tmp_path):
+    from transformers import AutoProcessor, Qwen3OmniMoeThinkerForConditionalGeneration
+
+    from acckv_cli.testing_qwen3 import save_tiny_qwen3_thinker
+
+    thinker, _ = q3
+    save_tiny_qwen3_thinker(tmp_path)
+    loaded = Qwen3OmniMoeThinkerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert type(processor).__name__ == "Qwen3OmniMoeProcessor"
+    assert loaded.config.vision_start_token_id == thinker.config.vision_start_token_id
+    assert loaded.config.position_id_per_seconds == 13
+    inputs = av_inputs(processor)
+    assert torch.equal(inputs["input_ids"], av["inputs"]["input_ids"])
+    kw = dict(use_audio_in_video=True, max_new_tokens=4, do_sample=False)
+    assert torch.equal(loaded.generate(**inputs, **kw), thinker.generate(**av["inputs"], **kw))
+
+
 @pytest.mark.parametrize("seconds,mel,tokens", [(1.0, 100, 13), (2.5, 250, 33), (4.0, 400, 52), (40.0, 4000, 520)])
 def test_audio_token_rate(q3, seconds, mel, tokens):
     """13 tokens per full second (100 mel frames); no truncation at the feature extractor's 30-s chunk."""
@@ -176,8 +208,9 @@ def test_token_layout_and_positions(q3, av):
     names = tok.convert_ids_to_tokens(ids.tolist())
     vs, ve = names.index("<|vision_start|>"), names.index("<|vision_end|>")
     block = runs(names[vs:ve + 1])
-    assert block == [("<|vision_start|>", 1), ("<|audio_start|>", 1)] + [("<|video_pad|>", 16), ("<|audio_pad|>", 13)] * 4 \
-        + [("<|audio_end|>", 1), ("<|vision_end|>", 1)]
+    assert block == [("<|vision_start|>", 1), ("<|audio_start|>", 1),
+                     *[("<|video_pad|>", 16), ("<|audio_pad|>", 13)] * 4,
+                     ("<|audio_end|>", 1), ("<|vision_end|>", 1)]
     assert names[ve + 1:ve + 4] == ["What", "Ġinstrument", "Ġplays"]
     pos = av["pos3"][:, 0]
     assert pos.dtype == torch.float32 and av["pos3"].shape == (3, 1, av["L"])
@@ -626,7 +659,23 @@ def test_compressed_context_then_question_with_generate(q3, av):
                                 cache=ctx.cache, max_new_tokens=4, do_sample=False, return_dict_in_generate=True,
                                 output_logits=True)
 
-    pruned = run(prune=True)
+    seen = []
+    original = thinker.model.language_model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["position_ids"].clone())
+        return original(*args, **kwargs)
+
+    thinker.model.language_model.forward = spy
+    try:
+        pruned = run(prune=True)
+    finally:
+        del thinker.model.language_model.forward
+    # seen[0]: the context prefill (3 rows computed from the mask). Then generate: one row = logical index
+    # + rope_deltas (60 … 71 for the question), +1 per step
+    assert seen[0].shape == (3, 1, a)
+    assert seen[1].shape == (1, 1, L - a) and torch.equal(seen[1][0, 0], torch.arange(a, L) + av["delta"][0])
+    assert [float(s) for s in seen[2:]] == [L + av["delta"].item() + i for i in range(3)]
     assert pruned.cache.get_seq_length() == visible.sum() + (L - a) + 3
     KeyMask.visible = visible
     with attention_impl(thinker, KeyMask.name):
