@@ -6,14 +6,15 @@ files and folders skipped) or a JSONL/CSV manifest of rows {video, question[, an
 (stable, so a manifest keeps its row order per video) and numbered; `--shard I/N` keeps the items whose
 number is I modulo N.
 
-Encode once, ask many: each video is decoded once (`media.decode`) and the `DecodedMedia` is reused for all
-its questions; the processor, encoders, prefill and compression run per question, because the question is
-part of the prompt and compression is query-aware (as in `acckv ask`).
+Encode once, ask many: each video is decoded, its media run through the processor and encoders, and
+prefilled once for all its questions (`pipeline.iter_answers` over one `session.ClipSession`); under the
+`context` protocol the media cache is also compressed once, under `query-aware` each question compresses
+its own copy of it.
 
 Output: one line per item, written with a single `write()` of the complete line on an O_APPEND file
 descriptor, so a killed run leaves only complete lines (a partial last line, should one exist anyway, is
-cut off by `--resume`). Each line carries a stable `key` (sha1 of video path + question + method + budget)
-that `--resume` uses to skip finished items.
+cut off by `--resume`). Each line carries a stable `key` (sha1 of video path + question + method + budget +
+protocol) that `--resume` uses to skip finished items.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from pathlib import Path
 
 from acckv_cli.cli import Fail, _check_options, _classify, _parse_budget, _quiet_libraries, err, out
 from acckv_cli.media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from acckv_cli.pipeline import DEFAULT_PROTOCOL
 
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 FORMATS = ("jsonl", "csv")
-CSV_COLUMNS = ["id", "key", "video", "question", "expected", "method", "budget", "answer", "error",
-               "kv_bytes", "kv_bytes_full", "kv_kept_ratio", "video_kept_ratio", "audio_kept_ratio",
-               "text_kept_ratio", "tokens_video", "tokens_audio", "tokens_text", "decode_s", "encode_s",
-               "prefill_s", "generate_s", "total_s", "decode_reused", "modalities", "notices"]
+CSV_COLUMNS = ["id", "key", "video", "question", "expected", "method", "budget", "protocol", "answer", "error",
+               "kv_bytes", "kv_bytes_full", "kv_kept_ratio", "media_kept_ratio", "video_kept_ratio",
+               "audio_kept_ratio", "text_kept_ratio", "tokens_video", "tokens_audio", "tokens_text", "decode_s",
+               "encode_s", "media_prefill_s", "question_prefill_s", "generate_s", "total_s", "reused",
+               "modalities", "notices"]
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Item:
 class Options:
     method: str = "acckv"
     budget: object = None          # methods.Budget
+    protocol: str = DEFAULT_PROTOCOL
     fps: float = 2.0
     max_pixels: int | None = None
     max_new_tokens: int = 32
@@ -67,25 +71,13 @@ class Tally:
     seconds: float = 0.0
 
 
-def item_key(video: str, question: str, method: str, budget: str) -> str:
-    """Stable identity of an item: absolute video path, question, method and budget."""
-    raw = json.dumps([os.path.abspath(video), question, method, budget], ensure_ascii=False)
+def item_key(video: str, question: str, method: str, budget: str, protocol: str = DEFAULT_PROTOCOL) -> str:
+    """Stable identity of an item: absolute video path, question, method, budget and protocol."""
+    raw = json.dumps([os.path.abspath(video), question, method, budget, protocol], ensure_ascii=False)
     return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:20]
 
 
 # ------------------------------------------------------------------------------------------ work list
-
-
-def read_questions(path: str) -> list[str]:
-    """Questions file: one question per line; blank lines are ignored."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            questions = [line.strip() for line in fh if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Fail(f"cannot read --questions file {path!r}: {exc.strerror if isinstance(exc, OSError) else exc}", 2)
-    if not questions:
-        raise Fail(f"--questions file {path!r} holds no question", 2)
-    return questions
 
 
 def _folder_rows(folder: Path) -> list[dict]:
@@ -135,7 +127,8 @@ def _manifest_rows(manifest: Path) -> list[dict]:
     return rows
 
 
-def collect_items(source: str, questions: list[str] | None, method: str, budget: str) -> tuple[list[Item], int]:
+def collect_items(source: str, questions: list[str] | None, method: str, budget: str,
+                  protocol: str = DEFAULT_PROTOCOL) -> tuple[list[Item], int]:
     """The sorted, numbered work list and the number of duplicate items dropped."""
     from acckv_cli.pipeline import check_question
 
@@ -162,7 +155,7 @@ def collect_items(source: str, questions: list[str] | None, method: str, budget:
     entries.sort(key=lambda it: it.video)  # stable: rows / questions keep their order within a video
     items, seen = [], set()
     for it in entries:
-        it.key = item_key(it.video, it.question, method, budget)
+        it.key = item_key(it.video, it.question, method, budget, protocol)
         if it.key in seen:
             continue
         seen.add(it.key)
@@ -270,14 +263,16 @@ def flat_record(record: dict) -> dict:
     kept, tokens, tm = record.get("kept") or {}, record.get("tokens") or {}, record.get("timings") or {}
     flat = {"id": record["id"], "key": record["key"], "video": record["video"], "question": record["question"],
             "expected": record.get("expected"), "method": record["method"], "budget": record["budget"],
-            "answer": record.get("answer"), "error": record.get("error"), "kv_bytes": record.get("kv_bytes"),
-            "kv_bytes_full": record.get("kv_bytes_full"), "kv_kept_ratio": kept.get("kv"),
+            "protocol": record.get("protocol"), "answer": record.get("answer"), "error": record.get("error"),
+            "kv_bytes": record.get("kv_bytes"), "kv_bytes_full": record.get("kv_bytes_full"),
+            "kv_kept_ratio": kept.get("kv"), "media_kept_ratio": kept.get("media"),
             "video_kept_ratio": kept.get("video"), "audio_kept_ratio": kept.get("audio"),
             "text_kept_ratio": kept.get("text"), "tokens_video": tokens.get("video"),
             "tokens_audio": tokens.get("audio"), "tokens_text": tokens.get("text"),
-            "decode_s": tm.get("decode_s"), "encode_s": tm.get("encode_s"), "prefill_s": tm.get("prefill_s"),
+            "decode_s": tm.get("decode_s"), "encode_s": tm.get("encode_s"),
+            "media_prefill_s": tm.get("media_prefill_s"), "question_prefill_s": tm.get("question_prefill_s"),
             "generate_s": tm.get("generate_s"), "total_s": tm.get("total_s"),
-            "decode_reused": record.get("decode_reused"),
+            "reused": " ".join(record.get("reused") or []),
             "modalities": " ".join(record.get("modalities") or []), "notices": "; ".join(record.get("notices") or [])}
     assert list(flat) == CSV_COLUMNS
     return flat
@@ -289,39 +284,37 @@ def flat_record(record: dict) -> dict:
 def _base_record(item: Item, options: Options) -> dict:
     return {"id": item.id, "key": item.key, "video": item.video, "question": item.question,
             "expected": item.expected, "method": options.method, "budget": str(options.budget),
-            "answer": None, "error": None}
+            "protocol": options.protocol, "answer": None, "error": None}
 
 
 def _error_record(item: Item, options: Options, exc: Exception, seconds: float) -> dict:
     return {**_base_record(item, options), "error": str(_classify(exc)), "kv_bytes": None, "kv_bytes_full": None,
-            "kept": None, "tokens": None, "timings": {"total_s": round(seconds, 4)}, "decode_reused": None,
+            "kept": None, "tokens": None, "timings": {"total_s": round(seconds, 4)}, "reused": None,
             "modalities": None, "notices": []}
 
 
-def _result_record(item: Item, options: Options, result, lm, reused: bool, seconds: float) -> dict:
+def _result_record(item: Item, options: Options, result, lm, seconds: float) -> dict:
     summary = result.report.summary()
-    timings = dict(result.timings)
-    if reused:
-        timings["decode_s"] = 0.0
-    timings["total_s"] = round(seconds, 4)
+    timings = {**result.timings, "total_s": round(seconds, 4)}
     return {**_base_record(item, options), "answer": result.answer, "method": result.method,
-            "budget": result.budget, "kv_bytes": result.kv_bytes, "kv_bytes_full": result.kv_bytes_full,
-            "kept": {"kv": summary["kv_kept_ratio"], "video": summary["video_kept_ratio"],
-                     "audio": summary["audio_kept_ratio"], "text": summary["text_kept_ratio"]},
-            "tokens": result.tokens, "timings": timings, "decode_reused": reused,
+            "budget": result.budget, "kv_bytes": result.kv["kv_bytes"], "kv_bytes_full": result.kv["kv_bytes_full"],
+            "kept": {"kv": summary["kv_kept_ratio"], "media": summary["media_kept_ratio"],
+                     "video": summary["video_kept_ratio"], "audio": summary["audio_kept_ratio"],
+                     "text": summary["text_kept_ratio"]},
+            "tokens": result.tokens, "timings": timings, "reused": result.reused,
             "modalities": result.media["modalities"],
             "notices": [n for n in result.notices if n not in lm.notices]}
 
 
 def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> Tally:
-    """Answer every item, decoding each video once for all its consecutive items; one record per item.
+    """Answer every item, decoding, encoding and prefilling each video once for all its consecutive items.
 
     `write(record)` is called once per item, in order; `on_item(item)` after it (progress).
-    A failure (bad file, budget too small, model error) becomes that item's `error`; nothing is raised
-    except KeyboardInterrupt and SystemExit.
+    A failure (bad file, model error) becomes that item's `error`; nothing is raised except
+    KeyboardInterrupt and SystemExit.
     """
     from acckv_cli import media as media_mod
-    from acckv_cli.pipeline import ask_decoded, pixel_cap
+    from acckv_cli.pipeline import decode_sizes, iter_answers
 
     tally = Tally()
     start = time.perf_counter()
@@ -331,26 +324,21 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
         while j < len(items) and items[j].video == items[i].video:
             j += 1
         group, i = items[i:j], j
-        decoded, decode_error = None, None
         t0 = time.perf_counter()
         try:
-            decoded = media_mod.decode(group[0].video, fps=options.fps, max_pixels=pixel_cap(lm, options.max_pixels))
+            decoded = media_mod.decode(group[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels))
+            results = iter_answers(lm, decoded, [it.question for it in group], options.method, options.budget,
+                                   options.protocol, options.max_pixels, options.max_new_tokens)
         except Exception as exc:  # one bad file is one error per item, never the end of the run
-            decode_error = exc
-        decode_s = time.perf_counter() - t0
-        for n, item in enumerate(group):
-            t1 = time.perf_counter()
-            if decode_error is not None:
-                record = _error_record(item, options, decode_error, decode_s if n == 0 else 0.0)
+            results = iter([exc] * len(group))
+        for item, result in zip(group, results):
+            seconds = time.perf_counter() - t0
+            if isinstance(result, Exception):
+                record = _error_record(item, options, result, seconds)
             else:
-                try:
-                    result = ask_decoded(lm, decoded, item.question, options.method, options.budget,
-                                         options.max_pixels, options.max_new_tokens)
-                    seconds = time.perf_counter() - t1 + (decode_s if n == 0 else 0.0)
-                    record = _result_record(item, options, result, lm, n > 0, seconds)
-                except Exception as exc:
-                    record = _error_record(item, options, exc, time.perf_counter() - t1)
+                record = _result_record(item, options, result, lm, seconds)
             write(record)
+            t0 = time.perf_counter()
             if record["error"] is None:
                 tally.done += 1
                 tally.kept_ratios.append(record["kept"]["kv"])
@@ -358,19 +346,21 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
                 tally.failed += 1
             if on_item is not None:
                 on_item(item)
-        del decoded
     tally.seconds = time.perf_counter() - start
     return tally
 
 
 def command(source: str, out_path: str, question: str | None, questions_file: str | None, fmt: str,
             resume: bool, overwrite: bool, shard_text: str | None, model: str | None, method: str,
-            budget: str, device: str, dtype: str, fps: float, max_pixels: int | None,
+            budget: str, protocol: str, device: str, dtype: str, fps: float, max_pixels: int | None,
             max_new_tokens: int) -> None:
     """The `acckv batch` command body (run through `cli._run` for error mapping)."""
     from acckv_cli.methods import METHODS
+    from acckv_cli.pipeline import read_questions
+    from acckv_cli.session import check_protocol
 
     _check_options(device, dtype, fps, max_pixels, max_new_tokens)
+    check_protocol(protocol)
     if method not in METHODS:
         raise Fail(f"unknown --method {method!r}; choose one of: {', '.join(sorted(METHODS))}", 2)
     if fmt not in FORMATS:
@@ -382,7 +372,7 @@ def command(source: str, out_path: str, question: str | None, questions_file: st
     shard_i, shard_n = parse_shard(shard_text)
     parsed_budget = _parse_budget(budget)
     questions = [question] if question is not None else (read_questions(questions_file) if questions_file else None)
-    items, duplicates = collect_items(source, questions, method, str(parsed_budget))
+    items, duplicates = collect_items(source, questions, method, str(parsed_budget), protocol)
     if os.path.isdir(out_path):
         raise Fail(f"--out {out_path!r} is a directory", 2)
     if os.path.exists(out_path) and not (resume or overwrite):
@@ -408,7 +398,7 @@ def command(source: str, out_path: str, question: str | None, questions_file: st
     with LineWriter(out_path, fmt, truncate=overwrite) as writer:
         if todo:
             label = f"shard {shard_i}/{shard_n}" if shard_n > 1 else ""
-            options = Options(method, parsed_budget, fps, max_pixels, max_new_tokens)
+            options = Options(method, parsed_budget, protocol, fps, max_pixels, max_new_tokens)
             with _progress() as bar:
                 task = bar.add_task(label, total=len(todo))
                 try:

@@ -29,7 +29,8 @@ log = logging.getLogger("acckv_cli")
 MODEL_OPTION = typer.Option(None, "--model", help="Hub id (already cached) or local folder of a Qwen2.5-Omni "
                                                   "checkpoint; default: the built-in model.")
 METHOD_OPTION = typer.Option("acckv", "--method", help="KV compression method (see `acckv methods`).")
-BUDGET_OPTION = typer.Option("0.2", "--budget", help="KV budget per layer: a ratio (0.2, 20%) or a token count (160).")
+BUDGET_OPTION = typer.Option("0.2", "--budget", help="Media entries kept per layer: a ratio of the media tokens (0.2, "
+                                                      "20%) or a count (160); text is always kept on top.")
 DEVICE_OPTION = typer.Option("auto", "--device", help="auto | cpu | cuda")
 DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16")
 FPS_OPTION = typer.Option(2.0, "--fps", help="Frames sampled per second (at least 1, as Qwen's 2-s chunks need).")
@@ -64,10 +65,11 @@ def _classify(exc: Exception) -> Fail:
     from acckv_cli.methods import BudgetError, CompressionError
     from acckv_cli.model import ModelUnavailable
     from acckv_cli.pipeline import UsageError
+    from acckv_cli.session import ProtocolError
 
     if isinstance(exc, Fail):
         return exc
-    if isinstance(exc, (MediaError, UsageError, BudgetError)):
+    if isinstance(exc, (MediaError, UsageError, BudgetError, ProtocolError)):
         return Fail(str(exc), 2)
     if isinstance(exc, (ModelUnavailable, CompressionError)):
         return Fail(str(exc), 1)
@@ -100,23 +102,37 @@ def _parse_budget(text: str):
     return Budget.parse(text)
 
 
+PROTOCOL_HELP = ("Where the cache is compressed relative to the question: query-aware (media + question "
+                 "compressed, then the assistant header and the answer run through the compressed cache), "
+                 "context (media compressed before any question; one compressed cache serves every question) or "
+                 "prefill (the whole prompt prefilled before compressing: the first answer token comes from the "
+                 "full cache, so short answers cannot see compression).")
+
+
 @app.command()
 def ask(
     video: str = typer.Argument(..., help="Video (mp4, mkv, webm, mov, avi) or audio file (wav, flac, mp3, ogg)."),
-    question: str = typer.Argument(..., help="The question to ask about the clip."),
+    questions: Optional[list[str]] = typer.Argument(None, help="One or more questions about the clip."),
+    questions_file: Optional[str] = typer.Option(None, "--questions", help="File with one question per line "
+                                                                           "(asked after any given as arguments)."),
     model: Optional[str] = MODEL_OPTION,
     method: str = METHOD_OPTION,
     budget: str = BUDGET_OPTION,
+    protocol: str = typer.Option("query-aware", "--protocol", help=PROTOCOL_HELP),
     device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
     fps: float = FPS_OPTION,
     max_pixels: Optional[int] = MAX_PIXELS_OPTION,
     max_new_tokens: int = MAX_NEW_TOKENS_OPTION,
     report: ReportMode = typer.Option(ReportMode.compact, help="Retention table: compact, full (every layer) or none."),
-    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per question (JSON Lines) on stdout."),
 ):
-    """Answer QUESTION about VIDEO and show how the KV cache was compressed."""
-    _run(_ask, video, question, model, method, budget, device, dtype, fps, max_pixels, max_new_tokens, report, as_json)
+    """Answer QUESTIONS about VIDEO from the compressed KV cache and show what it kept.
+
+    The clip is decoded, encoded and its media prefilled once for all questions.
+    """
+    _run(_ask, video, questions or [], questions_file, model, method, budget, protocol, device, dtype, fps,
+         max_pixels, max_new_tokens, report, as_json)
 
 
 def _check_options(device: str, dtype: str, fps: float, max_pixels: Optional[int], max_new_tokens: int) -> None:
@@ -132,55 +148,80 @@ def _check_options(device: str, dtype: str, fps: float, max_pixels: Optional[int
         raise Fail("--max-new-tokens must be at least 1", 2)
 
 
-def _ask(video, question, model, method, budget, device, dtype, fps, max_pixels, max_new_tokens, report, as_json):
+def _ask(video, questions, questions_file, model, method, budget, protocol, device, dtype, fps, max_pixels,
+         max_new_tokens, report, as_json):
     from acckv_cli.methods import METHODS
-    from acckv_cli.pipeline import ask_clip, check_question
+    from acckv_cli.pipeline import ask_clip, check_question, read_questions
+    from acckv_cli.session import check_protocol
 
     _check_options(device, dtype, fps, max_pixels, max_new_tokens)
-    check_question(question)
+    questions = [check_question(q) for q in questions]
+    if questions_file is not None:
+        questions += read_questions(questions_file)
+    if not questions:
+        raise Fail("no question: give one or more after VIDEO, or --questions FILE", 2)
     if method not in METHODS:
         raise Fail(f"unknown --method {method!r}; choose one of: {', '.join(sorted(METHODS))}", 2)
+    check_protocol(protocol)
     parsed_budget = _parse_budget(budget)
     from acckv_cli.media import probe
     probe(video)  # fail fast on a bad file before loading the model
     _quiet_libraries()
     from acckv_cli.model import load_model
     lm = load_model(model, device, dtype)
-    result = ask_clip(lm, video, question, method, parsed_budget, fps, max_pixels, max_new_tokens)
+    results = ask_clip(lm, video, questions, method, parsed_budget, protocol, fps, max_pixels, max_new_tokens)
     if as_json:
-        for notice in result.notices:
+        for notice in results[0].notices:
             err.print(f"note: {notice}", highlight=False)
-        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        for result in results:
+            sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return
-    _render_answer(result, report)
+    _render_answers(results, report)
 
 
-def _render_answer(result, report: ReportMode) -> None:
+def _render_answers(results, report: ReportMode) -> None:
     from acckv_cli.report import render_layers, render_timeline
 
-    for notice in result.notices:
+    for notice in results[0].notices:
         err.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
-    out.print(Panel(result.answer or "(empty answer)", title="answer", title_align="left"))
+    several = len(results) > 1
+    for result in results:
+        out.print(Panel(result.answer or "(empty answer)", title=result.question if several else "answer",
+                        title_align="left"))
+    first = results[0]
     summary = Table(show_header=False, box=None)
-    m = result.media
-    summary.add_row("model", result.model)
+    m = first.media
+    summary.add_row("model", first.model)
     summary.add_row("modalities", ", ".join(m["modalities"]))
     if "frames" in m:
         summary.add_row("video", f"{m['frames']} frames at {m['sampled_fps']:g} fps, {m['frame_size'][0]}×"
                                  f"{m['frame_size'][1]} px ({m['pixels_per_frame']} pixels), "
                                  f"{m['tokens_per_frame_pair']} tokens per frame pair")
-    t = result.tokens
+    t = first.tokens
     summary.add_row("tokens", f"{t['total']} = video {t['video']} + audio {t['audio']} + text {t['text']}")
-    summary.add_row("KV cache", f"{result.kv_bytes / 2**20:.2f} MB kept of {result.kv_bytes_full / 2**20:.2f} MB "
-                                f"({result.method} @ {result.budget})")
-    tm = result.timings
-    summary.add_row("time", f"decode {tm['decode_s']:.2f} s · encode {tm['encode_s']:.2f} s · "
-                            f"prefill {tm['prefill_s']:.2f} s · generate {tm['generate_s']:.2f} s")
+    summary.add_row("KV cache", f"{first.kv['kv_bytes'] / 2**20:.2f} MB kept of {first.kv['kv_bytes_full'] / 2**20:.2f} "
+                                f"MB, media kept {100 * (first.kv['media_kept_ratio'] or 0):.1f} % "
+                                f"({first.method} @ {first.budget}, protocol {first.protocol})")
+    tm = first.timings
+    summary.add_row("time", f"decode {tm['decode_s']:.2f} s · encode {tm['encode_s']:.2f} s · media prefill "
+                            f"{tm['media_prefill_s']:.2f} s · question {tm['question_prefill_s']:.2f} s · "
+                            f"generate {tm['generate_s']:.2f} s")
+    if several:
+        rest = sum(r.timings["question_prefill_s"] + r.timings["generate_s"] + r.timings["media_prefill_s"]
+                   for r in results[1:])
+        summary.add_row("", f"{len(results) - 1} more question(s): {rest:.2f} s (decode, encoders"
+                            f"{'' if first.protocol != 'context' else ', compression'} and media prefill reused)")
     out.print(summary)
-    if report != ReportMode.none:
-        out.print(render_layers(result.report, full=report == ReportMode.full))
-        if report == ReportMode.full:
-            out.print(render_timeline(result.report))
+    if report == ReportMode.none:
+        return
+    shown = results[:1] if first.protocol == "context" else results  # context: one compression for all
+    for result in shown:
+        table = render_layers(result.report, full=report == ReportMode.full)
+        if several and first.protocol != "context":
+            table.title = f"{table.title} — {result.question}"
+        out.print(table)
+    if report == ReportMode.full:
+        out.print(render_timeline(first.report))
 
 
 @app.command()
@@ -209,10 +250,11 @@ def eval_cmd(
     methods: str = typer.Option("full,acckv,snapkv,h2o,pyramidkv,lookm,fastv,taskfocus,streamingllm,random",
                                 help="Comma-separated method specs; parameters as acckv:tau=0.9;budget_split=joint "
                                      "(use ';' between parameters on the command line)."),
-    budgets: str = typer.Option("0.2,0.1", help="Comma-separated budgets."),
+    budgets: str = typer.Option("0.2,0.1,0.05", help="Comma-separated media budgets."),
+    protocols: str = typer.Option("query-aware,context", "--protocols",
+                                  help="Comma-separated protocols (query-aware, context, prefill); see `ask --help`."),
     ablation: bool = typer.Option(False, help="Also run AccKV with each component off and with cross-modal merging."),
-    fidelity: bool = typer.Option(False, help="Compare with the full cache (answer agreement, next-token KL); "
-                                              "for clips without labels."),
+    max_new_tokens: int = typer.Option(4, "--max-new-tokens", help="Longest answer in tokens."),
     out_dir: str = typer.Option("results/eval", help="Folder for results.jsonl, summary.csv/json and accuracy.png."),
     data_dir: str = typer.Option(".acckv/synthavqa", help="Where SynthAVQA clips are written as mp4 files."),
     resume: bool = typer.Option(False, help="Keep finished rows of a previous run and do only the rest."),
@@ -221,13 +263,14 @@ def eval_cmd(
     dtype: str = DTYPE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
 ):
-    """Compare methods × budgets: accuracy per question family and the KV actually kept."""
-    _run(_eval, split, n, manifest, methods, budgets, ablation, fidelity, out_dir, data_dir, resume, model,
-         device, dtype, as_json)
+    """Compare protocols × methods × budgets on answers computed from the compressed cache: first-word and
+    exact accuracy per question family, agreement and KL of the first answer token with the full cache."""
+    _run(_eval, split, n, manifest, methods, budgets, protocols, ablation, max_new_tokens, out_dir, data_dir,
+         resume, model, device, dtype, as_json)
 
 
-def _eval(split, n, manifest, methods, budgets, ablation, fidelity, out_dir, data_dir, resume, model, device,
-          dtype, as_json):
+def _eval(split, n, manifest, methods, budgets, protocols, ablation, max_new_tokens, out_dir, data_dir, resume,
+          model, device, dtype, as_json):
     from pathlib import Path
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -235,7 +278,12 @@ def _eval(split, n, manifest, methods, budgets, ablation, fidelity, out_dir, dat
     from acckv_cli import evaluate as ev
     from acckv_cli.methods import Budget
 
-    _check_options(device, dtype, 2.0, None, 1)
+    from acckv_cli.session import check_protocol
+
+    _check_options(device, dtype, 2.0, None, max_new_tokens)
+    protocol_list = tuple(check_protocol(p.strip()) for p in protocols.split(",") if p.strip())
+    if not protocol_list:
+        raise Fail("--protocols needs at least one protocol", 2)
     method_list = [m.strip().replace(";", ",") for m in methods.split(",") if m.strip()]
     method_list = _regroup_specs(method_list)
     if ablation:
@@ -262,20 +310,19 @@ def _eval(split, n, manifest, methods, budgets, ablation, fidelity, out_dir, dat
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(items))
-        rows = ev.run_eval(lm, items, method_list, budget_list, out_path, resume=resume, fidelity=fidelity,
-                           progress=lambda item, todo: bar.advance(task))
+        rows = ev.run_eval(lm, items, method_list, budget_list, out_path, protocol_list, resume=resume,
+                           max_new_tokens=max_new_tokens, progress=lambda done: bar.advance(task, done))
     summary = ev.summarise(rows)
     ev.write_summary(summary, out_path)
-    metric = "overall" if any("overall" in e for e in summary) else "agreement"
+    metric = "first_word" if any("first_word" in e for e in summary) else "agreement"
     ev.plot_summary(summary, out_path / "accuracy.png", metric)
     if as_json:
         sys.stdout.write(json.dumps({"summary": summary, "out_dir": str(out_path)}) + "\n")
         return
-    out_table = Table(title=f"{'accuracy' if metric == 'overall' else 'fidelity'} — {lm.name}", title_justify="left")
-    columns = [c for c in ("method", "budget", "kv_kept", "audio", "video", "alignment", "overall",
-                           "full_same_items", "agreement", "next_token_kl", "errors") if any(c in e for e in summary)]
+    out_table = Table(title=f"answers from the compressed cache — {lm.name}", title_justify="left")
+    columns = [c for c in ev.COLUMNS if any(e.get(c) is not None for e in summary)]
     for c in columns:
-        out_table.add_column(c, justify="right" if c not in ("method",) else "left")
+        out_table.add_column(c, justify="left" if c in ("protocol", "method") else "right")
     for e in summary:
         out_table.add_row(*[_fmt(e.get(c)) for c in columns])
     out.print(out_table)
@@ -333,16 +380,18 @@ def batch_command(
     model: Optional[str] = MODEL_OPTION,
     method: str = METHOD_OPTION,
     budget: str = BUDGET_OPTION,
+    protocol: str = typer.Option("query-aware", "--protocol", help=PROTOCOL_HELP),
     device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
     fps: float = FPS_OPTION,
     max_pixels: Optional[int] = MAX_PIXELS_OPTION,
     max_new_tokens: int = MAX_NEW_TOKENS_OPTION,
 ):
-    """Answer questions about many clips into a JSONL/CSV file (resumable, shardable; each video decoded once)."""
+    """Answer questions about many clips into a JSONL/CSV file (resumable, shardable; each video decoded,
+    encoded and its media prefilled once for all its questions)."""
     from acckv_cli.batch import command
     _run(command, source, out_path, question, questions, fmt, resume, overwrite, shard, model, method, budget,
-         device, dtype, fps, max_pixels, max_new_tokens)
+         protocol, device, dtype, fps, max_pixels, max_new_tokens)
 
 
 @app.command()
@@ -359,11 +408,51 @@ def bench(
     out_json: Optional[str] = typer.Option(None, help="Write all numbers to this JSON file."),
     plot: Optional[str] = typer.Option(None, help="Write a PNG of decode time vs context length."),
     out_md: Optional[str] = typer.Option(None, help="Write the main numbers as Markdown tables."),
+    questions: Optional[str] = typer.Option(None, "--questions", help="Many-questions mode: comma-separated "
+                                            "question counts (e.g. 1,4,10) about one clip (--sizes, default 8k), "
+                                            "with and without media reuse."),
+    protocols: str = typer.Option("query-aware,context", "--protocols", help="Protocols of the many-questions mode."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True),
 ):
-    """Benchmark prefill overhead, decode speed, KV bytes and memory of every method (random 3B-shaped thinker)."""
+    """Benchmark prefill overhead, decode speed, KV bytes and memory of every method (random 3B-shaped thinker),
+    or with --questions the cost of many questions about one clip."""
+    if questions is not None:
+        _run(_bench_questions, questions, protocols, sizes, layers, dtype, decode_steps, threads, out_json, tiny)
+        return
     _run(_bench, sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot, out_md,
          tiny)
+
+
+def _bench_questions(questions, protocols, sizes, layers, dtype, new_tokens, threads, out_json, tiny):
+    import torch
+
+    from acckv_cli.bench import QWEN25_OMNI_3B, TINY, build_thinker, parse_sizes, synthetic_prompt
+    from acckv_cli.bench_questions import render, run_questions
+    from acckv_cli.session import check_protocol
+
+    if dtype not in ("float32", "bfloat16"):
+        raise Fail(f"--dtype must be float32 or bfloat16, not {dtype!r}", 2)
+    try:
+        counts = tuple(sorted({int(q) for q in questions.split(",") if q.strip()}))
+        (size,) = parse_sizes(sizes or "8k")
+    except ValueError:
+        raise Fail("--questions takes counts like 1,4,10 and --sizes one prompt length like 8k", 2) from None
+    if not counts or counts[0] < 1:
+        raise Fail("--questions takes positive counts like 1,4,10", 2)
+    protocol_list = tuple(check_protocol(p.strip()) for p in protocols.split(",") if p.strip())
+    _quiet_libraries()
+    if threads:
+        torch.set_num_threads(threads)
+    shape = TINY if tiny else QWEN25_OMNI_3B
+    thinker = build_thinker(shape, layers, getattr(torch, dtype))
+    result = run_questions(thinker, synthetic_prompt(size, shape), counts, protocol_list, new_tokens=new_tokens,
+                           progress=lambda text: err.print(text, highlight=False) if not tiny else None)
+    result.update(model={"shape": shape.name, "layers": layers, "dtype": dtype},
+                  machine={"torch_threads": torch.get_num_threads()})
+    render(result, out)
+    if out_json:
+        from pathlib import Path
+        Path(out_json).write_text(json.dumps(result, indent=1))
 
 
 def _bench(sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot, out_md, tiny):

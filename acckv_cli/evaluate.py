@@ -1,8 +1,16 @@
-"""`acckv eval`: accuracy (or fidelity) of compression methods × budgets on SynthAVQA or a user manifest.
+"""`acckv eval`: what compression does to answers, per protocol × method × budget, on SynthAVQA or a manifest.
 
-Each clip is decoded once and each question is processed once; every (method, budget) then reruns only
-the compressed generation. Results are appended one JSON line per (item, method, budget) and flushed,
-so a killed run resumes where it stopped (`--resume`). Method specs take parameters:
+Every answer is computed from the compressed cache under a named protocol (`acckv_cli.session`), and is
+compared with the full cache's answer to the same prompt under the same protocol:
+
+* first-word accuracy (the answer starts with the expected answer) and exact-answer accuracy;
+* agreement of the first answer token with the full cache's, and the KL divergence KL(full ‖ compressed)
+  of the first answer token's distribution — 0 exactly when nothing that answer depends on was evicted.
+
+Each clip is decoded and encoded once; under `query-aware` (and `prefill`) its media is prefilled once and
+every (method, budget, question) compresses its own copy; under `context` each (method, budget) compresses
+the media once for all the clip's questions. Rows are appended one JSON line per (item, protocol, method,
+budget) and flushed, so a killed run resumes where it stopped (`--resume`). Method specs take parameters:
 `acckv:tau=0.9,budget_split=joint`.
 """
 
@@ -20,8 +28,10 @@ import torch
 
 from acckv_cli import __version__
 from acckv_cli.methods import Budget, get_method
-from acckv_cli.model import LoadedModel, cast_inputs, last_position_logits
-from acckv_cli.pipeline import prepare_prompt
+from acckv_cli.methods.stash import AttentionNeeds
+from acckv_cli.model import LoadedModel
+from acckv_cli.pipeline import decode_sizes
+from acckv_cli.session import Answer, ClipSession, check_protocol
 
 log = logging.getLogger(__name__)
 _ARTICLES = {"a", "an", "the"}
@@ -42,8 +52,14 @@ def normalise(text: str) -> list[str]:
 
 
 def answer_matches(answer: str, expected: str) -> bool:
-    """Exact match of the normalised answer with the one-word ground truth ("A flute." matches "flute")."""
+    """Exact match of the normalised answer with the ground truth ("A flute." matches "flute")."""
     return normalise(answer) == normalise(expected)
+
+
+def answer_starts_with(answer: str, expected: str) -> bool:
+    """The answer's first word(s) are the expected answer ("green blue" starts with "green")."""
+    want = normalise(expected)
+    return bool(want) and normalise(answer)[:len(want)] == want
 
 
 # --- method specs ----------------------------------------------------------------------------------------
@@ -83,6 +99,7 @@ class Item:
     question: str
     answer: str | None = None
     family: str | None = None
+    evidence: tuple[float, float] | None = None  # seconds [start, end) holding the answer (SynthAVQA)
 
 
 def read_manifest(path: str | Path) -> list[Item]:
@@ -105,7 +122,7 @@ def read_manifest(path: str | Path) -> list[Item]:
 
 def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
     """Write (or reuse) the first `n` clips of a SynthAVQA split as mp4 files and return their questions."""
-    from acckv_cli.synth.avqa import make_example
+    from acckv_cli.synth.avqa import make_example, question_evidence
     from acckv_cli.synth.render import write_mp4
 
     folder = data_dir / split
@@ -117,7 +134,8 @@ def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
         if not clip.exists():
             write_mp4(example.spec, clip)
         for k, qa in enumerate(example.questions):
-            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family))
+            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family,
+                              question_evidence(example.spec, qa.question)))
     return items
 
 
@@ -135,38 +153,35 @@ def code_version() -> str:
 
 # --- running ---------------------------------------------------------------------------------------------
 
-@torch.inference_mode()
-def generate_with_logits(lm: LoadedModel, inputs: dict, use_audio_in_video: bool, max_new_tokens: int):
-    with last_position_logits(lm.thinker):
-        out = lm.thinker.generate(**cast_inputs(inputs, lm.dtype), use_audio_in_video=use_audio_in_video,
-                                  max_new_tokens=max_new_tokens, do_sample=False,
-                                  return_dict_in_generate=True, output_logits=True)
-    new = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
-    text = lm.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
-    return new, text, [l[0].float() for l in out.logits]
-
-
-def next_token_kl(reference: list[torch.Tensor], logits: list[torch.Tensor], ref_ids, ids) -> float | None:
-    """Mean KL(full ‖ compressed) of next-token distributions over steps whose prefixes agree.
-
-    Step 0 comes from the uncompressed prefill in both runs, so it is skipped; at step s ≥ 1 both runs
-    condition on the same tokens only while the generated prefixes agree.
-    """
-    values = []
-    for step in range(1, min(len(reference), len(logits))):
-        if ref_ids[:step] != ids[:step]:
-            break
-        p = reference[step].log_softmax(-1)
-        q = logits[step].log_softmax(-1)
-        values.append(float((p.exp() * (p - q)).sum()))
-    return sum(values) / len(values) if values else None
-
-
 FULL_BUDGET = [("1.0", Budget(1.0))]  # the full cache ignores budgets: run it once
+DEFAULT_PROTOCOLS = ("query-aware", "context")
 
 
-def result_key(item_id: str, method: str, budget: str) -> str:
-    return f"{item_id}|{method}|{budget}"
+@dataclass
+class Config:
+    """One compared setting: a method spec (label), its parsed name and parameters, and a budget."""
+
+    label: str
+    name: str
+    params: dict
+    budget_text: str
+    budget: Budget
+
+    def method(self):
+        return get_method(self.name, **self.params)
+
+
+def configs_for(methods: list[str], budgets: list[str]) -> list[Config]:
+    parsed = [(b, Budget.parse(b)) for b in budgets]
+    out = []
+    for label in methods:
+        name, params = parse_method_spec(label)
+        out += [Config(label, name, params, b_text, b) for b_text, b in (FULL_BUDGET if name == "full" else parsed)]
+    return out
+
+
+def result_key(item_id: str, protocol: str, method: str, budget: str) -> str:
+    return f"{item_id}|{protocol}|{method}|{budget}"
 
 
 def load_done(path: Path) -> set[str]:
@@ -177,9 +192,9 @@ def load_done(path: Path) -> set[str]:
     for line in path.read_text().splitlines():
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+            done.add(result_key(row["id"], row["protocol"], row["method"], row["budget"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
             continue
-        done.add(result_key(row["id"], row["method"], row["budget"]))
     return done
 
 
@@ -191,109 +206,193 @@ def repair_tail(path: Path) -> None:
             path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: list[str], out_dir: Path,
-             resume: bool = False, fidelity: bool = False, max_new_tokens: int = 4, fps: float = 2.0,
-             progress=None) -> list[dict]:
-    """Evaluate every item under every (method, budget); append rows to `out_dir/results.jsonl`."""
-    from acckv_cli import media as media_mod
+def first_token_kl(reference: torch.Tensor, logits: torch.Tensor) -> float:
+    """KL(full ‖ compressed) of the first answer token's distribution, from fp32 logits [V]."""
+    p, q = reference.log_softmax(-1), logits.log_softmax(-1)
+    return max(0.0, float((p.exp() * (p - q)).sum()))
 
+
+def compare(answer: Answer, reference: Answer, item: Item) -> dict:
+    """The row fields of one compressed answer against the full cache's answer to the same prompt."""
+    summary = answer.report.summary()
+    row = {"answer": answer.text, "full_answer": reference.text,
+           "kv_kept": summary["kv_kept_ratio"], "media_kept": summary["media_kept_ratio"],
+           "first_token_agrees": int(answer.first_logits.argmax()) == int(reference.first_logits.argmax()),
+           "first_token_kl": round(first_token_kl(reference.first_logits, answer.first_logits), 8),
+           **where_kept(answer, item.evidence)}
+    if item.answer is not None:
+        row["first_word_correct"] = answer_starts_with(answer.text, item.answer)
+        row["exact_correct"] = answer_matches(answer.text, item.answer)
+    return row
+
+
+def where_kept(answer: Answer, evidence: tuple[float, float] | None) -> dict:
+    """Where the kept media entries lie in time (mean over layers and KV heads).
+
+    kept_time:     mean time of the kept media, as a fraction of the clip (0 start, 1 end; ≈ 0.5 when
+                   kept uniformly; → 1 for a recency prior);
+    evidence_kept: share of the media entries inside the answer's evidence span that were kept (compare
+                   with media_kept: a method that finds the evidence keeps more of it than the average).
+    """
+    from acckv_cli.report import kept_share
+
+    layout = answer.layout
+    media = layout.media_mask
+    if not answer.kept or not media.any():
+        return {}
+    kept = torch.stack([kept_share(keep, len(layout)) for keep in answer.kept.values()]).mean(0)
+    t = layout.time_s
+    duration = max(float(t[media].max()), 1e-6)
+    out = {"kept_time": round(float((kept[media] * t[media]).sum() / kept[media].sum().clamp(min=1e-9)) / duration, 4)}
+    if evidence is not None:
+        inside = media & (t >= evidence[0]) & (t < evidence[1])
+        if inside.any():
+            out["evidence_kept"] = round(float(kept[inside].mean()), 4)
+    return out
+
+
+def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: list[str], out_dir: Path,
+             protocols: tuple[str, ...] = DEFAULT_PROTOCOLS, resume: bool = False, max_new_tokens: int = 4,
+             fps: float = 2.0, progress=None) -> list[dict]:
+    """Evaluate every item under every (protocol, method, budget); append rows to `out_dir/results.jsonl`."""
+    for protocol in protocols:
+        check_protocol(protocol)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.jsonl"
     if not resume and results_path.exists():
         results_path.unlink()
     repair_tail(results_path)
     done = load_done(results_path)
-    specs = [(m, *parse_method_spec(m)) for m in methods]
-    parsed_budgets = [(b, Budget.parse(b)) for b in budgets]
+    configs = configs_for(methods, budgets)
     version = code_version()
-    decoded_cache: dict[str, object] = {}
+    clips: dict[str, list[Item]] = {}
+    for item in items:  # one session per clip, whatever the manifest order
+        clips.setdefault(item.video, []).append(item)
     with results_path.open("a") as sink:
-        for item in items:
-            todo = [(label, name, params, b_text, b) for (label, name, params) in specs
-                    for (b_text, b) in (FULL_BUDGET if name == "full" else parsed_budgets)
-                    if result_key(item.id, label, b_text) not in done]
+        for video, clip_items in clips.items():
+            todo = {(item.id, p, c.label, c.budget_text) for item in clip_items for p in protocols for c in configs
+                    if result_key(item.id, p, c.label, c.budget_text) not in done}
+            if todo:
+                for row in evaluate_clip(lm, video, clip_items, configs, protocols, todo, max_new_tokens, fps):
+                    row.update(model=lm.name, seed=0, code_version=version)
+                    sink.write(json.dumps(row) + "\n")
+                    sink.flush()
             if progress:
-                progress(item, len(todo))
-            if not todo:
-                continue
-            for row in evaluate_item(lm, item, todo, decoded_cache, media_mod, fidelity, max_new_tokens, fps):
-                row.update(model=lm.name, seed=0, code_version=version)
-                sink.write(json.dumps(row) + "\n")
-                sink.flush()
-            decoded_cache.pop(item.video, None) if len(decoded_cache) > 4 else None
-    return [json.loads(l) for l in results_path.read_text().splitlines() if l.strip()]
+                progress(len(clip_items))
+    return [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
 
 
-def evaluate_item(lm, item: Item, todo, decoded_cache, media_mod, fidelity: bool, max_new_tokens: int, fps: float):
-    """Rows for one question under each pending (method, budget)."""
-    base = {"id": item.id, "video": item.video, "question": item.question, "expected": item.answer,
-            "family": item.family}
+def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], protocols, todo: set,
+                  max_new_tokens: int, fps: float):
+    """Rows for the pending (item, protocol, method, budget) combinations of one clip."""
+    from acckv_cli import media as media_mod
+
+    def base(item, protocol, config):
+        return {"id": item.id, "video": item.video, "question": item.question, "expected": item.answer,
+                "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text}
+
     try:
-        low, high = lm.pixel_range
-        if item.video not in decoded_cache:
-            decoded_cache[item.video] = media_mod.decode(item.video, fps=fps, max_pixels=high)
-        decoded = decoded_cache[item.video]
-        prompt = prepare_prompt(lm, decoded, item.question)
-        inputs, flag, layout = prompt.inputs, prompt.use_audio_in_video, prompt.layout
-        reference = generate_with_logits(lm, inputs, flag, max_new_tokens) if fidelity else None
+        session = ClipSession(lm, media_mod.decode(video, fps=fps, **decode_sizes(lm)))
     except Exception as exc:  # one bad clip is recorded, not raised
-        for label, _, _, b_text, _ in todo:
-            yield {**base, "method": label, "budget": b_text, "error": str(exc).splitlines()[0]}
+        for item in items:
+            for protocol in protocols:
+                for config in configs:
+                    if (item.id, protocol, config.label, config.budget_text) in todo:
+                        yield {**base(item, protocol, config), "error": _one_line(exc)}
         return
-    for label, name, params, b_text, budget in todo:
-        row = {**base, "method": label, "budget": b_text}
-        try:
-            with get_method(name, **params)(lm.thinker, layout, budget) as run:
-                ids, text, logits = generate_with_logits(lm, inputs, flag, max_new_tokens)
-        except Exception as exc:
-            row["error"] = str(exc).splitlines()[0]
-            yield row
+    full = Config("full", "full", {}, "1.0", Budget(1.0))
+    for protocol in protocols:
+        pending = [c for c in configs if any((i.id, protocol, c.label, c.budget_text) in todo for i in items)]
+        if not pending:
             continue
-        before = sum(r["kv_bytes_before"] for r in run.layers)
-        after = sum(r["kv_bytes_after"] for r in run.layers)
-        row.update(answer=text, kv_kept=round(after / before, 4) if before else 1.0)
-        if item.answer is not None:
-            row["correct"] = answer_matches(text, item.answer)
-        if reference is not None:
-            ref_ids, ref_text, ref_logits = reference
-            row["agrees_with_full"] = normalise(text) == normalise(ref_text)
-            row["next_token_kl"] = next_token_kl(ref_logits, logits, ref_ids, ids)
-        yield row
+        shared = None
+        if protocol != "context":  # one full media prefill serves every method's compression
+            needs = AttentionNeeds()
+            for config in configs:
+                needs = needs.union(config.method().attention_needs())
+            shared = session.media_cache(needs=needs)
+        ask = _asker(session, protocol, shared, max_new_tokens)
+        try:
+            references = dict(zip((i.id for i in items), ask(items, full)))
+        except Exception as exc:  # the full cache itself failed (e.g. out of memory): every row says why
+            references = {i.id: exc for i in items}
+        for config in pending:
+            wanted = [i for i in items if (i.id, protocol, config.label, config.budget_text) in todo]
+            try:
+                answers = ask(wanted, config)
+            except Exception as exc:
+                answers = [exc] * len(wanted)
+            for item, answer in zip(wanted, answers):
+                row = base(item, protocol, config)
+                reference = references[item.id]
+                if isinstance(answer, Exception) or isinstance(reference, Exception):
+                    row["error"] = _one_line(answer if isinstance(answer, Exception) else reference)
+                else:
+                    row.update(compare(answer, reference, item))
+                yield row
+
+
+def _asker(session: ClipSession, protocol: str, shared, max_new_tokens: int):
+    """`ask(items, config) -> answers` under `protocol` (context compresses the media once per config)."""
+    def ask(items: list[Item], config: Config) -> list[Answer | Exception]:
+        method = config.method()
+        media_cache = shared if shared is not None else session.media_cache(method, config.budget)
+        out = []
+        for item in items:
+            try:
+                out.append(session.answer(item.question, media_cache, protocol, method, config.budget,
+                                          max_new_tokens))
+            except Exception as exc:  # one failing question is recorded, not raised
+                out.append(exc)
+        return out
+    return ask
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 # --- summaries -----------------------------------------------------------------------------------------
 
+METRICS = ("first_word", "exact", "agreement", "kl")
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Accuracy per family and overall (or fidelity) per (method, budget), with the mean KV kept."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    full_correct = {r["id"]: r["correct"] for r in rows if r["method"] == "full" and "correct" in r}
+    """Per (protocol, method, budget): accuracy per family and overall, agreement and KL with the full cache."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["method"], row["budget"]), []).append(row)
+        groups.setdefault((row["protocol"], row["method"], row["budget"]), []).append(row)
     out = []
-    for (method, budget), group in groups.items():
+    for (protocol, method, budget), group in groups.items():
         ok = [r for r in group if "error" not in r]
-        entry = {"method": method, "budget": budget, "n": len(group), "errors": len(group) - len(ok),
-                 "kv_kept": _mean(r["kv_kept"] for r in ok)}
-        scored = [r for r in ok if "correct" in r]
+        entry = {"protocol": protocol, "method": method, "budget": budget, "n": len(group),
+                 "errors": len(group) - len(ok), "kv_kept": _mean(r["kv_kept"] for r in ok),
+                 "media_kept": _mean(r["media_kept"] for r in ok)}
+        scored = [r for r in ok if "first_word_correct" in r]
         if scored:
-            entry["overall"] = _mean(float(r["correct"]) for r in scored)
-            reference = full_correct.get  # the full cache on exactly the items this row answered
-            same = [reference(r["id"]) for r in scored if reference(r["id"]) is not None]
-            if method != "full" and len(same) == len(scored):
-                entry["full_same_items"] = _mean(float(c) for c in same)
             for family in sorted({r["family"] for r in scored if r.get("family")}):
-                entry[family] = _mean(float(r["correct"]) for r in scored if r.get("family") == family)
-        if any("agrees_with_full" in r for r in ok):
-            entry["agreement"] = _mean(float(r["agrees_with_full"]) for r in ok if "agrees_with_full" in r)
-            kls = [r["next_token_kl"] for r in ok if r.get("next_token_kl") is not None]
-            entry["next_token_kl"] = _mean(kls) if kls else None
+                entry[family] = _mean(float(r["first_word_correct"]) for r in scored if r.get("family") == family)
+            entry["first_word"] = _mean(float(r["first_word_correct"]) for r in scored)
+            entry["exact"] = _mean(float(r["exact_correct"]) for r in scored)
+        entry["agreement"] = _mean(float(r["first_token_agrees"]) for r in ok)
+        entry["kl"] = _mean(r["first_token_kl"] for r in ok)
+        for key in ("evidence_kept", "kept_time"):
+            values = [r[key] for r in ok if r.get(key) is not None]
+            if values:
+                entry[key] = _mean(values)
         out.append(entry)
-    return sorted(out, key=lambda e: (e["method"] != "full", e["method"], -float(Budget.parse(e["budget"]).value)))
+    return sorted(out, key=lambda e: (e["protocol"], e["method"] != "full", e["method"],
+                                      -float(Budget.parse(e["budget"]).value)))
 
 
 def _mean(values) -> float | None:
     values = list(values)
     return round(sum(values) / len(values), 4) if values else None
+
+
+COLUMNS = ("protocol", "method", "budget", "n", "errors", "media_kept", "kv_kept", "audio", "video", "alignment",
+           "first_word", "exact", "agreement", "kl", "evidence_kept", "kept_time")
 
 
 def write_summary(summary: list[dict], out_dir: Path) -> None:
@@ -307,9 +406,8 @@ def write_summary(summary: list[dict], out_dir: Path) -> None:
 
 
 def summary_markdown(summary: list[dict]) -> str:
-    """The summary as a Markdown table (what the README shows), percentages with one decimal."""
-    columns = [c for c in ("method", "budget", "n", "errors", "kv_kept", "audio", "video", "alignment", "overall",
-                           "full_same_items", "agreement", "next_token_kl") if any(e.get(c) is not None for e in summary)]
+    """The summary as a Markdown table (what the README shows): percentages with one decimal, KL with 4."""
+    columns = [c for c in COLUMNS if any(e.get(c) is not None for e in summary)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for e in summary:
         cells = []
@@ -317,12 +415,14 @@ def summary_markdown(summary: list[dict]) -> str:
             v = e.get(c)
             if v is None:
                 cells.append("–")
-            elif c in ("n", "errors"):
+            elif c in ("n", "errors", "protocol", "budget"):
                 cells.append(str(v))
-            elif c in ("method", "budget"):
-                cells.append(f"`{v}`" if c == "method" else str(v))
-            elif c == "next_token_kl":
+            elif c == "method":
+                cells.append(f"`{v}`")
+            elif c == "kl":
                 cells.append(f"{v:.4f}")
+            elif c == "kept_time":
+                cells.append(f"{v:.2f}")
             else:
                 cells.append(f"{100 * v:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -330,36 +430,39 @@ def summary_markdown(summary: list[dict]) -> str:
 
 
 def _column_order(name: str) -> tuple[int, str]:
-    order = ["method", "budget", "n", "errors", "kv_kept", "audio", "video", "alignment", "overall",
-             "full_same_items", "agreement", "next_token_kl"]
-    return (order.index(name) if name in order else len(order), name)
+    return (COLUMNS.index(name) if name in COLUMNS else len(COLUMNS), name)
 
 
-def plot_summary(summary: list[dict], path: Path, metric: str = "overall") -> None:
-    """Accuracy (or agreement) versus budget, one line per method; the full cache as a dashed line."""
+def plot_summary(summary: list[dict], path: Path, metric: str = "first_word") -> None:
+    """Accuracy (or agreement) versus media kept, one panel per protocol, one line per method."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    by_method: dict[str, list[tuple[float, float]]] = {}
-    for e in summary:
-        if e.get(metric) is None:
-            continue
-        if e["method"] == "full":
-            ax.axhline(e[metric] * 100, color="black", linestyle="--", label="full cache")
-            continue
-        by_method.setdefault(e["method"], []).append((e["kv_kept"] or 0.0, e[metric]))
+    protocols = sorted({e["protocol"] for e in summary})
+    fig, axes = plt.subplots(1, len(protocols), figsize=(6.5 * len(protocols), 4.5), squeeze=False)
     colours = plt.get_cmap("tab20").colors
-    for i, (method, points) in enumerate(sorted(by_method.items())):
-        points.sort()
-        ax.plot([p[0] * 100 for p in points], [p[1] * 100 for p in points], marker="os^D"[i % 4],
-                color=colours[i % len(colours)], linewidth=2.5 if method == "acckv" else 1.2, label=method)
-    ax.set_xlabel("KV cache kept (% of full, measured)")
-    ax.set_ylabel(f"{metric} accuracy (%)" if metric != "agreement" else "answer agreement with full cache (%)")
-    ax.set_title("Accuracy versus KV budget")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    methods = sorted({e["method"] for e in summary if e["method"] != "full"})
+    for ax, protocol in zip(axes[0], protocols):
+        by_method: dict[str, list[tuple[float, float]]] = {}
+        for e in summary:
+            if e["protocol"] != protocol or e.get(metric) is None:
+                continue
+            if e["method"] == "full":
+                ax.axhline(e[metric] * 100, color="black", linestyle="--", label="full cache")
+                continue
+            by_method.setdefault(e["method"], []).append((e["media_kept"] or 0.0, e[metric]))
+        for method, points in sorted(by_method.items()):
+            i = methods.index(method)
+            points.sort()
+            ax.plot([p[0] * 100 for p in points], [p[1] * 100 for p in points], marker="os^D"[i % 4],
+                    color=colours[i % len(colours)], linewidth=2.5 if method == "acckv" else 1.2, label=method)
+        ax.set_xlabel("media entries kept (% of the prompt's media, measured)")
+        ax.set_ylabel({"first_word": "first-word accuracy (%)", "agreement": "first token = full cache's (%)"}
+                      .get(metric, metric))
+        ax.set_title(f"protocol: {protocol}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

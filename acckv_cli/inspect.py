@@ -47,6 +47,9 @@ class Inspector(Full):
     summary = "full cache; records attention shares, A-R shares, AccKV's modality weights and a timeline"
     acckv: AccKV = field(default_factory=AccKV)
 
+    def attention_needs(self):
+        return self.acckv.attention_needs()
+
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         acc = self.acckv
         scores = redistributed_scores(ctx, ctx.rows(acc.score_queries), acc.redistribution, acc.head_reduction)
@@ -79,19 +82,19 @@ def takeover_layer(priorities: list[str | None], both_present: bool) -> int | No
 def inspect_clip(lm, path: str, question: str = DEFAULT_QUESTION, fps: float = 2.0,
                  max_pixels: int | None = None) -> dict:
     """Per-layer attention statistics of one clip + question, as one JSON-serialisable dict."""
-    from acckv_cli import media as media_mod
-    from acckv_cli.model import generate
-    from acckv_cli.pipeline import check_question, media_summary, pixel_cap, prepare_prompt
+    from acckv_cli.pipeline import check_question, decode_for_model, media_summary, pixel_cap
+    from acckv_cli.session import ClipSession
 
     question = check_question(question)
     high = pixel_cap(lm, max_pixels)
-    decoded = media_mod.decode(path, fps=fps, max_pixels=high)
-    prompt = prepare_prompt(lm, decoded, question, max_pixels=high)
-    layout = prompt.layout
+    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels)
+    session = ClipSession(lm, decoded, high)
     inspector = Inspector()
-    with inspector(lm.thinker, layout, Budget(1.0), collect_stats=False) as run:
-        gen = generate(lm, prompt.inputs, prompt.use_audio_in_video, max_new_tokens=1)
-    records = sorted(run.layers, key=lambda r: r["layer"])
+    # `prefill`: the whole prompt (question and assistant header) is prefilled, so every text row after
+    # the media is measured; nothing is evicted
+    answer = session.ask([question], inspector, Budget(1.0), "prefill", max_new_tokens=1)[0]
+    layout = answer.layout
+    records = answer.report.layers
     counts = layout.counts()
     present = [k for k in MEDIA_KINDS if counts[k]]
     layers = [{"layer": r["layer"], "share_raw": _round(r["share_raw"]),
@@ -108,7 +111,7 @@ def inspect_clip(lm, path: str, question: str = DEFAULT_QUESTION, fps: float = 2
         timeline.append(row)
     return {
         "video": path, "question": question, "model": lm.name,
-        "media": media_summary(decoded, prompt.inputs, layout),
+        "media": media_summary(decoded, session.prompt.inputs),
         "tokens": {"video": counts["video"], "audio": counts["audio"],
                    "text": len(layout) - counts["video"] - counts["audio"], "total": len(layout),
                    "query_rows": int(layout.post_media_text_mask().sum())},
@@ -117,10 +120,9 @@ def inspect_clip(lm, path: str, question: str = DEFAULT_QUESTION, fps: float = 2
         "layers": layers,
         "takeover_layer": takeover_layer([l["priority"] for l in layers], len(present) == 2),
         "timeline": timeline,
-        "timings": {"decode_s": round(decoded.decode_seconds, 4),
-                    "encode_s": round(prompt.processor_s + gen.timings["encode_s"], 4),
-                    "prefill_s": round(gen.timings["prefill_s"], 4)},
-        "notices": list(dict.fromkeys([*lm.notices, *decoded.notices])),
+        "timings": {"decode_s": answer.timings["decode_s"], "encode_s": answer.timings["encode_s"],
+                    "prefill_s": round(answer.timings["media_prefill_s"] + answer.timings["question_prefill_s"], 4)},
+        "notices": list(dict.fromkeys([*lm.notices, *decoded.notices, *session.prompt.notices])),
     }
 
 

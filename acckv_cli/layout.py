@@ -98,6 +98,12 @@ class TokenLayout:
         after = torch.arange(len(self)) > last
         return after & self.protected_mask
 
+    def prefix(self, n: int) -> "TokenLayout":
+        """The layout of the first `n` tokens (what a protocol compresses when the rest comes later)."""
+        return TokenLayout(self.modality[:n].clone(), self.time_s[:n].clone(), self.frame_pair[:n].clone(),
+                           self.row[:n].clone(), self.col[:n].clone(), self.positions[:, :n].clone(),
+                           self.seconds_per_chunk, dict(self.extras))
+
     def counts(self) -> dict[str, int]:
         """Number of tokens of each modality, by lower-case name."""
         return {kind.label: int((self.modality == int(kind)).sum()) for kind in Modality}

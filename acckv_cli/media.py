@@ -4,8 +4,11 @@ Everything here runs offline on the CPU:
 
 * probing parses the stderr of ``ffmpeg -i`` (imageio-ffmpeg ships no ffprobe) and asks decord for the
   exact frame count and frame rate;
-* frames come from decord, decoded *directly at a reduced size* when the native frame is larger than
-  ``max_pixels`` so that a 4K/8K video never materialises at full resolution;
+* frames come from decord. Given ``min_pixels`` (real checkpoints), they are resized once, with the
+  filter Qwen's official pipeline uses, to the size that pipeline gives them (:mod:`acckv_cli.preprocess`):
+  decoded at native size when that is at most 4× the target area, at twice the target's sides otherwise,
+  and in batches, so that a 4K/8K video never materialises at full resolution. Without ``min_pixels``
+  they are decoded *directly at a reduced size* when the native frame is larger than ``max_pixels``;
 * audio comes from an ffmpeg pipe to mono float32 PCM (fast, and no librosa/audioread cold start).
 
 User mistakes (missing file, text file named ``.mp4``, truncated download...) raise :class:`MediaError`
@@ -14,6 +17,7 @@ whose message is a single line naming the file, suitable to print without a trac
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -26,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from acckv_cli.ffmpeg import ffmpeg_executable
+from acckv_cli.preprocess import video_frame_size
 
 logger = logging.getLogger(__name__)
 
@@ -89,13 +94,26 @@ class DecodedMedia:
     """Model-ready media: sampled RGB frames and/or mono float32 audio."""
 
     info: MediaInfo
-    frames: np.ndarray | None  # (T, H, W, 3) uint8, H*W <= max_pixels
+    frames: np.ndarray | None  # (T, H, W, 3) uint8, H*W <= max_pixels (and >= min_pixels when given)
     frame_times: np.ndarray | None  # (T,) seconds
     sample_fps: float | None  # effective frame sampling rate; pass to the Qwen processor as `fps`
     audio: np.ndarray | None  # (S,) float32 mono at `audio_rate`
     audio_rate: int
     notices: list[str] = field(default_factory=list)
     decode_seconds: float = 0.0
+    # Tell the processor no frame rate, as Qwen's README call does (it then assumes 2.0 fps).
+    official_fps: bool = False
+
+    @property
+    def processor_fps(self) -> float | None:
+        """The frame rate to tell the processor: the true sampled rate, or None under ``official_fps``.
+
+        The true rate keeps video positions on real time when sampling is not exactly 2 fps (149 frames at
+        29.97 fps give 8 frames, 1.61 fps); Qwen's official call passes none, and the processor assumes 2.0.
+        """
+        if self.frames is None or self.official_fps:
+            return None
+        return float(self.sample_fps)
 
     @property
     def modalities(self) -> list[str]:
@@ -330,9 +348,20 @@ def sample_frame_indices(
     wanted = n_frames / native_fps * fps
     count = min(max(wanted, min_frames), max_frames, n_frames)
     count = max(FRAME_FACTOR, int(count // FRAME_FACTOR) * FRAME_FACTOR)
-    indices = np.round(np.linspace(0, n_frames - 1, count)).astype(np.int64)
+    indices = _linspace_indices(n_frames, count)
     sample_fps = count * native_fps / n_frames
     return indices, float(sample_fps)
+
+
+def _linspace_indices(n_frames: int, count: int) -> np.ndarray:
+    """``torch.linspace(0, n_frames - 1, count).round()`` in float32, as qwen-omni-utils computes it.
+
+    float64 (``np.linspace``) rounds differently at some exact halves once videos have more than about
+    13,000 frames: one frame in 768 would then differ from Qwen's.
+    """
+    import torch
+
+    return torch.linspace(0, n_frames - 1, count, dtype=torch.float32).round().long().numpy().astype(np.int64)
 
 
 def _import_decord() -> Any:
@@ -353,11 +382,16 @@ def _decord_reason(exc: Exception) -> str:
     return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", first)[:160]
 
 
-def _open_video_reader(info: MediaInfo, max_pixels: int | None) -> Any:
-    """Open a decord VideoReader, decoding at a reduced size when the native frame exceeds max_pixels."""
+def _open_video_reader(info: MediaInfo, max_pixels: int | None, size: tuple[int, int] | None = None) -> Any:
+    """Open a decord VideoReader, decoding at a reduced size when the native frame exceeds max_pixels.
+
+    ``size`` (height, width), when given, is the decode size, whatever ``max_pixels`` says.
+    """
     decord = _import_decord()
     kwargs: dict[str, int] = {}
-    if max_pixels is not None and info.width and info.height:
+    if size is not None:
+        kwargs = {"height": size[0], "width": size[1]}
+    elif max_pixels is not None and info.width and info.height:
         h, w = fit_to_pixels(info.height, info.width, max_pixels)
         if (h, w) != (info.height, info.width):
             logger.info("%s: decoding %dx%d frames at %dx%d", info.path, info.width, info.height, w, h)
@@ -416,33 +450,139 @@ def _enforce_max_pixels(frames: np.ndarray, max_pixels: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
 
 
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize (T, H, W, 3) uint8 frames as qwen-omni-utils does: torchvision's antialiased bicubic filter.
+
+    Same call as ``fetch_video`` (``torchvision.transforms.functional.resize`` on a uint8 tensor, which
+    rounds and clamps back to uint8), so the same decoded frames give the same pixels.
+    """
+    if frames.shape[1:3] == (height, width):
+        return frames
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tv_functional
+
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    out = tv_functional.resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return np.ascontiguousarray(out.permute(0, 2, 3, 1).numpy())
+
+
 def _decode_frames(
-    info: MediaInfo, fps: float, min_frames: int, max_frames: int, max_pixels: int
+    info: MediaInfo, fps: float, min_frames: int, max_frames: int, max_pixels: int, min_pixels: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Sample and decode frames; returns (frames, frame_times, sample_fps) and completes ``info``."""
+    if min_pixels is not None:
+        return _decode_frames_qwen(info, fps, min_frames, max_frames, min_pixels, max_pixels)
     reader = _open_video_reader(info, max_pixels)
     _fill_video_counts(info, reader)
     indices, sample_fps = sample_frame_indices(info.n_frames, info.native_fps, fps, min_frames, max_frames)
+    frames = _get_batch(reader, info, indices)
+    frames = _enforce_max_pixels(np.ascontiguousarray(frames, dtype=np.uint8), max_pixels)
+    return frames, _frame_times(reader, indices, info.native_fps), sample_fps
+
+
+def _get_batch(reader: Any, info: MediaInfo, indices: np.ndarray) -> np.ndarray:
     try:
-        frames = _as_numpy(reader.get_batch(indices.tolist()))
+        return _as_numpy(reader.get_batch(indices.tolist()))
     except Exception as exc:
         raise MediaError(
             f"cannot decode frames of {_show(info.path)}: corrupt or truncated ({_decord_reason(exc)})"
         ) from exc
-    frames = _enforce_max_pixels(np.ascontiguousarray(frames, dtype=np.uint8), max_pixels)
+
+
+# Frames up to this many times the target area are decoded at their native size, so that the one resize
+# gives exactly Qwen's pixels (up to 1080p at the default cap). Larger ones (1440p, 4K, 8K, or 1080p in a
+# long video) are first decoded by decord at twice the target's sides: far less memory and time, and
+# pixels within resampling noise of Qwen's.
+EXACT_DECODE_AREA_RATIO = 4.0
+DECODE_CHUNK_BYTES = 256 * 2**20  # frames decoded and resized per batch, so 768 native frames never coexist
+
+
+def _decode_size(height: int, width: int, target: tuple[int, int]) -> tuple[int, int] | None:
+    """Size to ask decord for (None: native) when the frames will be resized to ``target``."""
+    budget = EXACT_DECODE_AREA_RATIO * target[0] * target[1]
+    if height * width <= budget:
+        return None
+    return fit_to_pixels(height, width, int(budget))
+
+
+def _expected_count(info: MediaInfo, fps: float, min_frames: int, max_frames: int) -> int:
+    """Frames that will be sampled, from the container's duration (decord's exact count comes later)."""
+    if info.duration_s > 0 and info.native_fps:
+        n_frames = max(1, round(info.duration_s * info.native_fps))
+        return len(sample_frame_indices(n_frames, info.native_fps, fps, min_frames, max_frames)[0])
+    return FRAME_FACTOR  # unknown: the cap for few frames, i.e. the largest target
+
+
+def _qwen_size(info: MediaInfo, height: int, width: int, count: int, min_pixels: int, max_pixels: int
+               ) -> tuple[int, int]:
+    try:
+        return video_frame_size(height, width, count, min_pixels, max_pixels)
+    except ValueError as exc:  # aspect ratio beyond 200:1, which Qwen's vision encoder refuses too
+        raise MediaError(f"cannot size the frames of {_show(info.path)} for the model ({exc})") from exc
+
+
+def _decode_frames_qwen(
+    info: MediaInfo, fps: float, min_frames: int, max_frames: int, min_pixels: int, max_pixels: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Frames resized once to the size Qwen's pipeline gives them (see acckv_cli.preprocess)."""
+    size_known = bool(info.height and info.width)
+    decode_size = None
+    if size_known:
+        guess = _qwen_size(info, info.height, info.width, _expected_count(info, fps, min_frames, max_frames),
+                           min_pixels, max_pixels)
+        decode_size = _decode_size(info.height, info.width, guess)
+    reader = _open_video_reader(info, None, size=decode_size)
+    _fill_video_counts(info, reader)
+    indices, sample_fps = sample_frame_indices(info.n_frames, info.native_fps, fps, min_frames, max_frames)
+    if size_known:
+        target = _qwen_size(info, info.height, info.width, len(indices), min_pixels, max_pixels)
+        exact_size = _decode_size(info.height, info.width, target)
+        if exact_size != decode_size:  # the container's duration misled the guess: reopen at the right size
+            decode_size = exact_size
+            reader = _open_video_reader(info, None, size=decode_size)
+    if decode_size is not None:
+        logger.info("%s: decoding %dx%d frames at %dx%d", info.path, info.width, info.height, *decode_size[::-1])
+    height, width = decode_size or (info.height or 1080, info.width or 1920)
+    per_chunk = max(1, DECODE_CHUNK_BYTES // (height * width * 3))
+    size = target if decode_size is not None else None
+    chunks = []
+    for start in range(0, len(indices), per_chunk):
+        batch = np.asarray(_get_batch(reader, info, indices[start:start + per_chunk]), dtype=np.uint8)
+        if size is None:  # native decode: Qwen takes the size from the decoded frames, and so do we
+            size = _qwen_size(info, *batch.shape[1:3], len(indices), min_pixels, max_pixels)
+        chunks.append(resize_frames(batch, *size))
+    frames = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
     return frames, _frame_times(reader, indices, info.native_fps), sample_fps
 
 
 # --------------------------------------------------------------------------------------------- audio
 
 
-def _ffmpeg_audio_pipe(abs_path: str, shown: str, rate: int) -> np.ndarray:
+def _mono_args(channels: int | None) -> list[str]:
+    """ffmpeg arguments that make mono the way Qwen's pipeline does: the plain mean of the channels.
+
+    qwen-omni-utils reads audio with ``librosa.load(..., mono=True)``, which averages the channels.
+    ``-ac 1`` would use ffmpeg's downmix matrix instead (centre + 0.707·front + 0.5·rear, LFE dropped):
+    stereo 3 dB louder, 5.1 several times louder and differently mixed. ``pan`` with equal weights is the
+    mean; only a channel layout that probing could not count falls back to ``-ac 1``.
+    """
+    if channels == 1:
+        return []
+    if not channels:
+        logger.debug("unknown channel count: ffmpeg's own downmix to mono")
+        return ["-ac", "1"]
+    weight = repr(1.0 / channels)
+    return ["-af", "pan=mono|c0=" + "+".join(f"{weight}*c{i}" for i in range(channels))]
+
+
+def _ffmpeg_audio_pipe(abs_path: str, shown: str, rate: int, channels: int | None = None) -> np.ndarray:
     """Decode the first audio stream to mono float32 at ``rate`` Hz through an ffmpeg pipe."""
     cmd = [
         ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error",
         "-i", _ffmpeg_url(abs_path),
         "-map", "0:a:0", "-vn", "-sn", "-dn",
-        "-ac", "1", "-ar", str(rate), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
+        *_mono_args(channels), "-ar", str(rate), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
     ]
     logger.debug("audio: %s", cmd)
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
@@ -455,15 +595,44 @@ def _ffmpeg_audio_pipe(abs_path: str, shown: str, rate: int) -> np.ndarray:
     return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
 
 
+def _decode_audio(info: MediaInfo, rate: int) -> np.ndarray:
+    """Mono audio of a probed file at ``rate`` Hz, as ``librosa.load(path, sr=rate)`` gives it.
+
+    The channel mean is taken by ffmpeg at the native rate, then resampled here with soxr's HQ filter
+    (librosa's default), so the waveform matches Qwen's pipeline and not just its loudness. When the
+    native rate is unknown, ffmpeg resamples.
+    """
+    abs_path, shown = _check_path(info.path), _show(info.path)
+    native = info.audio_rate
+    if native and native != rate and _have_soxr():
+        wav = resample(_ffmpeg_audio_pipe(abs_path, shown, native, info.audio_channels), native, rate)
+    else:
+        wav = _ffmpeg_audio_pipe(abs_path, shown, rate, info.audio_channels)
+    if wav.size == 0:
+        raise MediaError(f"{shown} contains no audio samples")
+    return wav
+
+
 def load_audio(path: str | os.PathLike, rate: int = 16000) -> np.ndarray:
-    """Mono float32 waveform of the first audio stream of any container, resampled to ``rate`` Hz."""
+    """Mono float32 waveform of the first audio stream of any container, resampled to ``rate`` Hz.
+
+    Mono is the mean of the channels and resampling uses soxr HQ, as in ``librosa.load(path, sr=rate)``.
+    """
     if rate < 1:
         raise ValueError(f"audio rate must be >= 1 Hz, got {rate}")
-    abs_path = _check_path(path)
-    wav = _ffmpeg_audio_pipe(abs_path, _show(path), rate)
-    if wav.size == 0:
-        raise MediaError(f"{_show(path)} contains no audio samples")
-    return wav
+    info = _probe_container(path)
+    if not info.has_audio:
+        raise MediaError(f"{_show(path)} has no audio track")
+    return _decode_audio(info, rate)
+
+
+@functools.lru_cache(maxsize=1)
+def _have_soxr() -> bool:
+    try:
+        import soxr  # noqa: F401  (librosa's resampler, a dependency of librosa)
+    except ImportError:
+        return False
+    return True
 
 
 def resample(wav: np.ndarray, orig_rate: int, rate: int) -> np.ndarray:
@@ -493,7 +662,7 @@ def _fix_length(wav: np.ndarray, size: int) -> np.ndarray:
 def _decode_audio_track(info: MediaInfo, rate: int, notices: list[str]) -> np.ndarray | None:
     """Audio of a video file; a broken or empty track degrades to video-only with a notice."""
     try:
-        wav = load_audio(info.path, rate)
+        wav = _decode_audio(info, rate)
     except MediaError as exc:
         logger.warning("%s", exc)
         notices.append(f"audio track could not be decoded ({exc}): running video-only")
@@ -511,8 +680,19 @@ def decode(
     max_frames: int = 768,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     audio_rate: int = 16000,
+    min_pixels: int | None = None,
+    official_fps: bool = False,
 ) -> DecodedMedia:
     """Probe ``path`` and decode what it holds: sampled frames (video) and mono audio.
+
+    Frame sizes: with ``min_pixels`` given, frames are resized once to the size Qwen's official pipeline
+    (qwen-omni-utils) gives them, sides multiples of 28 and ``min_pixels <= H*W <= max_pixels`` (less for
+    videos over 300 frames), so that the processor leaves them alone. Without it, frames are only shrunk
+    to fit ``max_pixels`` and the processor rounds them to its grid (the sizing the built-in demo model
+    was trained with). Audio is the mean of the channels, resampled like ``librosa.load``.
+
+    ``official_fps=True`` marks the media so that the processor is told no frame rate, as in Qwen's README
+    call (see :attr:`DecodedMedia.processor_fps`); sampling itself does not change.
 
     Raises ValueError for bad arguments (e.g. ``fps < 1``) and MediaError for unusable files.
     """
@@ -520,17 +700,19 @@ def decode(
     _check_sampling_args(fps, min_frames, max_frames)
     if max_pixels < 1 or audio_rate < 1:
         raise ValueError(f"max_pixels and audio_rate must be >= 1 (got {max_pixels}, {audio_rate})")
+    if min_pixels is not None and not 1 <= min_pixels <= max_pixels:
+        raise ValueError(f"need 1 <= min_pixels <= max_pixels (got {min_pixels}, {max_pixels})")
     info = _probe_container(path)
     notices: list[str] = []
     frames = frame_times = sample_fps = audio = None
     if info.has_video:
-        frames, frame_times, sample_fps = _decode_frames(info, fps, min_frames, max_frames, max_pixels)
+        frames, frame_times, sample_fps = _decode_frames(info, fps, min_frames, max_frames, max_pixels, min_pixels)
         if info.has_audio:
             audio = _decode_audio_track(info, audio_rate, notices)
         else:
             notices.append("video has no audio track: running video-only")
     else:
-        audio = load_audio(path, audio_rate)
+        audio = _decode_audio(info, audio_rate)
         notices.append("audio-only input: running audio-only")
         if info.duration_s <= 0:
             info.duration_s = audio.size / audio_rate
@@ -541,5 +723,5 @@ def decode(
     logger.debug("decoded %s in %.3f s", path, elapsed)
     return DecodedMedia(
         info=info, frames=frames, frame_times=frame_times, sample_fps=sample_fps, audio=audio,
-        audio_rate=audio_rate, notices=notices, decode_seconds=elapsed,
+        audio_rate=audio_rate, notices=notices, decode_seconds=elapsed, official_fps=official_fps,
     )

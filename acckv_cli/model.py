@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from acckv_cli.media import DecodedMedia
+from acckv_cli.preprocess import video_pixel_range
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class LoadedModel:
     dtype: torch.dtype
     is_builtin: bool = False
     notices: list[str] = field(default_factory=list)
+    answer_words: frozenset[str] = frozenset()  # words a model without spaces between them may run together
 
     @property
     def decoder_layers(self):
@@ -51,11 +53,13 @@ class LoadedModel:
 
     @property
     def pixel_range(self) -> tuple[int, int]:
-        """(min, max) pixels per frame this model's processor was configured for, within Qwen's range."""
-        size = getattr(self.processor.video_processor, "size", None) or {}
-        low = int(size.get("shortest_edge") or QWEN_MIN_PIXELS)
-        high = int(size.get("longest_edge") or QWEN_MAX_PIXELS)
-        return min(low, QWEN_MIN_PIXELS), min(high, QWEN_MAX_PIXELS)
+        """(min, max) pixels per video frame: Qwen's official 128·28²–768·28² for real checkpoints.
+
+        A checkpoint's processor config gives the image range (3,136–12,845,056 for the published ones),
+        which Qwen's own pipeline ignores for video; a range within 768·28² is the model's own video
+        setting (the built-in demo model) and is kept. See `acckv_cli.preprocess.video_pixel_range`.
+        """
+        return video_pixel_range(getattr(self.processor.video_processor, "size", None))
 
     @property
     def audio_limit_s(self) -> float:
@@ -121,7 +125,11 @@ def _builtin_parts(dev: torch.device, dt: torch.dtype):
 
 def _load_builtin(dev: torch.device, dt: torch.dtype) -> LoadedModel:
     thinker, processor, name, notice = _builtin_parts(dev, dt)
-    return LoadedModel(thinker, processor, name, dev, dt, is_builtin=True, notices=[notice])
+    words = frozenset()
+    if name == DEMO_NAME:  # it answers in SynthAVQA words and never learnt to put spaces between two of them
+        from acckv_cli.synth.avqa import answer_vocabulary
+        words = frozenset(answer_vocabulary())
+    return LoadedModel(thinker, processor, name, dev, dt, is_builtin=True, notices=[notice], answer_words=words)
 
 
 def _unavailable_message(model: str, exc: Exception) -> str:
@@ -138,44 +146,56 @@ def conversation(media: DecodedMedia, question: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": question}]}]
 
 
-def build_inputs(lm: LoadedModel, media: DecodedMedia, question: str,
-                 max_pixels: int | None = None) -> tuple[dict, bool]:
-    """Processor inputs for one clip and question, and the `use_audio_in_video` flag for the model.
+def processor_kwargs(lm: LoadedModel, media: DecodedMedia, max_pixels: int | None = None,
+                     notices: list[str] | None = None) -> tuple[dict, bool]:
+    """Processor keyword arguments for the media of one clip, and the `use_audio_in_video` flag.
 
-    The flag is True only for video with its own soundtrack; it must then be passed to `generate`
-    (the processor output does not carry it, and without it positions are silently wrong).
+    The flag is True only for video with its own soundtrack; the processor output does not carry it, and
+    without it the model's 3-D positions are silently wrong (pitfall 1), so it travels beside the inputs.
+    Notices about what the model cannot take (audio beyond its window) are appended to `notices`.
     """
-    processor = lm.processor
-    text = processor.apply_chat_template(conversation(media, question), add_generation_prompt=True,
-                                         tokenize=False)
-    audio = _fit_audio(lm, media)
-    kwargs: dict = {"text": text, "return_tensors": "pt"}
+    audio = _fit_audio(lm, media, notices if notices is not None else [])
+    kwargs: dict = {}
     use_audio_in_video = False
     if media.frames is not None:
         low, high = lm.pixel_range
         high = min(high, max_pixels) if max_pixels else high
         kwargs["videos"] = [media.frames]
         kwargs["videos_kwargs"] = {
-            "fps": float(media.sample_fps),  # the true sampled rate, or video time drifts (notes §2.3)
             "size": {"shortest_edge": min(low, high), "longest_edge": high},
             "cap_pixels_per_frame": True,
         }
+        if media.processor_fps is not None:  # the true sampled rate, unless the media asks for Qwen's call
+            kwargs["videos_kwargs"]["fps"] = media.processor_fps
         if audio is not None:
             kwargs.update(audio=[audio], load_audio_from_video=True, audio_from_video_indices=[0])
             use_audio_in_video = True
     elif audio is not None:
         kwargs["audio"] = [audio]
-    inputs = processor(**kwargs)
-    inputs.pop("mm_token_type_ids", None)  # would travel into generate's kwargs (notes pitfall 17)
+    return kwargs, use_audio_in_video
+
+
+def build_inputs(lm: LoadedModel, media: DecodedMedia, question: str,
+                 max_pixels: int | None = None) -> tuple[dict, bool]:
+    """Processor inputs for one clip and question as one prompt, and the `use_audio_in_video` flag.
+
+    `acckv_cli.prompt` builds the same prompt in segments (prefix once, then each question); this one-piece
+    form is the reference the tests compare it with, and what training uses.
+    """
+    text = lm.processor.apply_chat_template(conversation(media, question), add_generation_prompt=True,
+                                            tokenize=False)
+    kwargs, use_audio_in_video = processor_kwargs(lm, media, max_pixels)
+    inputs = lm.processor(text=text, return_tensors="pt", **kwargs)
+    inputs.pop("mm_token_type_ids", None)  # would travel into generate's kwargs (pitfall 17)
     return inputs.to(lm.device), use_audio_in_video
 
 
-def _fit_audio(lm: LoadedModel, media: DecodedMedia):
+def _fit_audio(lm: LoadedModel, media: DecodedMedia, notices: list[str]):
     if media.audio is None:
         return None
     limit = int(lm.audio_limit_s * media.audio_rate)
     if media.audio.shape[0] > limit:
-        media.notices.append(f"audio truncated to the model's {lm.audio_limit_s:.0f} s audio window")
+        notices.append(f"audio truncated to the model's {lm.audio_limit_s:.0f} s audio window")
         return media.audio[:limit]
     return media.audio
 
@@ -193,70 +213,3 @@ def last_position_logits(thinker):
         yield
     finally:
         handle.remove()
-
-
-@contextlib.contextmanager
-def encoder_timer(thinker, timings: dict):
-    """Accumulate wall time spent in the audio and vision encoders into `timings['encode_s']`."""
-    starts: dict[str, float] = {}
-    handles = []
-    for name in ("audio_tower", "visual"):
-        module = getattr(thinker.model, name, None)
-        if module is None:
-            continue
-        handles.append(module.register_forward_pre_hook(
-            lambda m, a, name=name: starts.__setitem__(name, time.perf_counter())))
-        handles.append(module.register_forward_hook(
-            lambda m, a, o, name=name: timings.__setitem__(
-                "encode_s", timings.get("encode_s", 0.0) + time.perf_counter() - starts[name])))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-class _FirstTokenClock:
-    """A generate() streamer that notes when the first new token exists (end of prefill)."""
-
-    def __init__(self):
-        self.calls = 0
-        self.first_token_at: float | None = None
-
-    def put(self, value):
-        self.calls += 1
-        if self.calls == 2 and self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
-
-    def end(self):
-        pass
-
-
-@dataclass
-class Generation:
-    token_ids: list[int]
-    text: str
-    timings: dict
-    cache: object
-
-
-@torch.inference_mode()
-def generate(lm: LoadedModel, inputs: dict, use_audio_in_video: bool, max_new_tokens: int = 32) -> Generation:
-    """Greedy generation with timings split into encode, prefill and generation."""
-    timings: dict = {"encode_s": 0.0}
-    clock = _FirstTokenClock()
-    inputs = cast_inputs(inputs, lm.dtype)
-    prompt_len = inputs["input_ids"].shape[1]
-    start = time.perf_counter()
-    with encoder_timer(lm.thinker, timings), last_position_logits(lm.thinker):
-        out = lm.thinker.generate(**inputs, use_audio_in_video=use_audio_in_video,
-                                  max_new_tokens=max_new_tokens, do_sample=False, streamer=clock,
-                                  return_dict_in_generate=True)
-    end = time.perf_counter()
-    first = clock.first_token_at or end
-    timings["prefill_s"] = max(first - start - timings["encode_s"], 0.0)
-    timings["generate_s"] = end - first
-    new_ids = out.sequences[0, prompt_len:].tolist()
-    text = lm.processor.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
-    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-    return Generation(new_ids, text, timings, cache)

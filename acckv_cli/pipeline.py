@@ -1,21 +1,26 @@
-"""One question about one clip, end to end: decode → processor → layout → compressed generation → report.
+"""Questions about one clip, end to end: decode → prompt → compressed prefill → answers → reports.
 
-The CLI commands (`ask`, later `batch` and `eval`) are thin wrappers over `ask_clip`.
+`ask`, `batch` and `eval` all go through `acckv_cli.session.ClipSession`: the clip is decoded, encoded and
+its media prefilled once, and every question is answered from the compressed cache under a protocol.
+This module turns those answers into the records the CLI prints.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 from acckv_cli import media as media_mod
-from acckv_cli.layout import TokenLayout, layout_for_inputs
 from acckv_cli.methods import Budget, get_method
-from acckv_cli.model import LoadedModel, build_inputs, generate
+from acckv_cli.model import LoadedModel
+from acckv_cli.preprocess import uses_official_sizing
 from acckv_cli.report import RetentionReport
+from acckv_cli.session import Answer, ClipSession, check_protocol
 
 log = logging.getLogger(__name__)
+
+# The default protocol of `ask` and `batch` (measured choice: README "How the answer depends on the cache").
+DEFAULT_PROTOCOL = "query-aware"
 
 
 class UsageError(ValueError):
@@ -24,22 +29,26 @@ class UsageError(ValueError):
 
 @dataclass
 class AskResult:
+    """One question's answer with what it cost and what the cache kept."""
+
+    question: str
     answer: str
     model: str
     method: str
     budget: str
+    protocol: str
     media: dict
     tokens: dict
-    kv_bytes: int
-    kv_bytes_full: int
+    kv: dict
     timings: dict
+    reused: list[str]
     report: RetentionReport
     notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"answer": self.answer, "model": self.model, "method": self.method, "budget": self.budget,
-                "media": self.media, "tokens": self.tokens, "kv_bytes": self.kv_bytes,
-                "kv_bytes_full": self.kv_bytes_full, "timings": self.timings, "notices": self.notices,
+        return {"question": self.question, "answer": self.answer, "model": self.model, "method": self.method,
+                "budget": self.budget, "protocol": self.protocol, "media": self.media, "tokens": self.tokens,
+                **self.kv, "timings": self.timings, "reused": self.reused, "notices": self.notices,
                 "report": self.report.to_dict()}
 
 
@@ -49,7 +58,20 @@ def check_question(question: str) -> str:
     return question.strip()
 
 
-def media_summary(decoded: media_mod.DecodedMedia, inputs: dict, layout: TokenLayout) -> dict:
+def read_questions(path: str) -> list[str]:
+    """Questions file: one question per line; blank lines are ignored."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            questions = [line.strip() for line in fh if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else exc
+        raise UsageError(f"cannot read --questions file {path!r}: {reason}") from None
+    if not questions:
+        raise UsageError(f"--questions file {path!r} holds no question")
+    return questions
+
+
+def media_summary(decoded: media_mod.DecodedMedia, inputs: dict) -> dict:
     """The numbers users compare with Qwen's own preprocessing."""
     info = decoded.info
     out = {"path": info.path, "duration_s": round(info.duration_s, 3), "modalities": decoded.modalities,
@@ -58,6 +80,7 @@ def media_summary(decoded: media_mod.DecodedMedia, inputs: dict, layout: TokenLa
     if decoded.frames is not None and grid is not None:
         t, h, w = (int(x) for x in grid[0])
         out.update(sampled_fps=round(float(decoded.sample_fps), 4), frames=int(decoded.frames.shape[0]),
+                   processor_fps=_processor_fps(inputs),
                    frame_size=[w * 14, h * 14], pixels_per_frame=h * w * 196,
                    tokens_per_frame_pair=h * w // 4)
     if decoded.audio is not None:
@@ -65,16 +88,12 @@ def media_summary(decoded: media_mod.DecodedMedia, inputs: dict, layout: TokenLa
     return out
 
 
-def ask_clip(lm: LoadedModel, path: str, question: str, method: str = "acckv", budget: Budget | None = None,
-             fps: float = 2.0, max_pixels: int | None = None, max_new_tokens: int = 32,
-             method_params: dict | None = None) -> AskResult:
-    """Answer `question` about the clip at `path` with the KV cache compressed by `method`."""
-    question = check_question(question)
-    budget = budget or Budget(0.2)
-    compressor = get_method(method, **(method_params or {}))
-    high = pixel_cap(lm, max_pixels)
-    decoded = media_mod.decode(path, fps=fps, max_pixels=high)
-    return _answer(lm, decoded, question, compressor, budget, high, max_new_tokens)
+def _processor_fps(inputs: dict) -> float | None:
+    """The frame rate the processor was told (2 / seconds per temporal patch of 2 frames)."""
+    per_grid = inputs.get("video_second_per_grid")
+    if per_grid is None or not len(per_grid):
+        return None
+    return round(2.0 / float(per_grid[0]), 4)
 
 
 def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
@@ -83,59 +102,88 @@ def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
     return min(high, max_pixels) if max_pixels else high
 
 
-@dataclass
-class PreparedPrompt:
-    """Processor inputs, the `use_audio_in_video` flag and the token layout of one clip + question."""
+def decode_for_model(lm: LoadedModel, path: str, fps: float = 2.0, max_pixels: int | None = None,
+                     official_fps: bool = False) -> media_mod.DecodedMedia:
+    """Decode `path` with the frame sizes the model expects (`--max-pixels` lowers the cap).
 
-    inputs: dict
-    use_audio_in_video: bool
-    layout: TokenLayout
-    processor_s: float
-
-
-def prepare_prompt(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str,
-                   max_pixels: int | None = None) -> PreparedPrompt:
-    """Run the processor on already decoded media and derive the token layout (question stored in extras)."""
-    start = time.perf_counter()
-    inputs, use_audio_in_video = build_inputs(lm, decoded, question, max_pixels=max_pixels)
-    processor_s = time.perf_counter() - start
-    layout = layout_for_inputs(lm.thinker, lm.processor, inputs, use_audio_in_video)
-    layout.extras["question"] = question
-    return PreparedPrompt(inputs, use_audio_in_video, layout, processor_s)
-
-
-def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str, method: str = "acckv",
-                budget: Budget | None = None, max_pixels: int | None = None, max_new_tokens: int = 32,
-                method_params: dict | None = None) -> AskResult:
-    """`ask_clip` on media decoded once by the caller (`acckv batch` reuses it across questions).
-
-    `decoded` must come from `media.decode(..., max_pixels=pixel_cap(lm, max_pixels))`; it is not modified
-    except for notices, and compression stays per question (query-aware).
+    For a real checkpoint (Qwen's official pixel range) frames get the size and pixels Qwen's own
+    pipeline gives them; a model with a range of its own (the built-in demo) gets the sizing it was
+    trained with (`acckv_cli.preprocess.uses_official_sizing`). `official_fps=True` tells the processor
+    no frame rate, as Qwen's README call does (`media.decode`).
     """
-    question = check_question(question)
+    return media_mod.decode(path, fps=fps, official_fps=official_fps, **decode_sizes(lm, max_pixels))
+
+
+def decode_sizes(lm: LoadedModel, max_pixels: int | None = None) -> dict:
+    """`media.decode` keyword arguments for the frame sizes of `lm`: `max_pixels` and `min_pixels`."""
+    high = pixel_cap(lm, max_pixels)
+    official = uses_official_sizing(lm.pixel_range)
+    return {"max_pixels": high, "min_pixels": min(lm.pixel_range[0], high) if official else None}
+
+
+def ask_clip(lm: LoadedModel, path: str, questions: list[str], method: str = "acckv", budget: Budget | None = None,
+             protocol: str = DEFAULT_PROTOCOL, fps: float = 2.0, max_pixels: int | None = None,
+             max_new_tokens: int = 32, method_params: dict | None = None,
+             official_fps: bool = False) -> list[AskResult]:
+    """Answer every question about the clip at `path`, decoding, encoding and prefilling its media once."""
+    questions = [check_question(q) for q in questions]
+    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels, official_fps=official_fps)
+    return ask_decoded(lm, decoded, questions, method, budget, protocol, max_pixels, max_new_tokens, method_params)
+
+
+def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: list[str], method: str = "acckv",
+                budget: Budget | None = None, protocol: str = DEFAULT_PROTOCOL, max_pixels: int | None = None,
+                max_new_tokens: int = 32, method_params: dict | None = None) -> list[AskResult]:
+    """`ask_clip` on media decoded by the caller with `decode_for_model(lm, path, fps, max_pixels)`."""
+    results = []
+    for result in iter_answers(lm, decoded, questions, method, budget, protocol, max_pixels, max_new_tokens,
+                               method_params):
+        if isinstance(result, Exception):
+            raise result
+        results.append(result)
+    return results
+
+
+def iter_answers(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: list[str], method: str = "acckv",
+                 budget: Budget | None = None, protocol: str = DEFAULT_PROTOCOL, max_pixels: int | None = None,
+                 max_new_tokens: int = 32, method_params: dict | None = None):
+    """Yield one `AskResult` per question, or the exception that question raised (batch records it and goes on).
+
+    The prompt, the encoders and the media prefill are shared; a failure there is every question's failure.
+    """
+    questions = [check_question(q) for q in questions]
+    check_protocol(protocol)
     compressor = get_method(method, **(method_params or {}))
-    return _answer(lm, decoded, question, compressor, budget or Budget(0.2), pixel_cap(lm, max_pixels),
-                   max_new_tokens)
+    budget = budget or Budget(0.2)
+    try:
+        session = ClipSession(lm, decoded, pixel_cap(lm, max_pixels))
+        media_cache = session.media_cache_for(protocol, compressor, budget)
+    except Exception as exc:
+        for _ in questions:
+            yield exc
+        return
+    media = media_summary(decoded, session.prompt.inputs)
+    notices = list(dict.fromkeys([*lm.notices, *decoded.notices, *session.prompt.notices]))
+    for question in questions:
+        try:
+            answer = session.answer(question, media_cache, protocol, compressor, budget, max_new_tokens)
+        except Exception as exc:
+            yield exc
+            continue
+        yield _result(lm, answer, compressor.name, budget, media, notices)
 
 
-def _answer(lm: LoadedModel, decoded: media_mod.DecodedMedia, question: str, compressor, budget: Budget,
-            high: int, max_new_tokens: int) -> AskResult:
-    seen_notices = len(decoded.notices)
-    prompt = prepare_prompt(lm, decoded, question, max_pixels=high)
-    inputs, use_audio_in_video, layout = prompt.inputs, prompt.use_audio_in_video, prompt.layout
-    with compressor(lm.thinker, layout, budget) as run:
-        gen = generate(lm, inputs, use_audio_in_video, max_new_tokens)
-    report = RetentionReport.from_run(run, layout)
-    summary = report.summary()
-    timings = {"decode_s": decoded.decode_seconds, "encode_s": prompt.processor_s + gen.timings["encode_s"],
-               "prefill_s": gen.timings["prefill_s"], "generate_s": gen.timings["generate_s"]}
-    timings = {k: round(v, 4) for k, v in timings.items()}
-    counts = layout.counts()
-    tokens = {"video": counts["video"], "audio": counts["audio"],
-              "text": len(layout) - counts["video"] - counts["audio"], "total": len(layout)}
-    # building the inputs may add a notice (audio truncated) to the media, once per question: report it
-    # here and take it off again so that media reused for further questions does not pile up copies
-    notices = list(dict.fromkeys([*lm.notices, *decoded.notices]))
-    del decoded.notices[seen_notices:]
-    return AskResult(gen.text, lm.name, compressor.name, str(budget), media_summary(decoded, inputs, layout),
-                     tokens, summary["kv_bytes_after"], summary["kv_bytes_before"], timings, report, notices)
+def _result(lm: LoadedModel, answer: Answer, method: str, budget: Budget, media: dict, notices: list[str]) -> AskResult:
+    summary = answer.report.summary()
+    kv = {"kv_bytes": summary["kv_bytes_after"], "kv_bytes_full": summary["kv_bytes_before"],
+          "kv_kept_ratio": summary["kv_kept_ratio"], "media_kept_ratio": summary["media_kept_ratio"]}
+    return AskResult(answer.question, answer.text, lm.name, method, str(budget), answer.protocol, media,
+                     token_counts(answer), kv, answer.timings, answer.reused, answer.report, notices)
+
+
+def token_counts(answer: Answer) -> dict:
+    """Prompt tokens per modality group, and how many of them the protocol compressed."""
+    counts = answer.prompt_layout.counts()
+    total = len(answer.prompt_layout)
+    return {"video": counts["video"], "audio": counts["audio"], "text": total - counts["video"] - counts["audio"],
+            "total": total, "compressed": len(answer.layout)}

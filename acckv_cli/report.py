@@ -18,21 +18,39 @@ GROUPS = {"video": (Modality.VIDEO,), "audio": (Modality.AUDIO,),
           "text": (Modality.SYSTEM, Modality.TEXT, Modality.QUESTION, Modality.DELIM)}
 
 
+def kept_share(keep: torch.Tensor, length: int) -> torch.Tensor:
+    """fp32 [L]: the share of KV heads that keep each prompt entry (1/0 for a set shared by all heads)."""
+    rows = keep[None] if keep.ndim == 1 else keep
+    share = torch.zeros(rows.shape[0], length)
+    share.scatter_(1, rows.cpu(), 1.0)
+    return share.mean(0)
+
+
+def _count(value: torch.Tensor):
+    """An entry count: an int for shared sets, the mean over KV heads (2 decimals) for per-head sets."""
+    v = float(value)
+    return int(round(v)) if abs(v - round(v)) < 1e-6 else round(v, 2)
+
+
 def layer_report(record: dict, layout: TokenLayout) -> dict:
-    """One layer: totals and kept counts per modality group plus the method's own statistics."""
-    kept = torch.zeros(len(layout), dtype=torch.bool)
-    kept[record["keep"]] = True
-    out = {"layer": record["layer"], "budget": int(record["budget"]), "kept_total": int(kept.sum())}
+    """One layer: totals and kept counts per modality group, plus every statistic the method recorded.
+
+    With a kept set per KV head (`keep` [KV, k]) the kept counts are means over the KV heads.
+    """
+    kept = kept_share(record["keep"], len(layout))
+    out = {"layer": record["layer"], "budget": int(record["budget"]), "kept_total": _count(kept.sum()),
+           "per_head": record["keep"].ndim == 2}
     for group, kinds in GROUPS.items():
         mask = layout.mask(*kinds)
         out[f"{group}_total"] = int(mask.sum())
-        out[f"{group}_kept"] = int((mask & kept).sum())
+        out[f"{group}_kept"] = _count(kept[mask].sum())
+    out["media_total"] = out["video_total"] + out["audio_total"]
+    out["media_kept"] = out["video_kept"] + out["audio_kept"]
     out["kv_bytes_before"] = int(record["kv_bytes_before"])
     out["kv_bytes_after"] = int(record["kv_bytes_after"])
-    for key in ("attention_share", "priority", "weights", "quota", "merged", "calibration", "refilled",
-                "cross_modal_merges", "budget_mismatch"):
-        if key in record:
-            out[key] = record[key]
+    for key, value in record.items():  # the method's own statistics, whatever their names
+        if key not in out and key not in ("keep", "kv_bytes_before", "kv_bytes_after"):
+            out[key] = value
     return out
 
 
@@ -41,15 +59,16 @@ def timeline(records: list[dict], layout: TokenLayout) -> list[dict]:
     seconds = layout.second_bins()
     n_sec = int(seconds.max()) + 1 if seconds.numel() and seconds.max() >= 0 else 0
     rows = []
-    kept_count = torch.zeros(len(layout), dtype=torch.long)
+    kept_count = torch.zeros(len(layout))
     for record in records:
-        kept_count[record["keep"]] += 1
+        kept_count += kept_share(record["keep"], len(layout))
     for kind in (Modality.VIDEO, Modality.AUDIO):
         mask = layout.mask(kind)
         total = torch.bincount(seconds[mask], minlength=n_sec) * len(records) if mask.any() else torch.zeros(n_sec, dtype=torch.long)
-        kept = torch.bincount(seconds[mask], weights=kept_count[mask].float(), minlength=n_sec).long() if mask.any() else torch.zeros(n_sec, dtype=torch.long)
+        kept = (torch.bincount(seconds[mask], weights=kept_count[mask].float(), minlength=n_sec) if mask.any()
+                else torch.zeros(n_sec))
         rows.append((kind.label, total, kept))
-    return [{"second": s, **{f"{name}_{what}": int(t[s] if what == "total" else k[s])
+    return [{"second": s, **{f"{name}_{what}": int(t[s]) if what == "total" else _count(k[s])
                              for name, t, k in rows for what in ("kept", "total")}}
             for s in range(n_sec)]
 
@@ -72,7 +91,7 @@ class RetentionReport:
         after = sum(l["kv_bytes_after"] for l in self.layers)
         out = {"kv_bytes_before": before, "kv_bytes_after": after,
                "kv_kept_ratio": round(after / before, 4) if before else 1.0}
-        for group in GROUPS:
+        for group in (*GROUPS, "media"):
             total = sum(l[f"{group}_total"] for l in self.layers)
             kept = sum(l[f"{group}_kept"] for l in self.layers)
             out[f"{group}_kept_ratio"] = round(kept / total, 4) if total else None

@@ -48,6 +48,7 @@ RECIPES: dict[str, list[str]] = {
     ],
     "one_frame.mp4": [*_video_src(1), "-frames:v", "1", *X264],
     "big_8k.mp4": [*_video_src(1, size="7680x4320", rate=2), *X264],
+    "uhd_2s.mp4": [*_video_src(2, size="3840x2160", rate=5), *_sine_src(2), *X264, "-c:a", "aac", "-shortest"],
     # Audio-only files.
     "stereo.wav": [*_sine_src(2), "-ac", "2", "-c:a", "pcm_s16le"],
     "tone.flac": [*_sine_src(2), "-c:a", "flac"],

@@ -1,4 +1,10 @@
-"""Baselines pyramidkv, lookm, fastv and taskfocus on a tiny random Qwen2.5-Omni thinker (CPU, seconds)."""
+"""Baselines on a tiny random Qwen2.5-Omni thinker, and each method against an independent reference.
+
+The references (`tests/references.py`) are written from the published algorithms and their authors' code
+(kvpress, KVCache-Factory, H2O, LOOK-M, FastV), independently of `acckv_cli.methods`; here they receive the
+same attention matrix as the method (random hidden states and keys through a real attention module) and
+must give the same kept sets (and merged entries).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from acckv_cli.layout import Modality, layout_for_inputs
-from acckv_cli.methods import Budget, BudgetError, get_method
-from acckv_cli.methods.acckv import redistributed_scores
+import references
+from acckv_cli.layout import Modality, build_layout, layout_for_inputs
+from acckv_cli.methods import Budget, LayerContext, get_method
+from acckv_cli.methods.acckv import AccKV, redistributed_scores
+from acckv_cli.methods.attention import attention_rows
 from acckv_cli.methods.taskfocus import question_focus
 from acckv_cli.testing import TinySpec, build_tiny_thinker
 
@@ -65,175 +73,340 @@ def kept_by_modality(layout, keep) -> dict[str, int]:
 
 # --- shared contract ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["pyramidkv", "lookm", "fastv", "taskfocus"])
+@pytest.mark.parametrize("name", ["pyramidkv", "lookm", "fastv", "taskfocus", "snapkv", "h2o"])
 def test_contract_and_full_budget_matches_full(clip, name):
     thinker, inputs, layout = clip
     _, _, full_ids, _ = run(clip, get_method("full"), 1.0, new_tokens=3)
     layers, captured, ids, _ = run(clip, get_method(name), 1.0, new_tokens=3)
     assert ids == full_ids
-    assert all(r["keep"].numel() == len(layout) for r in layers)
+    assert all(r["keep"].shape[-1] == len(layout) for r in layers)
     layers, captured, _, _ = run(clip, get_method(name), 0.5)
     protected = layout.protected_mask.nonzero().squeeze(1)
     for record, (_, result) in zip(layers, captured):
         keep = record["keep"]
-        assert torch.equal(keep, keep.sort().values) and keep.unique().numel() == keep.numel()
-        assert torch.isin(protected, keep).all()
+        for row in (keep[None] if keep.ndim == 1 else keep):
+            assert torch.equal(row, row.sort().values) and row.unique().numel() == row.numel()
+            assert torch.isin(protected, row).all()
         json.dumps(result.stats)
 
 
-# --- pyramidkv ------------------------------------------------------------------------------------------
+# --- against the independent references, on random tensors -------------------------------------------
 
-def test_pyramidkv_formula_without_clamp(clip):
-    """At budget 0.5 no layer hits the protected floor: budgets follow kvpress's formula exactly."""
-    _, _, layout = clip
-    L, B, W = len(layout), Budget(0.5).tokens(len(layout)), 64
-    hi, lo = 2 * B - B / 20, B / 20
-    if hi >= L - W:
-        hi, lo = L - W, 2 * B - (L - W)
-    expected = [round(hi - i * (hi - lo) / (N_LAYERS - 1)) for i in range(N_LAYERS)]
-    assert min(expected) > protected_count(layout)  # the clamp must not bind in this case
-    layers, _, _, cache = run(clip, get_method("pyramidkv"), 0.5)
-    assert [r["budget"] for r in layers] == expected
-    assert [r["keep"].numel() for r in layers] == expected
-    assert [cache.layers[i].keys.shape[2] for i in range(N_LAYERS)] == expected
+L_RANDOM = 96
 
 
-@pytest.mark.parametrize("budget", [0.2, 0.35, 0.5])
+def random_context(thinker, labels: list[int], budget: float, layer_idx: int = 0, n_layers: int = 1, seed: int = 0):
+    """A LayerContext over random hidden states and keys, and its causal attention A [H, L, L] (fp32)."""
+    gen = torch.Generator().manual_seed(seed)
+    module = thinker.get_decoder().layers[0].self_attn
+    L, kv, D = len(labels), module.config.num_key_value_heads, module.head_dim
+    hidden = torch.randn(1, L, module.config.hidden_size, generator=gen)
+    keys = torch.randn(1, kv, L, D, generator=gen)
+    values = torch.randn(1, kv, L, D, generator=gen)
+    cos, sin = torch.ones(1, L, D), torch.zeros(1, L, D)  # identity rotation: keys are random anyway
+    positions = torch.arange(L)[None].expand(3, L)
+    layout = build_layout(positions, torch.tensor(labels, dtype=torch.int8), 25.0, 1.0)
+    ctx = LayerContext(layer_idx, n_layers, module, hidden, cos, sin, keys, values, layout, Budget(budget), {})
+    with torch.no_grad():
+        (_, attn), = list(attention_rows(module, hidden, keys, cos, sin, torch.arange(L)))
+    return ctx, attn
+
+
+ALL_MEDIA = [int(Modality.VIDEO)] * L_RANDOM  # no protected entry: the references' own setting
+
+
+def kept_sets(result) -> torch.Tensor:
+    keep = result.keep
+    return keep[None] if keep.ndim == 1 else keep
+
+
+@pytest.mark.parametrize("budget", [0.3, 0.5])
+@pytest.mark.parametrize("head_reduction", ["kv_mean", "mean"])
+def test_snapkv_equals_kvpress(tiny, budget, head_reduction):
+    thinker, _ = tiny
+    W = 16
+    ctx, attn = random_context(thinker, ALL_MEDIA, budget)
+    method = get_method("snapkv", window_size=W, head_reduction=head_reduction)
+    result = method.compress_layer(ctx)
+    n_keep = Budget(budget).media_tokens(L_RANDOM)
+    n_kv = ctx.keys.shape[1] if head_reduction == "kv_mean" else 1
+    expected = references.snapkv_keep(attn[:, -W:], n_keep, 5, W, n_kv_heads=n_kv)
+    assert torch.equal(kept_sets(result), expected)
+
+
+@pytest.mark.parametrize("budget, recent_share", [(0.3, 0.5), (0.5, 0.25)])
+def test_h2o_equals_reference(tiny, budget, recent_share):
+    thinker, _ = tiny
+    ctx, attn = random_context(thinker, ALL_MEDIA, budget)
+    result = get_method("h2o", recent_share=recent_share).compress_layer(ctx)
+    slots = Budget(budget).media_tokens(L_RANDOM)
+    recent = round(slots * recent_share)
+    expected = references.h2o_keep(attn, slots - recent, recent, n_kv_heads=ctx.keys.shape[1])
+    assert torch.equal(kept_sets(result), expected)
+
+
+def test_streamingllm_equals_kvpress(tiny):
+    thinker, _ = tiny
+    ctx, _ = random_context(thinker, ALL_MEDIA, 0.25)
+    result = get_method("streamingllm").compress_layer(ctx)
+    assert torch.equal(result.keep, references.streamingllm_keep(L_RANDOM, 4, Budget(0.25).media_tokens(L_RANDOM)))
+
+
+@pytest.mark.parametrize("n_media, ratio, n_layers", [(10000, 0.2, 28), (4000, 0.1, 36), (2000, 0.05, 28)])
+def test_pyramidkv_schedule_equals_kvpress(n_media, ratio, n_layers):
+    """kvpress's PyramidKVPress schedule on the media budget (no window to subtract: it is inside it)."""
+    uniform = Budget(ratio).media_tokens(n_media)
+    assert uniform / 20 >= 1  # where the project's one-entry floor does not bind
+    ours = get_method("pyramidkv").media_budgets(n_media, n_layers, uniform)
+    assert torch.equal(ours, references.pyramidkv_budgets(n_media, 0, ratio, n_layers, variant="kvpress"))
+
+
+@pytest.mark.parametrize("rule", ["avg", "pivot", "weighted"])
+def test_lookm_merges_equal_reference(tiny, rule):
+    """Per KV head (one KV head for `weighted`, whose reference filter is shared across heads)."""
+    thinker, _ = tiny
+    ctx, attn = random_context(thinker, ALL_MEDIA, 0.3)
+    if rule == "weighted":
+        ctx.keys, ctx.values = ctx.keys[:, :1], ctx.values[:, :1]
+    result = get_method("lookm", merge=rule, head_reduction="kv_mean").compress_layer(ctx)
+    keep = kept_sets(result)
+    exp_k, exp_v = references.lookm_merge(ctx.keys[0], ctx.values[0], keep, rule)
+    torch.testing.assert_close(result.keys[0].double(), exp_k, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(result.values[0].double(), exp_v, atol=1e-5, rtol=1e-5)
+
+
+def test_lookm_selection_per_kv_head_is_h2o_with_recent_media(tiny):
+    thinker, _ = tiny
+    ctx, attn = random_context(thinker, ALL_MEDIA, 0.4)
+    result = get_method("lookm").compress_layer(ctx)
+    slots = Budget(0.4).media_tokens(L_RANDOM)
+    recent = round(slots * 0.5)
+    assert torch.equal(kept_sets(result), references.h2o_keep(attn, slots - recent, recent, n_kv_heads=ctx.keys.shape[1]))
+
+
+def test_fastv_kept_set_equals_reference(tiny):
+    thinker, _ = tiny
+    labels = [int(Modality.SYSTEM)] * 6 + ALL_MEDIA[:80] + [int(Modality.QUESTION)] * 10
+    K = 2
+    ctx, attn = random_context(thinker, labels, 0.25, layer_idx=K - 1, n_layers=4)
+    get_method("fastv", ratio=0.75, mode="kv_emulate").compress_layer(ctx)
+    media = torch.tensor(labels) == int(Modality.VIDEO)
+    expected = references.fastv_keep(attn, media, K, R=0.75)
+    assert torch.equal(ctx.shared["fastv_keep"], expected)
+
+
+# --- AccKV against an independent reference ---------------------------------------------------------------
+
+MIXED = ([int(Modality.SYSTEM)] * 6 + [int(Modality.DELIM)] * 2
+         + ([int(Modality.VIDEO)] * 14 + [int(Modality.AUDIO)] * 8) * 3 + [int(Modality.DELIM)] * 2
+         + [int(Modality.QUESTION)] * 8 + [int(Modality.DELIM), int(Modality.TEXT)])
+
+
+def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool):
+    """AccKV's kept set, written from the method description with plain tensor code:
+    A-R over the text rows after the media (c_j = rows that see j), A-F weights = ratio of the per-token
+    means, quotas k_m ∝ W_m·n_m (rounded, capped, overflow to the other), top-k_m per modality, merge of
+    every other token of m into its most key-similar kept token of m (per KV head, mean), then calibration:
+    drop kept low-priority tokens whose mean key cosine (over KV heads and high-priority anchors) < τ."""
+    labels = ctx.layout.modality
+    video, audio = labels == int(Modality.VIDEO), labels == int(Modality.AUDIO)
+    media = video | audio
+    last_media = int(media.nonzero().max())
+    rows = torch.tensor([i for i in range(len(labels)) if i > last_media])
+    s = references.accumulated_redistributed_scores(attn, rows, "visible_count").mean(0)    # [L]
+    mean_v, mean_a = float(s[video].mean()), float(s[audio].mean())
+    w = {"video": mean_v / (mean_v + mean_a), "audio": mean_a / (mean_v + mean_a)}
+    n = {"video": int(video.sum()), "audio": int(audio.sum())}
+    slots = Budget(budget).media_tokens(int(media.sum()))
+    k_video = min(n["video"], round(slots * w["video"] * n["video"] / (w["video"] * n["video"] + w["audio"] * n["audio"])))
+    k_audio = min(n["audio"], slots - k_video)
+    k_video = min(n["video"], slots - k_audio)
+    masks = {"video": video, "audio": audio}
+    kept = [(~media).nonzero().squeeze(1)]
+    for name, k in (("video", k_video), ("audio", k_audio)):
+        idx = masks[name].nonzero().squeeze(1)
+        kept.append(idx[s[idx].topk(k).indices])
+    keep = torch.cat(kept).sort().values
+    K, V = ctx.keys[0].double(), ctx.values[0].double()
+    out_k, out_v = K[:, keep].clone(), V[:, keep].clone()
+    if merge:
+        count = torch.ones(K.shape[0], keep.numel(), dtype=torch.float64)
+        for name, mask in masks.items():
+            kept_m = [i for i, p in enumerate(keep.tolist()) if mask[p]]
+            for h in range(K.shape[0]):
+                for e in (mask & ~torch.isin(torch.arange(len(labels)), keep)).nonzero().squeeze(1).tolist():
+                    sims = F.cosine_similarity(K[h, e][None], K[h, keep[kept_m]], dim=-1)
+                    slot = kept_m[int(sims.argmax())]
+                    out_k[h, slot] += K[h, e]
+                    out_v[h, slot] += V[h, e]
+                    count[h, slot] += 1
+        out_k, out_v = out_k / count[..., None], out_v / count[..., None]
+    high = max(w, key=w.get)
+    low = "audio" if high == "video" else "video"
+    is_high, is_low = masks[high][keep], masks[low][keep]
+    cos = torch.stack([F.cosine_similarity(out_k[h, is_low][:, None], out_k[h, is_high][None], dim=-1).mean(1)
+                       for h in range(K.shape[0])]).mean(0)
+    survive = torch.ones(keep.numel(), dtype=torch.bool)
+    survive[is_low.nonzero().squeeze(1)[cos < tau]] = False
+    return keep[survive], out_k[:, survive], out_v[:, survive], high
+
+
+class LowestScored(AccKV):
+    """Plausible bug 1: keeps the lowest-scored tokens of each modality."""
+
+    def top_of(self, ctx, kind, scores, k):
+        idx = ctx.mask(kind).nonzero().squeeze(1)
+        return idx[scores[idx].topk(min(k, idx.numel()), largest=False).indices].sort().values
+
+
+class EvictsMostSimilar(AccKV):
+    """Plausible bug 2: calibration evicts the low-priority tokens most similar to the anchors."""
+
+    def calibration_drop(self, c):
+        return c >= self.tau
+
+
+class InvertedWeights(AccKV):
+    """Plausible bug 3: modality weights inverted (the lighter modality becomes the priority)."""
+
+    def modality_weights(self, ctx, scores):
+        return {k: 1.0 - w for k, w in super().modality_weights(ctx, scores).items()}
+
+
+def check_acckv(thinker, method, merge: bool, seed: int, budget: float = 0.4, tau: float = 0.0):
+    ctx, attn = random_context(thinker, MIXED, budget, seed=seed)
+    result = method.compress_layer(ctx)
+    keep, out_k, out_v, high = acckv_reference(ctx, attn, budget, tau, merge)
+    assert result.stats["priority"] == high
+    assert torch.equal(result.keep, keep)
+    keys = result.keys if result.keys is not None else ctx.keys[:, :, result.keep]
+    torch.testing.assert_close(keys[0].double(), out_k, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("merge", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_acckv_equals_reference(tiny, merge, seed):
+    thinker, _ = tiny
+    params = dict(tau=0.0, tau_mode="absolute", merge_target="nearest_kept" if merge else "none")
+    check_acckv(thinker, AccKV(**params), merge, seed)
+
+
+@pytest.mark.parametrize("mutant", [LowestScored, EvictsMostSimilar, InvertedWeights])
+def test_plausible_acckv_bugs_fail_the_reference(tiny, mutant):
+    """Each bug, applied alone, must be caught by the reference comparison on at least one seed."""
+    thinker, _ = tiny
+    failures = 0
+    for seed in range(3):
+        try:
+            check_acckv(thinker, mutant(tau=0.0, tau_mode="absolute", merge_target="none"), False, seed)
+        except AssertionError:
+            failures += 1
+    assert failures > 0
+
+
+def test_acckv_uniform_attention_gives_equal_scores():
+    """A-R: with uniform attention every key scores 1 for any set of summed rows (`visible_count`)."""
+    from test_methods import MatrixContext
+
+    n = 12
+    uniform = torch.tril(torch.ones(n, n)) / torch.arange(1, n + 1)[:, None]
+    for rows in (torch.arange(n), torch.tensor([9, 10, 11]), torch.tensor([4])):
+        s = redistributed_scores(MatrixContext(uniform[None]), rows, "visible_count", "mean")
+        visible = torch.arange(n) <= int(rows.max())
+        assert torch.allclose(s[visible], torch.ones(int(visible.sum())))
+
+
+# --- pyramidkv on the model ---------------------------------------------------------------------------
+
+def media_count(layout) -> int:
+    return int(layout.media_mask.sum())
+
+
+@pytest.mark.parametrize("budget", [0.05, 0.2, 0.35, 0.5])
 def test_pyramidkv_budgets_decrease_and_average_to_uniform(clip, budget):
     _, _, layout = clip
-    uniform, P = Budget(budget).tokens(len(layout)), protected_count(layout)
-    layers, _, _, _ = run(clip, get_method("pyramidkv"), budget)
-    budgets = [r["budget"] for r in layers]
-    assert [r["keep"].numel() for r in layers] == budgets
+    n_media = media_count(layout)
+    uniform = Budget(budget).media_tokens(n_media)
+    layers, _, _, cache = run(clip, get_method("pyramidkv"), budget)
+    budgets = [r["media_budget"] for r in layers]
     assert all(a >= b for a, b in zip(budgets, budgets[1:])) and budgets[0] > budgets[-1]
     assert abs(sum(budgets) / N_LAYERS - uniform) <= 1
-    assert min(budgets) >= P and max(budgets) <= len(layout)
-    if budget == 0.2:  # the raw pyramid's top layers fall under the protected text here: the floor binds
-        assert budgets[-1] == P
-
-
-@pytest.mark.parametrize("length,protected,n_layers,uniform", [
-    (10000, 30, 28, 2000),   # plain pyramid: neither the L − W cap nor the protected floor binds
-    (3000, 40, 28, 1600),    # max capped at L − W, min recomputed to keep the mean
-    (5000, 120, 36, 1000),   # min = 50 < protected: the floor binds, the others shrink to pay for it
-])
-def test_pyramidkv_layer_budgets_formula(length, protected, n_layers, uniform):
-    method = get_method("pyramidkv")
-    budgets = method.layer_budgets(length, protected, n_layers, uniform).tolist()
-    hi, lo = 2 * uniform - uniform / 20, uniform / 20
-    if hi >= length - 64:
-        hi, lo = length - 64, 2 * uniform - (length - 64)
-    raw = [hi - i * (hi - lo) / (n_layers - 1) for i in range(n_layers)]
-    if min(raw) >= protected:
-        assert budgets == [round(b) for b in raw]
-    else:
-        assert budgets[-1] == protected and budgets[0] < round(raw[0])
-    assert all(a >= b for a, b in zip(budgets, budgets[1:]))
-    assert abs(sum(budgets) / n_layers - uniform) <= 1
-    assert min(budgets) >= protected and max(budgets) <= length
-
-
-def test_pyramidkv_too_small_budget_raises(clip):
-    with pytest.raises(BudgetError):
-        run(clip, get_method("pyramidkv"), 10)
-
-
-# --- lookm ----------------------------------------------------------------------------------------------
-
-def reference_merge(keys, values, keep, evicted):
-    """Plain-loop LOOK-M avg merge: per KV head, each evicted token joins its most key-cosine-similar kept slot."""
-    kv = keys.shape[1]
-    out_k = keys[0][:, keep].clone().double()
-    out_v = values[0][:, keep].clone().double()
-    counts = torch.ones(kv, keep.numel(), dtype=torch.float64)
-    targets = torch.zeros(kv, evicted.numel(), dtype=torch.long)
-    for h in range(kv):
-        kept_keys = keys[0, h, keep].double()
-        for n, e in enumerate(evicted.tolist()):
-            sims = [float(F.cosine_similarity(keys[0, h, e].double(), kept_keys[j], dim=0))
-                    for j in range(keep.numel())]
-            slot = int(np.argmax(sims))
-            targets[h, n] = slot
-            out_k[h, slot] += keys[0, h, e].double()
-            out_v[h, slot] += values[0, h, e].double()
-            counts[h, slot] += 1
-    return (out_k / counts[..., None]).float(), (out_v / counts[..., None]).float(), counts, targets
-
-
-def test_lookm_keeps_budget_and_merges_like_reference(clip):
-    _, _, layout = clip
-    budget = 0.2
-    uniform = Budget(budget).tokens(len(layout))
-    layers, captured, _, cache = run(clip, get_method("lookm"), budget)
-    media = layout.media_mask
-    for i, (record, (inp, result)) in enumerate(zip(layers, captured)):
-        keep = record["keep"]
-        assert keep.numel() == uniform and cache.layers[i].keys.shape[2] == uniform
-        slots = uniform - protected_count(layout)
-        recent = media.nonzero().squeeze(1)[-round(slots * 0.5):]
-        assert torch.isin(recent, keep).all()  # the recent media window is kept
-        evicted = (media & ~torch.isin(torch.arange(len(layout)), keep)).nonzero().squeeze(1)
-        assert result.stats["merged"] == evicted.numel() > 0
-        ref_k, ref_v, counts, targets = reference_merge(inp["keys"], inp["values"], keep, evicted)
-        assert result.keys.shape == (1, inp["keys"].shape[1], uniform, inp["keys"].shape[3])
-        torch.testing.assert_close(result.keys[0], ref_k, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(result.values[0], ref_v, atol=1e-5, rtol=1e-5)
-        gathered = inp["keys"][0][:, keep]
-        untouched = counts == 1                                                  # [KV, k]
-        assert torch.equal(result.keys[0][untouched], gathered[untouched])
-        changed = (result.keys[0] != gathered).any(-1)
-        assert torch.equal(changed, ~untouched)
-        # cross-modal merges (O2): evicted audio landing on video slots and vice versa, mean over heads
-        src = layout.modality[evicted][None, :]
-        tgt = layout.modality[keep][targets]
-        kv = targets.shape[0]
-        a2v = float(((src == Modality.AUDIO) & (tgt == Modality.VIDEO)).sum()) / kv
-        v2a = float(((src == Modality.VIDEO) & (tgt == Modality.AUDIO)).sum()) / kv
-        assert result.stats["cross_modal"]["audio_to_video"] == pytest.approx(a2v, abs=1e-3)
-        assert result.stats["cross_modal"]["video_to_audio"] == pytest.approx(v2a, abs=1e-3)
-
-
-def test_lookm_unimplemented_merges_raise():
-    for merge in ("pivot", "weighted", "nope"):
-        with pytest.raises(ValueError):
-            get_method("lookm", merge=merge)
+    assert min(budgets) > 0 and max(budgets) <= n_media  # no layer loses all its media
+    P = protected_count(layout)
+    assert [cache.layers[i].keys.shape[2] for i in range(N_LAYERS)] == [P + b for b in budgets]
 
 
 # --- fastv ----------------------------------------------------------------------------------------------
 
-def test_fastv_budget_matched(clip):
+def test_fastv_prune_keeps_the_budget_in_every_layer(clip):
     _, _, layout = clip
-    L, K = len(layout), 2
-    uniform = Budget(0.5).tokens(L)
-    layers, captured, _, cache = run(clip, get_method("fastv"), 0.5)
-    counts = [r["keep"].numel() for r in layers]
-    assert counts[:K] == [L] * K
-    shared = layers[K]["keep"]
-    assert shared.numel() < L
-    assert all(torch.equal(r["keep"], shared) for r in layers[K:])
-    assert [cache.layers[i].keys.shape[2] for i in range(N_LAYERS)] == counts
-    assert abs(sum(counts) / N_LAYERS - uniform) <= 1
-    assert not any(r["budget_mismatch"] for r in layers)
-    # the kept media are the top ones by the head-mean attention of the last prompt token at layer K−1
-    ctx = captured[K - 1][0]["ctx"]
-    scores = ctx.accumulate(torch.tensor([L - 1])).mean(0)
-    media = layout.media_mask.nonzero().squeeze(1)
-    n_kept = shared.numel() - protected_count(layout)
-    expected = media[scores[media].topk(n_kept).indices].sort().values
-    assert torch.equal(shared[layout.media_mask[shared]], expected)
+    P, n_media = protected_count(layout), media_count(layout)
+    layers, _, _, cache = run(clip, get_method("fastv"), 0.2)
+    kept = P + Budget(0.2).media_tokens(n_media)
+    assert [cache.layers[i].keys.shape[2] for i in range(N_LAYERS)] == [kept] * N_LAYERS
+    shared = layers[-1]["keep"]
+    assert all(torch.equal(r["keep"], shared) for r in layers)
 
 
-def test_fastv_mismatch_and_explicit_ratio(clip):
+_FASTV_MASK: dict[int, torch.Tensor] = {}
+
+
+def fastv_masked_sdpa(module, query, key, value, attention_mask, **kwargs):
+    """Reference for prune mode: full-length prefill where layers ≥ K hide the dropped tokens from every
+    query (their own rows are never read), and later tokens see only the survivors in every layer."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    kwargs.pop("is_causal", None)
+    q_len, k_len = query.shape[2], key.shape[2]
+    visible = torch.ones(q_len, k_len, dtype=torch.bool)
+    keep = _FASTV_MASK.get(module.layer_idx)
+    if keep is not None:
+        visible[:, :keep.numel()] = keep
+    causal = torch.arange(k_len)[None, :] <= torch.arange(q_len)[:, None] + (k_len - q_len)
+    return sdpa_attention_forward(module, query, key, value, (visible & causal)[None, None], is_causal=False, **kwargs)
+
+
+def test_fastv_prune_equals_masked_reference(clip):
+    """Layers ≥ K never attend to the dropped media during prefill; decoding sees the survivors only."""
+    from transformers import AttentionInterface
+    from acckv_cli.methods.attention import per_layer_attention
+
+    thinker, inputs, layout = clip
+    AttentionInterface.register("acckv_test_fastv", fastv_masked_sdpa)
+    layers, _, _, _ = run(clip, get_method("fastv"), 0.2)
+    keep = torch.zeros(len(layout), dtype=torch.bool)
+    keep[layers[-1]["keep"]] = True
+    with per_layer_attention(thinker):
+        out = thinker.generate(**inputs, use_audio_in_video=True, max_new_tokens=3, do_sample=False,
+                               return_dict_in_generate=True, output_logits=True, min_new_tokens=3)
+    config = thinker.get_decoder().layers[0].self_attn.config
+    _FASTV_MASK.clear()
+    saved, config._attn_implementation = config._attn_implementation, "acckv_test_fastv"
+    try:
+        # prefill: layers ≥ K masked; decode: every layer masked (layers < K were cut after the prefill)
+        _FASTV_MASK.update({i: keep for i in range(2, N_LAYERS)})
+        first = thinker(**inputs, use_audio_in_video=True, use_cache=True)
+        _FASTV_MASK.update({i: keep for i in range(N_LAYERS)})
+    finally:
+        config._attn_implementation = saved
+    with get_method("fastv")(thinker, layout, Budget(0.2)):
+        pruned = thinker.generate(**inputs, use_audio_in_video=True, max_new_tokens=1, do_sample=False,
+                                  return_dict_in_generate=True, output_logits=True)
+    assert torch.allclose(pruned.logits[0][0], first.logits[0, -1], atol=1e-5)
+    assert not torch.allclose(pruned.logits[0][0], out.logits[0][0], atol=1e-4)  # the pruning is visible
+
+
+def test_fastv_kv_emulate_mismatch_and_explicit_ratio(clip):
     _, _, layout = clip
     L, P, K = len(layout), protected_count(layout), 2
-    layers, _, _, _ = run(clip, get_method("fastv"), 0.2)  # K full layers alone exceed 6 × 20 %
+    layers, _, _, _ = run(clip, get_method("fastv", mode="kv_emulate"), 0.2)  # K full layers exceed 6 × 20 %
     assert [r["keep"].numel() for r in layers] == [L] * K + [P] * (N_LAYERS - K)
     assert all(r["budget_mismatch"] for r in layers)
-    layers, _, _, _ = run(clip, get_method("fastv", ratio=0.5), 0.2)
+    layers, _, _, _ = run(clip, get_method("fastv", ratio=0.5, mode="kv_emulate"), 0.2)
     n_media = L - P
     assert [r["keep"].numel() for r in layers[K:]] == [P + round(n_media * 0.5)] * (N_LAYERS - K)
     with pytest.raises(ValueError):
-        get_method("fastv", mode="prune")
+        get_method("fastv", mode="bogus")
 
 
 # --- taskfocus ------------------------------------------------------------------------------------------
@@ -257,15 +430,15 @@ def test_taskfocus_splits_slots(clip, question, focus):
     layout = dataclasses.replace(layout, extras={"question": question})
     other = "video" if focus == "audio" else "audio"
     budget = 0.2
-    slots = Budget(budget).tokens(len(layout)) - protected_count(layout)
+    slots = Budget(budget).media_tokens(media_count(layout))
     layers, captured, _, _ = run(clip, get_method("taskfocus"), budget, layout=layout)
     for record, (inp, result) in zip(layers, captured):
         assert result.stats["priority"] == focus
         kept = kept_by_modality(layout, record["keep"])
         assert kept[focus] == round(0.8 * slots) and kept[focus] + kept[other] == slots
-        # within the focus modality: the top tokens by AccKV's A-R score (text rows, paper mode)
+        # within the focus modality: the top tokens by AccKV's A-R score (text rows, visible_count)
         ctx = inp["ctx"]
-        scores = redistributed_scores(ctx, ctx.rows("text"), "paper", "mean")
+        scores = redistributed_scores(ctx, ctx.rows("text"), "visible_count", "mean")
         idx = layout.mask(Modality[focus.upper()]).nonzero().squeeze(1)
         best = idx[scores[idx].topk(kept[focus]).indices].sort().values
         assert torch.equal(record["keep"][torch.isin(record["keep"], idx)], best)
@@ -275,7 +448,7 @@ def test_taskfocus_caps_and_overflow(clip):
     _, _, layout = clip
     layout = dataclasses.replace(layout, extras={"question": "What instrument plays?"})
     counts = layout.counts()
-    slots = Budget(0.5).tokens(len(layout)) - protected_count(layout)
+    slots = Budget(0.5).media_tokens(media_count(layout))
     assert round(0.8 * slots) > counts["audio"]  # the audio share overflows to video
     layers, _, _, _ = run(clip, get_method("taskfocus"), 0.5, layout=layout)
     kept = kept_by_modality(layout, layers[0]["keep"])

@@ -85,18 +85,21 @@ def test_one_valid_line_per_item_and_errors_recorded(full_run, folder):
             assert l["method"] == "acckv" and l["budget"] == "0.5" and isinstance(l["answer"], str)
             assert 0 < l["kv_bytes"] < l["kv_bytes_full"] and 0 < l["kept"]["kv"] < 1
             assert l["kept"]["text"] == 1.0
-            assert set(l["timings"]) == {"decode_s", "encode_s", "prefill_s", "generate_s", "total_s"}
+            assert set(l["timings"]) == {"decode_s", "encode_s", "media_prefill_s", "question_prefill_s",
+                                         "generate_s", "total_s"}
+            assert l["protocol"] == "query-aware" and 0 < l["kept"]["media"] <= 0.5
     assert "batch summary" in result.stdout
     assert re.search(r"8\s*│\s*6\s*│\s*2\s*│\s*0\s*│", result.stdout), result.stdout  # items done failed skipped
 
 
-def test_each_video_is_decoded_once(full_run):
+def test_each_video_is_decoded_encoded_and_prefilled_once(full_run):
     out, _ = full_run
     good = [l for l in read_lines(out) if l["error"] is None]
     for first, second in zip(good[::2], good[1::2]):
         assert first["video"] == second["video"]
-        assert first["decode_reused"] is False and first["timings"]["decode_s"] > 0
-        assert second["decode_reused"] is True and second["timings"]["decode_s"] == 0
+        assert first["reused"] == [] and first["timings"]["decode_s"] > 0
+        assert set(second["reused"]) == {"decode", "encode", "media_prefill"}
+        assert second["timings"]["decode_s"] == second["timings"]["media_prefill_s"] == 0
 
 
 def test_decode_runs_once_per_video(folder, monkeypatch, tmp_path):
@@ -110,7 +113,7 @@ def test_decode_runs_once_per_video(folder, monkeypatch, tmp_path):
     monkeypatch.setattr(media, "decode", lambda path, **kw: calls.append(path) or real(path, **kw))
     items, _ = collect_items(str(folder / "sub"), QUESTIONS * 1 + ["Is it loud?"], "acckv", "0.5")
     with LineWriter(str(tmp_path / "r.jsonl"), "jsonl", True) as writer:
-        tally = run_items(load_model(), items, Options("acckv", Budget(0.5), 2.0, None, 1), writer.write)
+        tally = run_items(load_model(), items, Options("acckv", Budget(0.5), "context", 2.0, None, 1), writer.write)
     assert tally.done == 6 and tally.failed == 0
     assert len(calls) == 2 == len(set(calls))
 
@@ -124,9 +127,9 @@ def test_reused_media_does_not_pile_up_notices():
 
     decoded = synthetic_media(seconds=31, video=False)
     before = list(decoded.notices)
-    for question in QUESTIONS:
-        result = ask_decoded(load_model(), decoded, question, "acckv", Budget(0.5), max_new_tokens=1)
-        assert sum("truncated" in n for n in result.notices) == 1
+    for _ in range(2):
+        results = ask_decoded(load_model(), decoded, QUESTIONS, "acckv", Budget(0.5), max_new_tokens=1)
+        assert all(sum("truncated" in n for n in result.notices) == 1 for result in results)
         assert decoded.notices == before
 
 

@@ -42,7 +42,9 @@ def test_bench_json_fields_and_budgets(tiny_run):
         for budget in (0.2, 0.1):
             m = by[(name, budget)]
             assert m["hook_s"] >= 0 and m["overhead_pct"] >= 0
-            budget_bytes = round(budget * 512) * row["bytes_per_entry_per_layer"]
+            media = row["counts"]["video"] + row["counts"]["audio"]
+            entries = 512 - media + round(budget * media)  # media budget + every text entry
+            budget_bytes = entries * row["bytes_per_entry_per_layer"]
             assert m["kv_bytes_budget"] == budget_bytes
             if name in EXACT:  # KV bytes equal the budget within 1 %
                 assert abs(m["kv_bytes"] / budget_bytes - 1) <= 0.01, (name, budget, m["kv_bytes"], budget_bytes)
@@ -51,7 +53,9 @@ def test_bench_json_fields_and_budgets(tiny_run):
                 assert m["kv_bytes"] <= budget_bytes * 1.01
     decode = {d["setting"]: d for d in row["decode"]}
     assert set(decode) == {"full", "full·fw", "20%", "10%"}
-    assert decode["full"]["entries_per_layer"] == 512 and decode["20%"]["entries_per_layer"] == round(0.2 * 512)
+    media = row["counts"]["video"] + row["counts"]["audio"]
+    assert decode["full"]["entries_per_layer"] == 512
+    assert decode["20%"]["entries_per_layer"] == 512 - media + round(0.2 * media)
     for d in decode.values():
         assert d["ms_per_token"] > 0 and d["steps"] == 2
         assert {"attention_core_ms", "mlp_ms", "lm_head_ms"} <= set(d["profile"])

@@ -43,8 +43,10 @@ def test_ask_json_on_sample():
     out = ask_json(CLIP)
     assert out["tokens"]["video"] > 0 and out["tokens"]["audio"] > 0
     assert out["model"] == load_model().name and out["method"] == "acckv" and out["budget"] == "0.2"
-    assert set(out["timings"]) == {"decode_s", "encode_s", "prefill_s", "generate_s"}
+    assert out["protocol"] == "query-aware" and out["reused"] == []
+    assert set(out["timings"]) == {"decode_s", "encode_s", "media_prefill_s", "question_prefill_s", "generate_s"}
     assert 0 < out["kv_bytes"] < out["kv_bytes_full"]
+    assert 0 < out["media_kept_ratio"] < 0.25 and out["tokens"]["compressed"] < out["tokens"]["total"]
     assert out["media"]["sampled_fps"] == 2.0 and out["media"]["frames"] == 8  # 4-s clip at 2 fps
     assert out["media"]["modalities"] == ["video", "audio"]
 
@@ -77,6 +79,41 @@ def test_ask_human_output_has_summary_and_report():
     for text in ("answer", "tokens", "KV cache", "prefill", "KV retention per layer", "Surviving media"):
         assert text in result.stdout
     assert "built-in" in result.stderr  # the default model says what it is and is not
+
+
+QUESTIONS = ["What instrument plays first?", "What colour is the square?", "What shape is on screen when the bell plays?"]
+
+
+@pytest.mark.parametrize("protocol", ["query-aware", "context", "prefill"])
+def test_many_questions_print_json_lines_and_reuse_the_media(protocol, tmp_path):
+    listed = tmp_path / "questions.txt"
+    listed.write_text(QUESTIONS[2] + "\n\n")
+    result = invoke("ask", str(SAMPLES / "guitar_bell_flute.mp4"), *QUESTIONS[:2], "--questions", str(listed),
+                    "--json", "--protocol", protocol, "--max-new-tokens", "3")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["question"] for r in rows] == QUESTIONS and all(r["answer"] for r in rows)
+    assert all(r["protocol"] == protocol for r in rows)
+    first, *rest = rows
+    assert first["reused"] == [] and first["timings"]["decode_s"] > 0 and first["timings"]["encode_s"] > 0
+    assert first["timings"]["media_prefill_s"] > 0
+    for row in rest:  # decode, encoders and the media prefill ran once, for the first question
+        assert set(row["reused"]) == {"decode", "encode", "media_prefill"}
+        assert row["timings"]["decode_s"] == row["timings"]["encode_s"] == row["timings"]["media_prefill_s"] == 0
+        assert row["timings"]["question_prefill_s"] > 0
+    if protocol == "context":  # one compression serves every question
+        assert all(r["report"] == first["report"] for r in rest)
+    else:  # each question compresses its own copy of the media cache
+        assert first["report"]["layers"][0]["text_total"] != rows[2]["report"]["layers"][0]["text_total"]
+
+
+def test_several_questions_in_human_output():
+    result = invoke("ask", str(SAMPLES / "guitar_bell_flute.mp4"), *QUESTIONS, "--max-new-tokens", "2",
+                    "--protocol", "context")
+    assert result.exit_code == 0, result.stderr
+    for question in QUESTIONS:
+        assert question in result.stdout
+    assert "2 more question(s)" in result.stdout and result.stdout.count("KV retention per layer") == 1
 
 
 def test_video_only_and_audio_only_inputs(media):
@@ -127,9 +164,15 @@ def test_empty_question(question):
     assert_one_line_error(invoke("ask", CLIP, question), 2, "question is empty")
 
 
+def test_no_question_at_all():
+    assert_one_line_error(invoke("ask", CLIP), 2, "no question")
+
+
 @pytest.mark.parametrize("args, words", [
     (["--budget", "abc"], ["budget"]),
-    (["--budget", "3"], ["smaller than"]),
+    (["--budget", "1.5"], ["whole number"]),
+    (["--protocol", "later"], ["unknown protocol"]),
+    (["--questions", "missing.txt"], ["--questions"]),
     (["--method", "nope"], ["unknown --method"]),
     (["--fps", "0.5"], ["--fps"]),
     (["--device", "tpu"], ["--device"]),
@@ -142,6 +185,19 @@ def test_bad_options(args, words):
 def test_missing_model_folder_is_a_runtime_error(tmp_path):
     result = invoke("ask", CLIP, "What plays?", "--model", str(tmp_path / "no-model"))
     assert_one_line_error(result, 1, "not available offline")
+
+
+@pytest.mark.parametrize("name", ["stereo.wav", "tone.flac", "tone.mp3", "tone.ogg", "tone.m4a", "tone.opus",
+                                  "one_frame.mp4", "uhd_2s.mp4", "big_8k.mp4", "video_only.mp4"])
+def test_every_valid_input_answers_with_the_default_command(media, name):
+    """Budgets count media, so short clips (few media, 20+ text tokens) never fail a budget check."""
+    result = invoke("ask", str(media[name]), "What instrument plays?", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["answer"] and out["budget"] == "0.2" and out["method"] == "acckv"
+    layers = out["report"]["layers"]
+    assert all(l["text_kept"] == l["text_total"] for l in layers)
+    assert all(l["media_kept"] <= round(0.2 * l["media_total"]) for l in layers)
 
 
 def test_huge_resolution_is_downscaled(media):

@@ -68,7 +68,8 @@ def test_timeline_adds_up_to_the_layer_shares(flute):
 def test_inspect_agrees_with_what_acckv_decides(flute):
     """Same prefill, same statistics: inspect's weights/priority/raw shares are AccKV's own."""
     out, _ = flute
-    asked = ask_clip(load_model(), CLIP, "What instrument plays?", "acckv", Budget(0.2), max_new_tokens=1)
+    asked = ask_clip(load_model(), CLIP, ["What instrument plays?"], "acckv", Budget(0.2), protocol="prefill",
+                     max_new_tokens=1)[0]
     for mine, theirs in zip(out["layers"], asked.report.layers, strict=True):
         assert mine["priority"] == theirs["priority"]
         for kind, w in theirs["weights"].items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -19,11 +20,14 @@ from acckv_cli.media import (
     load_audio,
     probe,
     resample,
+    resize_frames,
     sample_frame_indices,
 )
-from media_fixtures import SINE_HZ, TRICKY_NAMES, build_media_set, dominant_hz  # tests/ is on sys.path
+from acckv_cli.preprocess import VIDEO_MIN_PIXELS, uses_official_sizing, video_frame_size, video_pixel_range
+from media_fixtures import SINE_HZ, TRICKY_NAMES, build_media_set, dominant_hz, run_ffmpeg  # tests/ on sys.path
 
 QWEN_MAX_PIXELS = 768 * 28 * 28
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -172,6 +176,16 @@ def test_decode_options(clips):
     assert_tone(out.audio, 8000, 3.0)
     out = decode(clips["av.mp4"], fps=25.0, max_frames=10)
     assert len(out.frames) == 10 and out.sample_fps == pytest.approx(10 / 3.0)
+
+
+def test_processor_fps(clips):
+    """The true sampled rate by default; none under official_fps, as Qwen's README call passes none."""
+    out = decode(clips["av.mp4"], fps=4.0)
+    assert out.processor_fps == out.sample_fps == pytest.approx(4.0) and not out.official_fps
+    official = decode(clips["av.mp4"], fps=4.0, official_fps=True)
+    assert official.official_fps and official.processor_fps is None
+    assert official.sample_fps == out.sample_fps and np.array_equal(official.frames, out.frames)
+    assert decode(clips["tone.flac"]).processor_fps is None  # no video
 
 
 def test_decode_rejects_bad_arguments_before_reading(clips):
@@ -365,3 +379,114 @@ def test_big_buck_bunny_real_recording():
     assert len(out.audio) / 16000 == pytest.approx(5.31, abs=0.05)
     rms_db = 20 * np.log10(np.sqrt(np.mean(out.audio**2)))
     assert -60 < rms_db < -10  # real sound, neither silence nor clipping
+
+
+# ------------------------------------------------------------------------------ Qwen's frame sizing and audio mix
+
+
+def test_decode_with_min_pixels_sizes_frames_like_qwen(clips):
+    """Small frames are enlarged to Qwen's 128·28² floor in one resize from the native frames."""
+    native = decode(clips["av.mp4"])  # 160x120 is under the cap: decoded as is
+    out = decode(clips["av.mp4"], min_pixels=VIDEO_MIN_PIXELS)
+    assert out.frames.shape == (6, *video_frame_size(120, 160, 6), 3) == (6, 280, 392, 3)
+    assert np.array_equal(out.frames, resize_frames(native.frames, 280, 392))
+    assert out.sample_fps == native.sample_fps and np.array_equal(out.frame_times, native.frame_times)
+    with pytest.raises(ValueError, match="min_pixels"):
+        decode(clips["av.mp4"], min_pixels=QWEN_MAX_PIXELS + 1)
+
+
+def test_decode_with_min_pixels_in_chunks(clips, monkeypatch):
+    whole = decode(clips["av.mp4"], min_pixels=VIDEO_MIN_PIXELS)
+    monkeypatch.setattr(media, "DECODE_CHUNK_BYTES", 160 * 120 * 3 * 4)  # 4 native frames per batch
+    chunked = decode(clips["av.mp4"], min_pixels=VIDEO_MIN_PIXELS)
+    assert np.array_equal(whole.frames, chunked.frames)
+
+
+def test_8k_video_with_min_pixels_is_decoded_at_twice_the_target(clips, caplog):
+    caplog.set_level(logging.INFO, logger="acckv_cli.media")
+    out = decode(clips["big_8k.mp4"], min_pixels=VIDEO_MIN_PIXELS)
+    assert out.frames.shape == (2, 560, 1008, 3) and (560, 1008) == video_frame_size(4320, 7680, 2)
+    h, w = fit_to_pixels(4320, 7680, 4 * 560 * 1008)  # about twice the target's sides
+    assert f"decoding 7680x4320 frames at {w}x{h}" in caplog.text
+
+
+def test_resize_frames_rounds_back_to_uint8():
+    frames = np.random.default_rng(0).integers(0, 256, (3, 30, 40, 3), dtype=np.uint8)
+    assert resize_frames(frames, 30, 40) is frames
+    out = resize_frames(frames, 56, 84)
+    assert out.shape == (3, 56, 84, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+
+
+def _channel_mean_reference(path: Path, rate: int = 16000) -> np.ndarray:
+    """What librosa.load(path, sr=rate) returns for a WAV: soundfile, mean of the channels, soxr HQ."""
+    import soundfile
+
+    data, native = soundfile.read(str(path), dtype="float32", always_2d=True)
+    return resample(data.mean(axis=1), native, rate)
+
+
+def test_multichannel_audio_is_the_mean_of_the_channels(clips, tmp_path):
+    """Stereo and 5.1 become the plain channel mean (librosa's mono), not ffmpeg's louder downmix."""
+    surround = tmp_path / "surround.wav"
+    run_ffmpeg("-f", "lavfi", "-i", "aevalsrc=0.4*sin(2*PI*440*t)|0.3*sin(2*PI*550*t)|0.5*sin(2*PI*330*t)"
+               "|0.6*sin(2*PI*60*t)|0.2*sin(2*PI*880*t)|0.2*sin(2*PI*990*t):s=48000:c=5.1:d=1",
+               "-c:a", "pcm_f32le", str(surround))
+    assert probe(surround).audio_channels == 6
+    for path in (clips["stereo.wav"], surround):
+        ours, reference = load_audio(path), _channel_mean_reference(path)
+        assert len(ours) == len(reference)
+        np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ pixel range per model
+
+
+PUBLISHED_SIZE = {"shortest_edge": 3136, "longest_edge": 12845056}  # Qwen2.5-Omni-3B/7B preprocessor config
+
+
+def test_published_checkpoints_get_qwens_video_range():
+    assert video_pixel_range(PUBLISHED_SIZE) == (VIDEO_MIN_PIXELS, QWEN_MAX_PIXELS)
+    assert video_pixel_range(None) == video_pixel_range({}) == (VIDEO_MIN_PIXELS, QWEN_MAX_PIXELS)
+    assert uses_official_sizing(video_pixel_range(PUBLISHED_SIZE))
+
+
+def test_declared_video_ranges_are_kept():
+    demo = json.loads((ROOT / "acckv_cli" / "assets" / "demo" / "processor_config.json").read_text())
+    demo_size = demo["video_processor"]["size"]
+    assert demo_size == {"shortest_edge": 3136, "longest_edge": 28224}  # same floor as the published config
+    assert video_pixel_range(demo_size) == (3136, 28224)
+    assert not uses_official_sizing(video_pixel_range(demo_size))
+    tiny = {"shortest_edge": 4 * 28 * 28, "longest_edge": 64 * 28 * 28}
+    assert video_pixel_range(tiny) == (3136, 50176) and not uses_official_sizing((3136, 50176))
+
+
+def test_demo_model_still_sees_196x140_frames():
+    """The demo model was trained on 320x240 clips as 196x140 frames (35 tokens per frame pair)."""
+    import torch
+    from transformers import Qwen2_5OmniProcessor
+
+    from acckv_cli.model import DEMO_DIR, LoadedModel, build_inputs
+    from acckv_cli.pipeline import decode_for_model, decode_sizes
+
+    lm = LoadedModel(None, Qwen2_5OmniProcessor.from_pretrained(DEMO_DIR), "demo", torch.device("cpu"),
+                     torch.float32)
+    assert decode_sizes(lm) == {"max_pixels": 28224, "min_pixels": None}
+    decoded = decode_for_model(lm, str(ROOT / "samples" / "flute_red_circle.mp4"))
+    assert decoded.frames.shape == (8, 145, 193, 3)
+    inputs, _ = build_inputs(lm, decoded, "What instrument plays?")
+    assert inputs["video_grid_thw"][0].tolist() == [4, 10, 14]  # 140x196 pixels, 5x7 = 35 tokens per pair
+
+
+def test_published_config_model_decodes_at_qwens_size(clips):
+    import torch
+
+    from acckv_cli.model import LoadedModel
+    from acckv_cli.pipeline import decode_for_model, decode_sizes
+    from acckv_cli.testing import build_processor
+
+    lm = LoadedModel(None, build_processor(None, 30, *PUBLISHED_SIZE.values()), "published", torch.device("cpu"),
+                     torch.float32)
+    assert lm.pixel_range == (VIDEO_MIN_PIXELS, QWEN_MAX_PIXELS)
+    assert decode_sizes(lm) == {"max_pixels": QWEN_MAX_PIXELS, "min_pixels": VIDEO_MIN_PIXELS}
+    assert decode_sizes(lm, max_pixels=50_000) == {"max_pixels": 50_000, "min_pixels": 50_000}
+    assert decode_for_model(lm, str(clips["av.mp4"])).frames.shape == (6, 280, 392, 3)

@@ -214,7 +214,9 @@ def quick_validation(thinker, processor, n: int = 45) -> dict:
     """Full-cache greedy accuracy per family on in-memory validation clips (no file encoding)."""
     from acckv_cli.evaluate import answer_matches
     from acckv_cli.media import DecodedMedia, MediaInfo
-    from acckv_cli.model import LoadedModel, build_inputs, generate
+    from acckv_cli.methods import Budget, get_method
+    from acckv_cli.model import LoadedModel
+    from acckv_cli.session import ClipSession
 
     thinker.eval()
     lm = LoadedModel(thinker, processor, "demo", torch.device("cpu"), torch.float32)
@@ -228,10 +230,10 @@ def quick_validation(thinker, processor, n: int = 45) -> dict:
                          n_frames=len(frames), video_codec=None, audio_codec=None, audio_channels=1,
                          audio_rate=rate)
         media = DecodedMedia(info, frames, np.arange(len(frames)) / FPS, FPS, audio, rate)
-        for qa in example.questions:
-            inputs, flag = build_inputs(lm, media, qa.question)
-            answer = generate(lm, inputs, flag, max_new_tokens=4).text
-            correct[qa.family].append(answer_matches(answer, qa.answer))
+        answers = ClipSession(lm, media).ask([qa.question for qa in example.questions], get_method("full"),
+                                             Budget(1.0), "context", max_new_tokens=4)
+        for qa, answer in zip(example.questions, answers):
+            correct[qa.family].append(answer_matches(answer.text, qa.answer))
     thinker.train()
     return {f: round(sum(v) / len(v), 3) for f, v in correct.items()}
 

@@ -2,7 +2,9 @@
 
 Jiang, Chen, Li et al., "AccKV: Towards Efficient Audio-Video LLMs Inference via Adaptive-Focusing and
 Cross-Calibration KV Cache Optimization", arXiv 2511.11106 (AAAI 2026). No official code exists; this
-follows ../shared/docs/acckv-method.md §3–§7, and every point the paper leaves open is a field below.
+reconstructs the paper (docs/acckv-method.md), and every point it leaves open is a field below
+(docs/acckv-choices.md says which reading each value is; docs/acckv-defaults.md why the defaults are
+what they are).
 """
 
 from __future__ import annotations
@@ -12,96 +14,148 @@ from dataclasses import dataclass
 import torch
 
 from acckv_cli.layout import Modality
-from acckv_cli.methods.attention import reduce_heads
-from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult
-from acckv_cli.methods.merge import mean_cosine_to_anchors, merge_mean
+from acckv_cli.methods.attention import HEAD_REDUCTIONS
+from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, check_choice, gather_entries
+from acckv_cli.methods.merge import MERGE_RULES, mean_cosine_to_anchors, merge_into_kept
 from acckv_cli.methods.registry import register
+from acckv_cli.methods.stash import AttentionNeeds
 
 VIDEO, AUDIO = Modality.VIDEO, Modality.AUDIO
+REDISTRIBUTIONS = ("visible_count", "paper", "column_mean", "none")
+BUDGET_SPLITS = ("proportional_by_count", "proportional", "joint")
+MERGE_TARGETS = ("none", "nearest_kept", "centroid")
+TAU_MODES = ("absolute", "quantile")
+COVERAGES = ("none", "time")
+FOCUS_STATS = ("mean_hat", "sum_hat")
+REFILLS = ("none", "high")
 
 
 def redistributed_scores(ctx: LayerContext, rows: torch.Tensor, mode: str, head_reduction: str) -> torch.Tensor:
-    """Attention Redistribution (A-R): s_j = Σ_{i∈rows} A[i,j]·(i+1) / c_j, averaged over heads → [L].
+    """Attention Redistribution (A-R): s_j = Σ_{i∈rows} A[i,j]·(i+1) / c_j → [L] or [KV, L] fp32.
 
-    mode: `paper` (c_j = n − j), `visible_count` (c_j = rows that can see j), `column_mean` (row weight 1,
-    c_j = n − j, i.e. kvpress's ObservedAttention), `none` (raw accumulated attention; the −A-R ablation).
-    With uniform attention A[i,j] = 1/(i+1) and all rows, `paper` gives s_j = 1 for every j.
+    (i+1)·A[i,j] is the attention relative to a uniform row over its i+1 visible keys; c_j turns the sum
+    into a mean over the summed rows that can see key j:
+      visible_count  c_j = |{i ∈ rows : i ≥ j}| — uniform attention scores 1 for every key whatever the
+                     rows (the property the paper's normalisation is for; with rows = all it is n − j);
+      paper          c_j = n − j literally — equal to visible_count when rows = all; over the text rows
+                     after the media it multiplies media key j by |rows| / (n − j), a recency prior;
+      column_mean    row weight 1, c_j = n − j (kvpress's ObservedAttention);
+      none           raw accumulated attention Σ A[i,j] (the −A-R ablation).
     """
     n = ctx.length
     device = ctx.keys.device
     position = torch.arange(n, dtype=torch.float32, device=device)
-    row_weight = position + 1 if mode in ("paper", "visible_count") else None
-    scores = reduce_heads(ctx.accumulate(rows, row_weight), head_reduction)
+    weighting = "position" if mode in ("paper", "visible_count") else "none"
+    scores = ctx.reduce(ctx.accumulate(rows, weighting), head_reduction)
     if mode in ("paper", "column_mean"):
         return scores / (n - position)
     if mode == "visible_count":
         # #rows ≥ j by binary search over the sorted rows: O((L + |rows|)·log|rows|), not an L × |rows| matrix.
         ordered = rows.to(device).sort().values
         below = torch.searchsorted(ordered, torch.arange(n, device=device, dtype=ordered.dtype))
-        visible = (ordered.numel() - below).clamp(min=1)
-        return scores / visible
+        return scores / (ordered.numel() - below).clamp(min=1)
     if mode == "none":
         return scores
-    raise ValueError(f"unknown redistribution {mode!r} (paper, visible_count, column_mean, none)")
+    raise ValueError(f"unknown redistribution {mode!r} ({', '.join(REDISTRIBUTIONS)})")
 
 
 @register
 @dataclass
 class AccKV(CompressionMethod):
-    """AccKV compression of one layer's prompt KV (run once after prefill).
+    """AccKV compression of one layer's prompt KV (run once, when the compressed part is prefilled).
 
-    Tensors: keys/values [1, KV, L, D]; scores s [L] fp32; the result keeps the protected text plus,
-    per media modality m, k_m top-scored tokens (the others merged into them if
-    merge_target=nearest_kept), minus low-priority tokens
-    removed by calibration.
+    Tensors: keys/values [1, KV, L, D]; scores s [L] (or [KV, L] with a set per KV head) fp32. The result
+    keeps the protected text plus, per media modality m, k_m top-scored tokens (C-C step 1 merges the
+    others of m into them), minus the low-priority tokens C-C step 2 calibrates away.
 
-    Components (each can be switched off for the ablations of the paper's Table 6):
-      redistribution  A-R score form; `none` switches A-R off.
-      focusing        A-F: per-layer modality weights W_v, W_a from text→modality attention.
-      merge_target    C-C step 1: `nearest_kept` (same modality) or `none`.
-      calibration     C-C step 2: evict low-priority tokens whose mean key cosine to the
-                      high-priority keys is below `tau`.
-      cross_modal_merge  debug switch: merge across modalities (reproduces the paper's collapse, O2).
-    Open points (acckv-method.md §7): score_queries, head_reduction, focus_stat, budget_split, tau_mode,
-    min_keep_low, refill. Defaults were chosen on SynthAVQA's validation split (docs/acckv-defaults.md).
+    Components (each can be switched off for the paper's Table-6 ablations):
+      A-R  redistribution    debiased heavy-hitter score over the `score_queries` rows (`none` = off).
+      A-F  focusing          per-layer modality weights W_v, W_a from the text queries' A-R attention:
+                             W_m ∝ the per-token statistic `focus_stat` of m; the high-priority modality
+                             H is the heavier one. Off: no weights anywhere — one joint top-k over the
+                             media, and calibration anchors on the modality with more kept entries.
+      C-C  merge_target      step 1, intra-modal merge of the non-selected tokens of m into kept tokens
+                             of m: `nearest_kept` (each into its most key-similar kept token, LOOK-M's
+                             rule `merge_rule`), `centroid` (all of them averaged into one slot of m,
+                             the paper's "merge the unimportant tokens by averaging" read literally) or
+                             `none`.
+           calibration       step 2: evict kept low-priority tokens whose mean key cosine to the kept
+                             high-priority keys is below τ (`tau_mode=absolute`, the paper's test; τ =
+                             0.6 or 0.9 there) or the lowest fraction τ of them (`quantile`).
+      cross_modal_merge      debug switch: merge across modalities (the paper's O2 collapse).
+    Open points, as fields: score_queries (text | all | question | window:W), head_reduction (mean: one
+    set for all heads | kv_mean: a set per KV head), budget_split (how W becomes per-modality quotas:
+    proportional_by_count k_m ∝ W_m·n_m, proportional k_m ∝ W_m, joint = one top-k over W-weighted
+    scores), min_keep_low, refill. Beyond the paper: coverage=time spreads each modality's quota over
+    time bins of `coverage_seconds` in proportion to the tokens of m in each bin (top-scored within each
+    bin), so a modality's quota cannot all land in one second.
     """
 
     name = "acckv"
-    summary = "AccKV: redistributed attention, per-layer modality focus, cross-calibration (intra-modal merge optional)"
+    summary = "AccKV: redistributed attention, per-layer modality focus, intra-modal merge + cross-calibration"
     paper = "arXiv 2511.11106"
-    score_queries: str = "text"        # text | all | question | window:W
-    redistribution: str = "paper"      # paper | visible_count | column_mean | none (measured: docs/acckv-defaults.md)
-    head_reduction: str = "mean"       # mean | max (one selection shared by all KV heads)
+    score_queries: str = "text"
+    redistribution: str = "visible_count"
+    head_reduction: str = "mean"
     focusing: bool = True
-    focus_stat: str = "mean_hat"       # mean_hat | sum_hat
-    budget_split: str = "proportional"  # proportional | joint | proportional_by_count
-    merge_target: str = "none"         # nearest_kept | none (merging cost 13.7 points at 10 %: docs/acckv-defaults.md)
+    focus_stat: str = "mean_hat"
+    budget_split: str = "proportional_by_count"
+    coverage: str = "none"
+    coverage_seconds: float = 2.0
+    merge_target: str = "nearest_kept"
+    merge_rule: str = "avg"
     cross_modal_merge: bool = False
     calibration: bool = True
-    tau: float = 0.25                  # with tau_mode=quantile: evict the lowest 25 % (measured)
-    tau_mode: str = "quantile"         # absolute | quantile (evict the bottom `tau` fraction)
+    tau: float = 0.6
+    tau_mode: str = "absolute"
     min_keep_low: int = 0
-    refill: str = "none"               # none | high
+    refill: str = "none"
+
+    def __post_init__(self):
+        for name, choices in (("redistribution", REDISTRIBUTIONS), ("head_reduction", HEAD_REDUCTIONS),
+                              ("focus_stat", FOCUS_STATS), ("budget_split", BUDGET_SPLITS),
+                              ("coverage", COVERAGES), ("merge_target", MERGE_TARGETS), ("merge_rule", MERGE_RULES),
+                              ("tau_mode", TAU_MODES), ("refill", REFILLS)):
+            check_choice(self.name, name, getattr(self, name), choices)
+        if self.score_queries not in ("text", "all", "question") and not (
+                self.score_queries.startswith("window:") and self.score_queries[7:].isdigit()):
+            raise ValueError(f"acckv score_queries must be text, all, question or window:W, got {self.score_queries!r}")
+        if self.tau_mode == "quantile" and not 0 <= self.tau <= 1:
+            raise ValueError(f"acckv tau must lie in [0, 1] with tau_mode=quantile, got {self.tau}")
+        if self.coverage_seconds <= 0 or self.min_keep_low < 0:
+            raise ValueError("acckv coverage_seconds must be positive and min_keep_low ≥ 0")
+
+    def attention_needs(self) -> AttentionNeeds:
+        weighting = "position" if self.redistribution in ("paper", "visible_count") else "none"
+        if self.score_queries == "all":
+            return AttentionNeeds(all_rows=frozenset({weighting}))
+        if self.score_queries.startswith("window:"):
+            return AttentionNeeds(tail=max(64, int(self.score_queries.split(":", 1)[1])))
+        return AttentionNeeds()
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         scores = redistributed_scores(ctx, ctx.rows(self.score_queries), self.redistribution, self.head_reduction)
-        weights = self.modality_weights(ctx, scores)
-        high = max(weights, key=weights.get) if weights else None
-        if self.focusing:
+        weights = self.modality_weights(ctx, scores) if self.focusing else {}
+        present = [k for k in (VIDEO, AUDIO) if bool(ctx.mask(k).any())]
+        if weights:
             for kind, w in weights.items():
                 scores = torch.where(ctx.mask(kind), scores * w, scores)
-        quota = self.split_budget(ctx, weights, scores)
-        chosen = {kind: self.top_of(ctx, kind, scores, k) for kind, k in quota.items()}
-        keep = torch.cat([ctx.protected.nonzero().squeeze(1), *chosen.values()]).sort().values
-        keys, values, merged = self.merge(ctx, keep, chosen)
+        quota = self.split_budget(ctx, weights, scores, present)
+        chosen = {kind: self.top_of(ctx, kind, scores, quota[kind]) for kind in present}
+        keep = torch.cat([self._protected(ctx, scores), *chosen.values()], dim=-1).sort(dim=-1).values
+        keys, values, merged = self.merge(ctx, keep, scores)
+        high, low = self.priorities(ctx, weights, chosen)
         stats = {"weights": {k.label: round(float(w), 4) for k, w in weights.items()},
                  "priority": high.label if high is not None else None,
-                 "quota": {k.label: int(v) for k, v in quota.items()},
-                 "merged": merged}
-        low = next((k for k in weights if k != high), None)
-        if self.calibration and low is not None and chosen[low].numel() and chosen[high].numel():
-            keep, keys, values, stats["calibration"] = self.calibrate(ctx, keep, keys, values, chosen, high, low, scores)
+                 "quota": {k.label: int(v) for k, v in quota.items()}, "merged": merged}
+        if self.calibration and low is not None and chosen[low].shape[-1] and chosen[high].shape[-1]:
+            keep, keys, values, stats["calibration"] = self.calibrate(ctx, keep, keys, values, high, low, scores)
         return LayerResult(keep, keys, values, stats)
+
+    @staticmethod
+    def _protected(ctx: LayerContext, scores: torch.Tensor) -> torch.Tensor:
+        fixed = ctx.protected.nonzero().squeeze(1)
+        return fixed if scores.ndim == 1 else fixed[None].expand(scores.shape[0], -1)
 
     # --- A-F -------------------------------------------------------------------------------------------
     def modality_weights(self, ctx: LayerContext, scores: torch.Tensor) -> dict[Modality, float]:
@@ -111,6 +165,8 @@ class AccKV(CompressionMethod):
             return {k: 1.0 for k in present}
         text = scores if self.score_queries == "text" else redistributed_scores(
             ctx, ctx.rows("text"), self.redistribution, self.head_reduction)
+        if text.ndim == 2:  # one priority per layer: the KV heads' scores averaged
+            text = text.mean(0)
         reduce = {"mean_hat": torch.mean, "sum_hat": torch.sum}[self.focus_stat]
         stat = {k: float(reduce(text[ctx.mask(k)])) for k in present}
         total = sum(stat.values())
@@ -118,81 +174,113 @@ class AccKV(CompressionMethod):
             return {k: 1.0 / len(present) for k in present}
         return {k: v / total for k, v in stat.items()}
 
-    def split_budget(self, ctx: LayerContext, weights: dict, scores: torch.Tensor) -> dict[Modality, int]:
+    def priorities(self, ctx: LayerContext, weights: dict, chosen: dict) -> tuple[Modality | None, Modality | None]:
+        """(high, low) priority modality: A-F's heavier one; without A-F the one with more kept entries."""
+        if len(chosen) < 2:
+            return (next(iter(chosen), None), None)
+        if weights:
+            high = max(weights, key=weights.get)
+        else:
+            high = max(chosen, key=lambda k: chosen[k].shape[-1])
+        return high, next(k for k in chosen if k != high)
+
+    def split_budget(self, ctx: LayerContext, weights: dict, scores: torch.Tensor, present: list) -> dict[Modality, int]:
         """Per-modality slot counts k_m (sum = media slots), capped at each modality's token count."""
         slots = self.media_slots(ctx)
-        counts = {k: int(ctx.mask(k).sum()) for k in weights}
-        if not weights:
+        counts = {k: int(ctx.mask(k).sum()) for k in present}
+        if not present:
             return {}
-        if self.budget_split == "joint" or not self.focusing:
+        if self.budget_split == "joint" or not weights:
             media = ctx.mask(VIDEO, AUDIO)
-            top = scores.masked_fill(~media, float("-inf")).topk(min(slots, int(media.sum()))).indices
-            return {k: int(ctx.mask(k)[top].sum()) for k in weights}
-        if self.budget_split == "proportional":
-            share = dict(weights)
-        elif self.budget_split == "proportional_by_count":
-            share = {k: weights[k] * counts[k] for k in weights}
-        else:
-            raise ValueError(f"unknown budget_split {self.budget_split!r}")
+            joint = scores if scores.ndim == 1 else scores.mean(0)
+            top = joint.masked_fill(~media, float("-inf")).topk(min(slots, int(media.sum()))).indices
+            return {k: int(ctx.mask(k)[top].sum()) for k in present}
+        share = {k: weights[k] * (counts[k] if self.budget_split == "proportional_by_count" else 1) for k in present}
         total = sum(share.values()) or 1.0
-        kinds = list(weights)
-        quota = {k: int(round(slots * share[k] / total)) for k in kinds[:-1]}
-        quota[kinds[-1]] = max(0, slots - sum(quota.values()))
+        quota = {k: int(round(slots * share[k] / total)) for k in present[:-1]}
+        quota[present[-1]] = max(0, slots - sum(quota.values()))
         quota = {k: min(counts[k], q) for k, q in quota.items()}
         return _give_overflow(quota, counts, slots)
 
-    @staticmethod
-    def top_of(ctx: LayerContext, kind: Modality, scores: torch.Tensor, k: int) -> torch.Tensor:
+    def top_of(self, ctx: LayerContext, kind: Modality, scores: torch.Tensor, k: int) -> torch.Tensor:
+        """The k best-scored tokens of `kind` ([k], or [KV, k] per KV head), spread over time if `coverage`."""
         idx = ctx.mask(kind).nonzero().squeeze(1)
+        shape = scores.shape[:-1]
         if k <= 0:
-            return idx[:0]
-        return idx[scores[idx].topk(min(k, idx.numel())).indices].sort().values
+            return idx[:0] if not shape else idx[None, :0].expand(*shape, 0)
+        k = min(k, idx.numel())
+        if self.coverage == "none":
+            return idx[scores[..., idx].topk(k, dim=-1).indices].sort(dim=-1).values
+        bins = (ctx.layout.time_s.to(idx.device)[idx] / self.coverage_seconds).floor().long()
+        values, sizes = bins.unique(return_counts=True)
+        parts = []
+        for b, share in zip(values, _largest_remainder(k, sizes)):
+            if share:
+                members = idx[bins == b]
+                parts.append(members[scores[..., members].topk(share, dim=-1).indices])
+        return torch.cat(parts, dim=-1).sort(dim=-1).values
 
     # --- C-C step 1 ------------------------------------------------------------------------------------
-    def merge(self, ctx: LayerContext, keep: torch.Tensor, chosen: dict):
+    def merge(self, ctx: LayerContext, keep: torch.Tensor, scores: torch.Tensor):
+        """(keys, values, merged counts per modality): the kept entries with the evicted media merged in."""
         if self.merge_target == "none":
-            return None, None, {k.label: 0 for k in chosen}
-        if self.merge_target != "nearest_kept":
-            raise ValueError(f"unknown merge_target {self.merge_target!r} (nearest_kept or none)")
-        kept_mask = torch.zeros(ctx.length, dtype=torch.bool, device=keep.device)
-        kept_mask[keep] = True
-        if self.cross_modal_merge:
-            media = ctx.mask(VIDEO, AUDIO)
-            groups = [((media & kept_mask).nonzero().squeeze(1), (media & ~kept_mask).nonzero().squeeze(1))]
-            names = ["media"]
+            return None, None, {}
+        media = ctx.mask(VIDEO, AUDIO)
+        labels = None if self.cross_modal_merge else ctx.modality
+        if self.merge_target == "nearest_kept":
+            keys, values, merged = merge_into_kept(ctx.keys, ctx.values, keep, media, labels, self.merge_rule)
         else:
-            groups = [(chosen[k], (ctx.mask(k) & ~kept_mask).nonzero().squeeze(1)) for k in chosen]
-            names = [k.label for k in chosen]
-        keys, values, merged = merge_mean(ctx.keys, ctx.values, keep, groups)
-        return keys, values, dict(zip(names, merged))
+            keys, values, merged = centroid_merge(ctx, keep, scores)
+        names = {str(int(k)): k.label for k in (VIDEO, AUDIO)}
+        return keys, values, {names.get(n, "media" if n == "all" else n): v for n, v in merged.items()}
 
     # --- C-C step 2 ------------------------------------------------------------------------------------
-    def calibrate(self, ctx, keep, keys, values, chosen, high, low, scores):
-        """Evict low-priority tokens whose mean key cosine to the kept high-priority keys is below τ."""
-        keys = keys if keys is not None else ctx.keys.index_select(2, keep)
-        values = values if values is not None else ctx.values.index_select(2, keep)
-        low_slot = torch.searchsorted(keep, chosen[low])
-        c = mean_cosine_to_anchors(keys, low_slot, torch.searchsorted(keep, chosen[high]))
-        drop = self.calibration_drop(c)
-        dropped = int(drop.sum())
-        stats = {"evicted": dropped, "mean_cos": round(float(c.mean()), 4), "low": low.label}
-        survivors = torch.ones(keep.numel(), dtype=torch.bool, device=keep.device)
-        survivors[low_slot[drop]] = False
-        keep, keys, values = keep[survivors], keys[:, :, survivors], values[:, :, survivors]
-        if self.refill == "high" and dropped:
-            keep, keys, values, stats["refilled"] = self.refill_high(ctx, keep, keys, values, high, scores, dropped)
+    def calibrate(self, ctx, keep, keys, values, high, low, scores):
+        """Evict kept low-priority tokens whose mean key cosine to the kept high-priority keys is below τ.
+
+        With a set per KV head, cosines are per head and every head drops the same number of entries
+        (the mean over heads of the number below τ), its least similar ones, so eviction stays one gather.
+        """
+        keys = keys if keys is not None else gather_entries(ctx.keys, keep)
+        values = values if values is not None else gather_entries(ctx.values, keep)
+        rows = keep[None] if keep.ndim == 1 else keep
+        kv = keys.shape[1]
+        cos = []
+        for r, kept in enumerate(rows):  # one row for a shared set, one per KV head otherwise
+            mod = ctx.modality[kept]
+            heads = slice(None) if keep.ndim == 1 else slice(r, r + 1)
+            cos.append(mean_cosine_to_anchors(keys[:, heads], (mod == int(low)).nonzero().squeeze(1),
+                                              (mod == int(high)).nonzero().squeeze(1)))
+        drop_n = round(sum(int(self.calibration_drop(c).sum()) for c in cos) / len(cos))
+        survivors = []
+        for kept, c in zip(rows, cos):
+            slots = (ctx.modality[kept] == int(low)).nonzero().squeeze(1)
+            alive = torch.ones(kept.numel(), dtype=torch.bool, device=kept.device)
+            alive[slots[c.topk(min(drop_n, c.numel()), largest=False).indices]] = False
+            survivors.append(alive)
+        alive = torch.stack(survivors)
+        all_c = torch.cat(cos)
+        stats = {"evicted": drop_n, "low": low.label, "mean_cos": round(float(all_c.mean()), 4),
+                 "cos_quantiles": [round(float(q), 4) for q in all_c.quantile(torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0],
+                                                                                             device=all_c.device))]}
+        if keep.ndim == 1:
+            keep, keys, values = keep[alive[0]], keys[:, :, alive[0]], values[:, :, alive[0]]
+        else:
+            keep = keep[alive].view(kv, -1)
+            keys = keys[0][alive].view(kv, -1, keys.shape[-1])[None]
+            values = values[0][alive].view(kv, -1, values.shape[-1])[None]
+        if self.refill == "high" and drop_n:
+            keep, keys, values, stats["refilled"] = self.refill_high(ctx, keep, keys, values, high, scores, drop_n)
         return keep, keys, values, stats
 
     def calibration_drop(self, c: torch.Tensor) -> torch.Tensor:
         if self.tau_mode == "absolute":
             drop = c < self.tau
-        elif self.tau_mode == "quantile":
+        else:
             drop = torch.zeros_like(c, dtype=torch.bool)
             n = int(self.tau * c.numel())
             if n:
                 drop[c.topk(n, largest=False).indices] = True
-        else:
-            raise ValueError(f"unknown tau_mode {self.tau_mode!r} (absolute or quantile)")
         if self.min_keep_low > 0 and int((~drop).sum()) < self.min_keep_low:
             drop[c.topk(min(self.min_keep_low, c.numel())).indices] = False
         return drop
@@ -200,15 +288,60 @@ class AccKV(CompressionMethod):
     @staticmethod
     def refill_high(ctx, keep, keys, values, high, scores, n):
         """Give the slots freed by calibration to the next-best high-priority tokens (unmerged)."""
-        candidates = ctx.mask(high).clone()
-        candidates[keep] = False
-        idx = candidates.nonzero().squeeze(1)
-        extra = idx[scores[idx].topk(min(n, idx.numel())).indices] if idx.numel() else idx
-        all_keep = torch.cat([keep, extra])
-        order = all_keep.argsort()
-        keys = torch.cat([keys, ctx.keys.index_select(2, extra)], 2)[:, :, order]
-        values = torch.cat([values, ctx.values.index_select(2, extra)], 2)[:, :, order]
-        return all_keep[order], keys, values, int(extra.numel())
+        rows = keep[None] if keep.ndim == 1 else keep
+        score_rows = scores[None] if scores.ndim == 1 else scores
+        new_keep, new_k, new_v, added = [], [], [], 0
+        for r, kept in enumerate(rows):
+            candidates = ctx.mask(high).clone()
+            candidates[kept] = False
+            idx = candidates.nonzero().squeeze(1)
+            extra = idx[score_rows[r, idx].topk(min(n, idx.numel())).indices] if idx.numel() else idx
+            added = int(extra.numel())
+            heads = slice(None) if keep.ndim == 1 else slice(r, r + 1)
+            order = torch.cat([kept, extra]).argsort()
+            new_keep.append(torch.cat([kept, extra])[order])
+            new_k.append(torch.cat([keys[:, heads], ctx.keys[:, heads].index_select(2, extra)], 2)[:, :, order])
+            new_v.append(torch.cat([values[:, heads], ctx.values[:, heads].index_select(2, extra)], 2)[:, :, order])
+        if keep.ndim == 1:
+            return new_keep[0], new_k[0], new_v[0], added
+        return torch.stack(new_keep), torch.cat(new_k, 1), torch.cat(new_v, 1), added
+
+
+def centroid_merge(ctx: LayerContext, keep: torch.Tensor, scores: torch.Tensor):
+    """C-C step 1 read literally ("merge the unimportant tokens of a modality by averaging"): per KV head,
+    all non-selected tokens of a modality are averaged together with that modality's lowest-scored kept
+    entry, which then holds their mean (one budget entry for the whole remainder of the modality)."""
+    rows = keep[None].expand(ctx.keys.shape[1], -1) if keep.ndim == 1 else keep
+    score_rows = scores[None].expand(rows.shape[0], -1) if scores.ndim == 1 else scores
+    out_k, out_v, merged = [], [], {}
+    for h, kept in enumerate(rows):
+        k_h, v_h = ctx.keys[0, h].float(), ctx.values[0, h].float()
+        slot_k, slot_v = k_h[kept].clone(), v_h[kept].clone()
+        is_kept = torch.zeros(ctx.length, dtype=torch.bool, device=kept.device)
+        is_kept[kept] = True
+        for kind in (VIDEO, AUDIO):
+            mask = ctx.mask(kind)
+            evicted = (mask & ~is_kept).nonzero().squeeze(1)
+            slots = mask[kept].nonzero().squeeze(1)
+            if evicted.numel() == 0 or slots.numel() == 0:
+                continue
+            s = slots[score_rows[h, kept[slots]].argmin()]
+            slot_k[s] = (slot_k[s] + k_h[evicted].sum(0)) / (1 + evicted.numel())
+            slot_v[s] = (slot_v[s] + v_h[evicted].sum(0)) / (1 + evicted.numel())
+            merged[str(int(kind))] = merged.get(str(int(kind)), 0.0) + evicted.numel() / rows.shape[0]
+        out_k.append(slot_k)
+        out_v.append(slot_v)
+    return (torch.stack(out_k)[None].to(ctx.keys.dtype), torch.stack(out_v)[None].to(ctx.values.dtype),
+            {n: round(v, 2) for n, v in merged.items()})
+
+
+def _largest_remainder(k: int, sizes: torch.Tensor) -> list[int]:
+    """Split k slots over groups in proportion to their sizes (largest-remainder rounding), capped at size."""
+    exact = k * sizes.float() / sizes.sum()
+    share = exact.floor().long()
+    for i in (exact - share).argsort(descending=True)[: k - int(share.sum())]:
+        share[i] += 1
+    return [min(int(s), int(n)) for s, n in zip(share, sizes)]
 
 
 def _give_overflow(quota: dict, counts: dict, slots: int) -> dict:

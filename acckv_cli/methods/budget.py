@@ -1,7 +1,9 @@
-"""KV budgets: a ratio of the prompt (`0.2`) or an absolute number of cache entries per layer (`160`).
+"""KV budgets: how many **media** cache entries each layer keeps.
 
-Text, system, question and delimiter tokens are always kept and count against the budget (the paper's
-`budget_scope = total`), so every method is compared at the same number of cache entries.
+A ratio (`0.2`, `20%`) is a share of the prompt's media (audio + video) tokens; a whole number above 1
+(`160`) is a count of media tokens. Text, system prompt, question and delimiter entries are always kept
+*on top of* the budget, so a budget can never be too small for an input, and every method is compared at
+the same number of media entries per layer.
 """
 
 from __future__ import annotations
@@ -11,20 +13,21 @@ from dataclasses import dataclass
 
 
 class BudgetError(ValueError):
-    """A budget that cannot be met (malformed, or smaller than the protected text)."""
+    """A malformed budget (not a positive ratio, percentage or whole count)."""
 
 
 @dataclass(frozen=True)
 class Budget:
-    """`value` ≤ 1 is a ratio of the prompt length; `value` > 1 is a token count per layer."""
+    """`value` ≤ 1 is a ratio of the media tokens; `value` > 1 is a number of media tokens per layer."""
 
     value: float
 
     def __post_init__(self):
         if not math.isfinite(self.value) or self.value <= 0:
-            raise BudgetError(f"budget must be a positive ratio (e.g. 0.2) or token count (e.g. 160), got {self.value}")
+            raise BudgetError(f"budget must be a positive ratio (e.g. 0.2) or media-token count (e.g. 160), "
+                              f"got {self.value}")
         if self.value > 1 and self.value != int(self.value):
-            raise BudgetError(f"a budget above 1 is a token count and must be a whole number, got {self.value}")
+            raise BudgetError(f"a budget above 1 is a media-token count and must be a whole number, got {self.value}")
 
     @classmethod
     def parse(cls, text: str | float) -> "Budget":
@@ -33,27 +36,19 @@ class Budget:
         try:
             value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
         except ValueError:
-            raise BudgetError(f"budget must be a ratio like 0.2, a percentage like 20%, or a token count like 160; got {raw!r}") from None
+            raise BudgetError(f"budget must be a ratio like 0.2, a percentage like 20%, or a media-token count "
+                              f"like 160; got {raw!r}") from None
         return cls(value)
 
     @property
     def is_ratio(self) -> bool:
         return self.value <= 1
 
-    def tokens(self, length: int) -> int:
-        """Cache entries allowed for a layer whose prompt has `length` tokens."""
+    def media_tokens(self, n_media: int) -> int:
+        """Media entries a layer keeps when the prompt has `n_media` audio + video tokens."""
         if self.is_ratio:
-            return min(length, int(round(self.value * length)))
-        return min(length, int(self.value))
+            return min(n_media, int(round(self.value * n_media)))
+        return min(n_media, int(self.value))
 
     def __str__(self) -> str:
         return f"{self.value:g}" if self.is_ratio else f"{int(self.value)} tokens"
-
-
-def media_slots(total: int, protected: int, length: int) -> int:
-    """Slots left for audio/video once the protected tokens are kept; an error if they do not fit."""
-    if total < protected:
-        raise BudgetError(
-            f"budget of {total} cache entries is smaller than the {protected} text tokens that are always "
-            f"kept (prompt of {length} tokens); raise --budget")
-    return total - protected

@@ -18,8 +18,8 @@ class Full(CompressionMethod):
     name = "full"
     summary = "no compression: the full KV cache (reference)"
 
-    def layer_budget(self, ctx: LayerContext) -> int:
-        return ctx.length
+    def media_slots(self, ctx: LayerContext) -> int:
+        return ctx.n_media
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         return LayerResult(torch.arange(ctx.length, device=ctx.keys.device))

@@ -7,33 +7,32 @@ from dataclasses import dataclass
 import torch
 
 from acckv_cli.layout import Modality
-from acckv_cli.methods.attention import reduce_heads
-from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult
+from acckv_cli.methods.attention import HEAD_REDUCTIONS
+from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, check_choice, kept_mask
 from acckv_cli.methods.h2o import heavy_hitters_and_recent
-from acckv_cli.methods.merge import merge_mean, nearest_targets
+from acckv_cli.methods.merge import MERGE_RULES, merge_into_kept, nearest_targets
 from acckv_cli.methods.registry import register
-
-MERGES = ("avg", "pivot", "weighted")
+from acckv_cli.methods.stash import AttentionNeeds
 
 
 @register
 @dataclass
 class LookM(CompressionMethod):
-    """LOOK-M in the prefill-once setting (acckv-method.md §10.7).
+    """LOOK-M in the prefill-once setting (Wan et al., arXiv 2406.18139; SUSTechBruce/LOOK-M).
 
     Text prior: every protected (text-like) token is kept. The media slots are split
     `recent_ratio / (hh_ratio + recent_ratio)` to the most recent media tokens and the rest to the media
-    heavy hitters, scored by H2O accumulated attention Σ_i A[h, i, j] over all prompt queries ([H, L],
-    fp32), reduced over heads ([L]) so that every KV head keeps the same tokens.
+    heavy hitters, scored by H2O accumulated attention Σ_i A[h, i, j] over all prompt queries ([H, L]
+    fp32), reduced over the query heads of each KV head ([KV, L]: each KV head keeps its own heavy hitters;
+    the reference is per head of an MHA model).
 
-    Merge compensation (`merge = "avg"`): for each KV head, every evicted media token is averaged into
-    its most key-cosine-similar kept token among *all* kept tokens (text, video and audio alike; post-RoPE
-    keys). A kept slot becomes the mean of itself and its assigned tokens, for keys and values alike.
-    Keys/values in: [1, KV, L, D]; out: [1, KV, k, D] aligned with `keep`. Because the target is
-    unrestricted, audio can merge into video slots and vice versa (the O2 failure mode), which the
-    per-layer stats count (`cross_modal`, mean over KV heads).
-
-    Not implemented: `pivot` and `weighted` merges (LOOK-M's other variants) raise ValueError.
+    Merge compensation, per KV head: every evicted media token joins its most key-cosine-similar kept
+    token among *all* kept tokens (text, video and audio alike; post-RoPE keys), with LOOK-M's rules
+    (`merge.merge_into_kept`): `avg` (mean), `pivot` (each evicted entry first averaged with its target;
+    the paper's headline setting) or `weighted` (cosine-weighted, only entries at least as similar as
+    the head's mean). Because the target is unrestricted, audio can merge into video slots and vice versa
+    (the O2 failure mode), which the per-layer stats count (`cross_modal`, mean over KV heads).
+    Keys/values in: [1, KV, L, D]; out: [1, KV, k, D].
     """
 
     name = "lookm"
@@ -41,14 +40,12 @@ class LookM(CompressionMethod):
     paper = "arXiv 2406.18139"
     hh_ratio: float = 0.1
     recent_ratio: float = 0.1
-    merge: str = "avg"
-    head_reduction: str = "mean"
+    merge: str = "pivot"               # LOOK-M's headline setting; avg | pivot | weighted
+    head_reduction: str = "kv_mean"
 
     def __post_init__(self):
-        if self.merge not in MERGES:
-            raise ValueError(f"lookm merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
-        if self.merge != "avg":
-            raise ValueError(f"lookm merge {self.merge!r} is not implemented; use merge=avg")
+        check_choice(self.name, "merge", self.merge, MERGE_RULES)
+        check_choice(self.name, "head_reduction", self.head_reduction, HEAD_REDUCTIONS)
         if self.hh_ratio < 0 or self.recent_ratio < 0 or self.hh_ratio + self.recent_ratio <= 0:
             raise ValueError("lookm hh_ratio and recent_ratio must be ≥ 0 with a positive sum")
 
@@ -56,44 +53,34 @@ class LookM(CompressionMethod):
     def recent_share(self) -> float:
         return self.recent_ratio / (self.hh_ratio + self.recent_ratio)
 
+    def attention_needs(self) -> AttentionNeeds:
+        return AttentionNeeds(all_rows=frozenset({"none"}))
+
     def score(self, ctx: LayerContext) -> torch.Tensor:
-        """H2O accumulated attention from all prompt queries, reduced over heads: fp32 [L]."""
-        return reduce_heads(ctx.accumulate(ctx.rows("all")), self.head_reduction)
+        """H2O accumulated attention from all prompt queries, reduced over heads: fp32 [KV, L] or [L]."""
+        return ctx.reduce(ctx.accumulate(ctx.rows("all")), self.head_reduction)
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         keep, recent = heavy_hitters_and_recent(ctx, self.score(ctx), self.media_slots(ctx), self.recent_share)
         media = ~ctx.protected
-        kept = torch.zeros_like(media)
-        kept[keep] = True
-        evicted = (media & ~kept).nonzero().squeeze(1)
-        stats = {"recent": int(recent.sum()), "heavy": int(keep.numel() - ctx.protected.sum() - recent.sum())}
-        # One nearest-kept search serves both the statistics and the merge (it was computed twice; issue #6).
-        nearest = nearest_targets(ctx.keys, evicted, keep) if evicted.numel() else None
-        stats["cross_modal"] = self._cross_modal(ctx, keep, evicted, nearest)
-        if evicted.numel() == 0:
-            return LayerResult(keep, stats={**stats, "merged": 0})
-        keys, values, merged = merge_mean(ctx.keys, ctx.values, keep, [(keep, evicted)], nearest=[nearest])
-        return LayerResult(keep, keys, values, {**stats, "merged": merged[0]})
+        stats = {"recent": int(recent.sum()), "heavy": int(keep.shape[-1] - ctx.protected.sum() - recent.sum()),
+                 "cross_modal": self._cross_modal(ctx, keep)}
+        keys, values, merged = merge_into_kept(ctx.keys, ctx.values, keep, media, rule=self.merge)
+        return LayerResult(keep, keys, values, {**stats, "merged": merged.get("all", 0.0)})
 
     @staticmethod
-    def _cross_modal(ctx: LayerContext, keep: torch.Tensor, evicted: torch.Tensor,
-                     nearest: torch.Tensor | None = None) -> dict:
-        """Evicted tokens by (source → target) modality, mean over KV heads: audio→video, video→audio, →text.
-
-        `nearest`: `nearest_targets(ctx.keys, evicted, keep)` when the caller already has it.
-        """
-        if evicted.numel() == 0:
-            return {"audio_to_video": 0.0, "video_to_audio": 0.0, "to_text": 0.0}
-        if nearest is None:
-            nearest = nearest_targets(ctx.keys, evicted, keep)
-        target = ctx.modality[keep][nearest]                                     # [KV, e] target modality
-        source = ctx.modality[evicted][None, :]                                  # [1, e]
+    def _cross_modal(ctx: LayerContext, keep: torch.Tensor) -> dict:
+        """Evicted tokens by (source → target) modality, mean over KV heads: audio→video, video→audio, →text."""
+        rows = keep[None].expand(ctx.keys.shape[1], -1) if keep.ndim == 1 else keep
         audio, video = int(Modality.AUDIO), int(Modality.VIDEO)
-        heads = target.shape[0]
-
-        def per_head(hit: torch.Tensor) -> float:
-            return round(float(hit.sum()) / heads, 3)
-
-        return {"audio_to_video": per_head((source == audio) & (target == video)),
-                "video_to_audio": per_head((source == video) & (target == audio)),
-                "to_text": per_head((target != audio) & (target != video))}
+        totals = {"audio_to_video": 0.0, "video_to_audio": 0.0, "to_text": 0.0}
+        for h, kept in enumerate(rows):
+            evicted = (~ctx.protected & ~kept_mask(kept, ctx.length)[0]).nonzero().squeeze(1)
+            if evicted.numel() == 0:
+                continue
+            target = ctx.modality[kept][nearest_targets(ctx.keys[:, h:h + 1], evicted, kept)[0]]
+            source = ctx.modality[evicted]
+            totals["audio_to_video"] += float(((source == audio) & (target == video)).sum())
+            totals["video_to_audio"] += float(((source == video) & (target == audio)).sum())
+            totals["to_text"] += float(((target != audio) & (target != video)).sum())
+        return {k: round(v / rows.shape[0], 3) for k, v in totals.items()}

@@ -1,7 +1,8 @@
-"""KV merging and key-cosine calibration, shared by LOOK-M and AccKV. Vectorised over KV heads.
+"""KV merging and key-cosine calibration, shared by LOOK-M and AccKV.
 
-Shapes: keys/values [1, KV, L, D] (post-RoPE keys, as cached). Index tensors are prompt indices.
-Merging averages post-RoPE keys directly, as LOOK-M does; nothing is re-rotated (qwen-omni-notes §6).
+Shapes: keys/values [1, KV, L, D] (post-RoPE keys, as cached). Index tensors are prompt indices; a kept
+set is [k] (shared by every KV head) or [KV, k] (one per KV head). Merging averages post-RoPE keys
+directly, as LOOK-M does; nothing is re-rotated (re-rotation would break the 3-D mRoPE alignment).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 
 # fp32 similarity entries materialised per chunk of evicted tokens.
 SIM_CHUNK_ELEMENTS = 16 * 2**20
+MERGE_RULES = ("avg", "pivot", "weighted")
 
 
 def nearest_targets(keys: torch.Tensor, sources: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -19,46 +21,86 @@ def nearest_targets(keys: torch.Tensor, sources: torch.Tensor, targets: torch.Te
     Returns int64 [KV, n_sources]. Computed in chunks of sources so memory stays O(KV·chunk·n_targets).
     Only the targets are normalised: a source's norm scales its row of similarities by a positive
     constant, which never changes the row's arg-max. `max(-1).indices` (first maximum, like `argmax`)
-    is used because it is ~3× faster than `argmax` on CPU (issue #6).
+    is used because it is ~3× faster than `argmax` on CPU.
     """
-    k = keys[0]                                        # [KV, L, D]
+    return _nearest(keys[0], sources, targets)[0]
+
+
+def _nearest(k: torch.Tensor, sources: torch.Tensor, targets: torch.Tensor, with_cosine: bool = False):
+    """k [KV, L, D] → (target index [KV, s], cosine [KV, s] or None)."""
     tgt = F.normalize(k[:, targets].float(), dim=-1)   # [KV, t, D]
     tgt_t = tgt.transpose(1, 2)
     per_chunk = max(1, SIM_CHUNK_ELEMENTS // max(1, tgt.shape[0] * tgt.shape[1]))
-    out = []
+    index, cosine = [], []
     for start in range(0, sources.numel(), per_chunk):
         src = k[:, sources[start:start + per_chunk]].float()    # [KV, c, D]
-        out.append(torch.bmm(src, tgt_t).max(dim=-1).indices)
-    return torch.cat(out, dim=1) if out else torch.zeros(k.shape[0], 0, dtype=torch.long, device=k.device)
+        if with_cosine:
+            src = F.normalize(src, dim=-1)
+        best = torch.bmm(src, tgt_t).max(dim=-1)
+        index.append(best.indices)
+        cosine.append(best.values)
+    if not index:
+        empty = torch.zeros(k.shape[0], 0, device=k.device)
+        return empty.long(), (empty if with_cosine else None)
+    return torch.cat(index, 1), (torch.cat(cosine, 1) if with_cosine else None)
 
 
-def merge_mean(keys: torch.Tensor, values: torch.Tensor, keep: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]],
-               nearest: list[torch.Tensor | None] | None = None):
-    """Gather the kept entries and average every evicted entry into its nearest kept entry of its group.
+def merge_into_kept(keys: torch.Tensor, values: torch.Tensor, keep: torch.Tensor, candidates: torch.Tensor,
+                    labels: torch.Tensor | None = None, rule: str = "avg"):
+    """Gather the kept entries and merge every evicted candidate into its most key-similar kept entry.
 
-    keep:   sorted prompt indices of all kept entries [k]
-    groups: (kept, evicted) prompt-index pairs; each evicted entry merges only into kept entries of its
-            own group (so audio never merges into video unless the caller puts them in one group).
-    nearest: optional, per group, `nearest_targets(keys, evicted, kept)` already computed by the caller
-            (LOOK-M needs it for its statistics too), so it is not computed twice.
-    Returns (keys [1, KV, k, D], values [1, KV, k, D], merged entries per group [list of int]).
-    A kept slot becomes the mean of itself and all entries assigned to it (LOOK-M "avg"), per KV head.
+    keep:       [k] or [KV, k] sorted prompt indices (shared, or one set per KV head)
+    candidates: bool [L], the entries that are merged when evicted (e.g. the media); others just go
+    labels:     int [L] or None; when given, an entry only merges into kept entries with its label (AccKV's
+                same-modality merge); entries with no kept entry of their label are evicted unmerged
+    rule:       LOOK-M's merges, per KV head, target t(e) = most cosine-similar kept key, n_t entries:
+                avg       k'_t = (k_t + Σ k_e) / (1 + n_t)
+                pivot     k'_t = (k_t + Σ (k_e + k_t)/2) / (1 + n_t)      (one merged entry: ¾ k_t + ¼ k_e)
+                weighted  k'_t = (k_t + Σ_{e∈F} c_e k_e) / (1 + |F ∩ S_t|), c_e the cosine to the target and
+                          F the evicted entries whose c_e is at least the head's mean c_e (the rest are
+                          dropped); the project filters per KV head, LOOK-M per slot over heads
+                Values follow the keys' targets with the same arithmetic.
+    Returns (keys [1, KV, k, D], values [1, KV, k, D], merged entries per label value or "all", mean over heads).
     """
-    out_k, out_v = keys.index_select(2, keep).float(), values.index_select(2, keep).float()
-    count = torch.ones(keys.shape[1], keep.numel(), device=keys.device)
-    merged = []
-    for i, (kept, evicted) in enumerate(groups):
-        merged.append(int(evicted.numel()) if kept.numel() else 0)
-        if kept.numel() == 0 or evicted.numel() == 0:
-            continue
-        target = nearest[i] if nearest is not None and nearest[i] is not None else nearest_targets(keys, evicted, kept)
-        slot = torch.searchsorted(keep, kept)[target]  # [KV, e] slots in keep
-        index = slot[None, :, :, None].expand(1, -1, -1, keys.shape[-1])
-        out_k.scatter_add_(2, index, keys.index_select(2, evicted).float())
-        out_v.scatter_add_(2, index, values.index_select(2, evicted).float())
-        count.scatter_add_(1, slot, torch.ones_like(slot, dtype=count.dtype))
-    scale = count[None, :, :, None]
-    return (out_k / scale).to(keys.dtype), (out_v / scale).to(values.dtype), merged
+    if rule not in MERGE_RULES:
+        raise ValueError(f"unknown merge rule {rule!r} (choose from {', '.join(MERGE_RULES)})")
+    kv, L = keys.shape[1], keys.shape[2]
+    rows = keep[None].expand(kv, -1) if keep.ndim == 1 else keep
+    out_k, out_v = [], []
+    merged: dict[str, float] = {}
+    for h in range(kv):
+        k_h, v_h, kept = keys[0, h].float(), values[0, h].float(), rows[h]
+        slot_k, slot_v = k_h[kept].clone(), v_h[kept].clone()
+        count = torch.ones(kept.numel(), device=keys.device)
+        is_kept = torch.zeros(L, dtype=torch.bool, device=keys.device)
+        is_kept[kept] = True
+        evicted_all = candidates & ~is_kept
+        groups = [("all", evicted_all, torch.arange(kept.numel(), device=keys.device))] if labels is None else [
+            (str(int(lab)), evicted_all & (labels == lab), (labels[kept] == lab).nonzero().squeeze(1))
+            for lab in labels[evicted_all].unique()]
+        for name, evicted, slots in groups:
+            evicted = evicted.nonzero().squeeze(1)
+            if evicted.numel() == 0 or slots.numel() == 0:
+                merged.setdefault(name, 0.0)
+                continue
+            target, cos = _nearest(k_h[None], evicted, kept[slots], with_cosine=rule == "weighted")
+            target = slots[target[0]]
+            src_k, src_v = k_h[evicted], v_h[evicted]
+            if rule == "pivot":
+                src_k = (src_k + slot_k[target]) / 2
+                src_v = (src_v + slot_v[target]) / 2
+            elif rule == "weighted":
+                c = cos[0]
+                use = c >= c.mean()
+                target, src_k, src_v = target[use], src_k[use] * c[use, None], src_v[use] * c[use, None]
+            slot_k.index_add_(0, target, src_k)
+            slot_v.index_add_(0, target, src_v)
+            count.index_add_(0, target, torch.ones_like(target, dtype=count.dtype))
+            merged[name] = merged.get(name, 0.0) + int(target.numel()) / kv
+        out_k.append(slot_k / count[:, None])
+        out_v.append(slot_v / count[:, None])
+    return (torch.stack(out_k)[None].to(keys.dtype), torch.stack(out_v)[None].to(values.dtype),
+            {name: round(n, 2) for name, n in merged.items()})
 
 
 def mean_cosine_to_anchors(keys: torch.Tensor, candidates: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:

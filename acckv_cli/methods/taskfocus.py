@@ -41,7 +41,7 @@ class TaskFocus(CompressionMethod):
     summary = "one question-chosen priority modality for every layer, A-R scores within each (naive focus)"
     focus: str = "auto"
     focus_share: float = 0.8
-    redistribution: str = "paper"
+    redistribution: str = "visible_count"
     head_reduction: str = "mean"
 
     def __post_init__(self):

@@ -17,6 +17,7 @@ validation and test never share a clip.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import asdict, dataclass
 
 from acckv_cli.synth.events import INSTRUMENTS, SHAPES, ClipSpec, SoundEvent, VisualEvent
@@ -181,6 +182,41 @@ def all_questions(example: Example) -> list[QA]:
                 QA(f"Which instrument plays while the {seg.shape} is visible?", seg.instrument, "alignment"),
                 QA(f"What shape is on screen when the {seg.instrument} plays?", seg.shape, "alignment")]
     return out
+
+
+_FIRST = re.compile(r"What instrument plays (first|last)\?")
+_SHAPE_COLOUR = re.compile(r"What colour is the (\w+)\?")
+_COLOUR_SHAPE = re.compile(r"What shape is (\w+)\?")
+_WHEN_PLAYS = re.compile(r"What (?:colour|shape) is (?:the shape )?on screen when the (\w+) plays\?")
+_WHILE_VISIBLE = re.compile(r"Which instrument plays while the (\w+) is visible\?")
+
+
+def question_evidence(spec: ClipSpec, question: str) -> tuple[float, float] | None:
+    """The time span [start, end) in seconds that holds the answer to a SynthAVQA question, or None.
+
+    audio questions: the sound event asked about; video questions: the shape asked about; alignment
+    questions: the segment where the named sound and the shape on screen coincide. The evaluation uses
+    it to measure whether a method kept the media entries the answer depends on.
+    """
+    sounds = sorted(spec.sound_events, key=lambda e: e.start_s)
+    if question == "What instrument plays?" and len(sounds) == 1:
+        return sounds[0].start_s, sounds[0].end_s
+    if m := _FIRST.fullmatch(question):
+        event = sounds[0] if m.group(1) == "first" else sounds[-1]
+        return event.start_s, event.end_s
+    if m := _SHAPE_COLOUR.fullmatch(question):
+        event = next((v for v in spec.visual_events if v.shape == m.group(1)), None)
+        return (event.start_s, event.end_s) if event else None
+    if m := _COLOUR_SHAPE.fullmatch(question):
+        event = next((v for v in spec.visual_events if v.colour == m.group(1)), None)
+        return (event.start_s, event.end_s) if event else None
+    if m := _WHEN_PLAYS.fullmatch(question):
+        event = next((e for e in sounds if e.instrument == m.group(1)), None)
+        return (event.start_s, event.end_s) if event else None
+    if m := _WHILE_VISIBLE.fullmatch(question):
+        event = next((v for v in spec.visual_events if v.shape == m.group(1)), None)
+        return (event.start_s, event.end_s) if event else None
+    return None
 
 
 def answer_vocabulary() -> list[str]:
