@@ -242,13 +242,13 @@ def test_float_positions_and_layout_times(q3):
     t = pos3[0, 0, video].unique()
     assert torch.allclose(t - t[0], torch.arange(6.0) * 26 / 3, atol=1e-4)
     assert float(t[1] - t[0]) % 1 > 0.5  # 8.667: not an integer
-    with pytest.raises(AttributeError):
-        SpecialIds.from_model(cfg, tok)  # reads video_token_index / audio_token_index (Qwen2.5 names)
+    # Qwen3's config says video_token_id, not Qwen2.5's video_token_index: the family adapter reads the right
+    # names (before it, SpecialIds.from_model raised AttributeError here). Checked against the token strings.
     tid = tok.convert_tokens_to_ids
-    ids = SpecialIds(video=cfg.video_token_id, audio=cfg.audio_token_id, im_start=tid("<|im_start|>"),
-                     im_end=tid("<|im_end|>"), delimiters=tuple(tid(s) for s in (
-                         "<|audio_start|>", "<|audio_end|>", "<|vision_start|>", "<|vision_end|>", "<|im_start|>",
-                         "<|im_end|>")))
+    ids = SpecialIds.from_model(cfg, tok)
+    assert (ids.video, ids.audio) == (tid("<|video_pad|>"), tid("<|audio_pad|>"))
+    assert ids.delimiters == tuple(tid(s) for s in (
+        "<|audio_start|>", "<|audio_end|>", "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>"))
     labels = label_tokens(inputs["input_ids"][0], ids, tok)
     spg = float(inputs["video_second_per_grid"][0])
     layout = build_layout(pos3[:, 0], labels, float(cfg.position_id_per_seconds), spg)
