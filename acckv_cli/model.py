@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from acckv_cli.families import ModelFamily, UnsupportedModel, family_for_checkpoint, family_of
 from acckv_cli.media import DecodedMedia
@@ -107,7 +108,7 @@ def load_model(model: str | None = None, device: str = "auto", dtype: str = "aut
         thinker, processor = family.load(model, dt, attn_implementation)
     except UnsupportedModel as exc:
         raise ModelUnavailable(f"cannot use '{model}': {exc}") from exc
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:  # missing, incomplete or corrupt files
         raise ModelUnavailable(_unavailable_message(model, exc, family)) from exc
     thinker.to(dev).eval()
     notices = family.align(thinker, processor)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from acckv_cli.testing import _CORPUS, QWEN2_SPLIT  # same BPE training recipe as the Qwen2.5 tiny model
+from acckv_cli.testing import _CORPUS, QWEN2_SPLIT, as_full_checkpoint  # same BPE recipe as the Qwen2.5 tiny model
 
 # In the Qwen2/Qwen3 vocabulary order (checkpoint ids in docs/qwen3-omni-notes.md §3); the tiny tokenizer
 # appends them after its BPE vocabulary, so ids differ from the checkpoint's: always read them at run time.
@@ -207,28 +207,12 @@ def save_tiny_qwen3_thinker(folder: str | Path, spec: TinyQwen3Spec = TinyQwen3S
     Thinker-only by default (`model_type` "qwen3_omni_moe_thinker"). With `full_checkpoint`, the folder is
     laid out like a published Qwen3-Omni checkpoint: a `Qwen3OmniMoeForConditionalGeneration` config
     (`model_type` "qwen3_omni_moe") with the thinker's config nested under `thinker_config`, weights
-    prefixed `thinker.`, and a stand-in `talker.` and `code2wav.` tensor that a thinker load must skip.
+    prefixed `thinker.`, and a stand-in talker tensor that a thinker load must skip.
     """
     folder = Path(folder)
     thinker, processor = build_tiny_qwen3_thinker(spec)
     thinker.save_pretrained(folder)
     processor.save_pretrained(folder)
     if full_checkpoint:
-        _as_full_checkpoint(folder)
+        as_full_checkpoint(folder, "Qwen3OmniMoeForConditionalGeneration", "qwen3_omni_moe")
     return folder
-
-
-def _as_full_checkpoint(folder: Path) -> None:
-    import json
-
-    from safetensors.torch import load_file, save_file
-
-    weights = folder / "model.safetensors"
-    tensors = {f"thinker.{k}": v for k, v in load_file(weights).items()}
-    tensors.update({"talker.stand_in.weight": torch.zeros(2), "code2wav.stand_in.weight": torch.zeros(2)})
-    save_file(tensors, weights, metadata={"format": "pt"})
-    thinker_config = json.loads((folder / "config.json").read_text())
-    full = {"architectures": ["Qwen3OmniMoeForConditionalGeneration"], "model_type": "qwen3_omni_moe",
-            "thinker_config": thinker_config, "enable_audio_output": False,
-            "transformers_version": thinker_config.get("transformers_version")}
-    (folder / "config.json").write_text(json.dumps(full, indent=2))
