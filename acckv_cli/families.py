@@ -211,6 +211,15 @@ def family_of(thinker) -> ModelFamily:
     return family_for_config(thinker.config)
 
 
+def family_for_processor(processor) -> ModelFamily:
+    """The family of a processor alone (preprocessing checks build a `LoadedModel` without a thinker)."""
+    names = {cls.__name__ for cls in type(processor).__mro__}
+    for family in FAMILIES:
+        if family.processor_class in names:
+            return family
+    raise UnsupportedModel(f"processor {type(processor).__name__} belongs to no supported family")
+
+
 def family_for_checkpoint(model: str) -> ModelFamily:
     """The family of a local folder or cached hub id, from its config.json (nothing is downloaded).
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
-from acckv_cli.families import ModelFamily, UnsupportedModel, family_for_checkpoint, family_of
+from acckv_cli.families import (ModelFamily, UnsupportedModel, family_for_checkpoint, family_for_processor,
+                                family_of)
 from acckv_cli.media import DecodedMedia
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,9 @@ class LoadedModel:
 
     @functools.cached_property
     def family(self) -> ModelFamily:
-        """Qwen2.5-Omni or Qwen3-Omni, from the thinker's config."""
+        """Qwen2.5-Omni or Qwen3-Omni, from the thinker's config (from the processor when there is no thinker)."""
+        if self.thinker is None:
+            return family_for_processor(self.processor)
         return family_of(self.thinker)
 
     @property

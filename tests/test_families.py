@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from acckv_cli.cli import app
 from acckv_cli.families import (QWEN2_5_OMNI, QWEN3_OMNI, UnsupportedModel, family_for_checkpoint, family_for_config,
-                                family_of)
+                                family_for_processor, family_of)
 from acckv_cli.model import ModelUnavailable, load_model, processor_kwargs
 from acckv_cli.testing import as_full_checkpoint, save_tiny_thinker
 from acckv_cli.testing_qwen3 import save_tiny_qwen3_thinker
@@ -51,6 +51,7 @@ def test_family_from_the_config_of_a_full_or_thinker_only_checkpoint(tiny, tiny_
         for model_type in types:
             assert family_for_config({"model_type": model_type}) is family
     assert family_of(tiny[0]) is QWEN2_5_OMNI and family_of(tiny_q3[0]) is QWEN3_OMNI
+    assert family_for_processor(tiny[1]) is QWEN2_5_OMNI and family_for_processor(tiny_q3[1]) is QWEN3_OMNI
     with pytest.raises(UnsupportedModel, match=r"'llama' \(LlamaForCausalLM\) is not supported; supported: "
                                                r"Qwen2.5-Omni, Qwen3-Omni"):
         family_for_config({"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
