@@ -114,8 +114,9 @@ class ModelFamily:
         """Make the thinker's positions per second agree with the processor's; notices of what was changed.
 
         The processor orders the interleaved tokens with its own rate, `get_rope_index` positions them with
-        the config's; when they differ positions are silently wrong (notes §3.4). Qwen3-Omni's config class
-        defaults to 25 while its processor interleaves at 13, so a config without the field would hit this.
+        the config's; when they differ positions are silently wrong (docs/qwen3-omni-notes.md §3.4).
+        Qwen3-Omni's config class defaults to 25 while its processor interleaves at 13, so a config without
+        the field would hit this.
         """
         rate = getattr(processor, "position_id_per_seconds", None)
         config = thinker.config

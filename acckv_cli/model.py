@@ -3,7 +3,7 @@
 Loading picks the family (`acckv_cli.families`) from the checkpoint's config; everything family-specific
 that the rest of the tool needs (pixel range, audio window, token ids, positions per second) is read
 through `LoadedModel.family`. The processor call itself — which flags to pass for a video with its own
-soundtrack (qwen-omni-notes §0, items 5–7) — is the same for both families (qwen3-omni-notes §2).
+soundtrack — is the same for both families (docs/qwen3-omni-notes.md §2).
 """
 
 from __future__ import annotations

@@ -127,7 +127,8 @@ def test_load_model_reads_a_full_qwen2_5_checkpoint(tmp_path, tiny):
 
 def test_a_config_rate_that_disagrees_with_the_processor_is_aligned(tmp_path, q3_av_prompt):
     """Qwen3-Omni's config class defaults to 25 positions/s, its processor interleaves at 13: a checkpoint
-    config at 25 would position the tokens in another order than the processor wrote them (notes §3.4)."""
+    config at 25 would position the tokens in another order than the processor wrote them
+    (docs/qwen3-omni-notes.md §3.4)."""
     folder = save_tiny_qwen3_thinker(tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
     config["position_id_per_seconds"] = 25
