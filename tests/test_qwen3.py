@@ -140,6 +140,7 @@ def test_eviction_leaves_moe_routing_as_the_masked_full_cache(tiny_q3, q3_av_pro
     prefill = slice(0, n_layers)
     assert all(a[1].shape[0] == L and torch.equal(a[1], b[1]) for a, b in zip(compressed[prefill], full[prefill]))
     assert all(torch.equal(a[1], b[1]) for a, b in zip(compressed, reference))
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(compressed, full))  # eviction did move some tokens
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(out.logits, ref.logits))
     assert not torch.allclose(out.logits[1], plain.logits[1], atol=1e-4)  # eviction did change the answer
 
