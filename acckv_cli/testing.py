@@ -179,3 +179,25 @@ def save_tiny_thinker(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
     thinker.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def as_full_checkpoint(folder: str | Path, architecture: str, model_type: str) -> Path:
+    """Rewrite a saved thinker-only folder the way a published Omni checkpoint is laid out, in place.
+
+    config.json becomes the whole model's (`architecture`, `model_type`) with the thinker's config nested
+    under `thinker_config`; weights get the `thinker.` prefix, plus a stand-in `talker.` tensor that loading
+    the thinker alone must skip. (Published checkpoints shard their weights; one file is enough to exercise
+    the same loading path.)
+    """
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(folder)
+    weights = folder / "model.safetensors"
+    tensors = {f"thinker.{k}": v for k, v in load_file(weights).items()}
+    tensors["talker.stand_in.weight"] = torch.zeros(2)
+    save_file(tensors, weights, metadata={"format": "pt"})
+    thinker_config = json.loads((folder / "config.json").read_text())
+    full = {"architectures": [architecture], "model_type": model_type, "thinker_config": thinker_config,
+            "enable_audio_output": False, "transformers_version": thinker_config.get("transformers_version")}
+    (folder / "config.json").write_text(json.dumps(full, indent=2))
+    return folder
