@@ -87,7 +87,7 @@ def test_one_valid_line_per_item_and_errors_recorded(full_run, folder):
             assert l["kept"]["text"] == 1.0
             assert set(l["timings"]) == {"decode_s", "encode_s", "media_prefill_s", "question_prefill_s",
                                          "generate_s", "total_s"}
-            assert l["protocol"] == "query-aware" and 0 < l["kept"]["media"] <= 0.5
+            assert l["protocol"] == "query-aware" and abs(l["kept"]["media"] - 0.5) <= 0.01  # round(0.5·n) entries
     assert "batch summary" in result.stdout
     assert re.search(r"8\s*│\s*6\s*│\s*2\s*│\s*0\s*│", result.stdout), result.stdout  # items done failed skipped
 
