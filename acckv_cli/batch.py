@@ -306,6 +306,52 @@ def _result_record(item: Item, options: Options, result, lm, seconds: float) -> 
             "notices": [n for n in result.notices if n not in lm.notices]}
 
 
+def group_by_video(items: list[Item]) -> list[list[Item]]:
+    """Runs of consecutive items of one video (the work list is sorted by video, so one run per video)."""
+    groups: list[list[Item]] = []
+    for item in items:
+        if groups and groups[-1][0].video == item.video:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def run_video(lm, items: list[Item], options: Options):
+    """Yield one record per item of one video, in order: decode, encoders and media prefill run once.
+
+    The one per-video code path: the local runner (`run_items`) and the Ray workers (`acckv_cli.ray_batch`)
+    both call it. A failure (bad file, model error) becomes that item's `error`; nothing is raised except
+    KeyboardInterrupt and SystemExit. `total_s` of an item is the time spent on it, not on its consumer.
+    """
+    from acckv_cli import media as media_mod
+    from acckv_cli.pipeline import decode_sizes, iter_answers
+
+    t0 = time.perf_counter()
+    try:
+        decoded = media_mod.decode(items[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels))
+        results = iter_answers(lm, decoded, [it.question for it in items], options.method, options.budget,
+                               options.protocol, options.max_pixels, options.max_new_tokens)
+    except Exception as exc:  # one bad file is one error per item, never the end of the run
+        results = iter([exc] * len(items))
+    for item, result in zip(items, results):
+        seconds = time.perf_counter() - t0
+        if isinstance(result, Exception):
+            yield _error_record(item, options, result, seconds)
+        else:
+            yield _result_record(item, options, result, lm, seconds)
+        t0 = time.perf_counter()
+
+
+def count(tally: Tally, record: dict) -> None:
+    """Add one written record to the tally."""
+    if record["error"] is None:
+        tally.done += 1
+        tally.kept_ratios.append(record["kept"]["kv"])
+    else:
+        tally.failed += 1
+
+
 def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> Tally:
     """Answer every item, decoding, encoding and prefilling each video once for all its consecutive items.
 
@@ -313,37 +359,12 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
     A failure (bad file, model error) becomes that item's `error`; nothing is raised except
     KeyboardInterrupt and SystemExit.
     """
-    from acckv_cli import media as media_mod
-    from acckv_cli.pipeline import decode_sizes, iter_answers
-
     tally = Tally()
     start = time.perf_counter()
-    i = 0
-    while i < len(items):
-        j = i
-        while j < len(items) and items[j].video == items[i].video:
-            j += 1
-        group, i = items[i:j], j
-        t0 = time.perf_counter()
-        try:
-            decoded = media_mod.decode(group[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels))
-            results = iter_answers(lm, decoded, [it.question for it in group], options.method, options.budget,
-                                   options.protocol, options.max_pixels, options.max_new_tokens)
-        except Exception as exc:  # one bad file is one error per item, never the end of the run
-            results = iter([exc] * len(group))
-        for item, result in zip(group, results):
-            seconds = time.perf_counter() - t0
-            if isinstance(result, Exception):
-                record = _error_record(item, options, result, seconds)
-            else:
-                record = _result_record(item, options, result, lm, seconds)
+    for group in group_by_video(items):
+        for item, record in zip(group, run_video(lm, group, options)):
             write(record)
-            t0 = time.perf_counter()
-            if record["error"] is None:
-                tally.done += 1
-                tally.kept_ratios.append(record["kept"]["kv"])
-            else:
-                tally.failed += 1
+            count(tally, record)
             if on_item is not None:
                 on_item(item)
     tally.seconds = time.perf_counter() - start
