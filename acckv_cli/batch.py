@@ -19,10 +19,12 @@ protocol) that `--resume` uses to skip finished items.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import time
@@ -374,8 +376,12 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
 def command(source: str, out_path: str, question: str | None, questions_file: str | None, fmt: str,
             resume: bool, overwrite: bool, shard_text: str | None, model: str | None, method: str,
             budget: str, protocol: str, device: str, dtype: str, fps: float, max_pixels: int | None,
-            max_new_tokens: int) -> None:
-    """The `acckv batch` command body (run through `cli._run` for error mapping)."""
+            max_new_tokens: int, workers: int | None = None, ray_address: str | None = None,
+            gpus_per_worker: float | None = None, cpus_per_worker: float | None = None) -> None:
+    """The `acckv batch` command body (run through `cli._run` for error mapping).
+
+    With `workers` the items run on a Ray cluster (`acckv_cli.ray_batch`); the driver still writes `--out`.
+    """
     from acckv_cli.methods import METHODS
     from acckv_cli.pipeline import read_questions
     from acckv_cli.session import check_protocol
@@ -391,6 +397,7 @@ def command(source: str, out_path: str, question: str | None, questions_file: st
     if question is not None and questions_file is not None:
         raise Fail("pass --question or --questions, not both", 2)
     shard_i, shard_n = parse_shard(shard_text)
+    ray_cfg = _ray_config(workers, ray_address, gpus_per_worker, cpus_per_worker, model, device, dtype)
     parsed_budget = _parse_budget(budget)
     questions = [question] if question is not None else (read_questions(questions_file) if questions_file else None)
     items, duplicates = collect_items(source, questions, method, str(parsed_budget), protocol)
@@ -409,28 +416,61 @@ def command(source: str, out_path: str, question: str | None, questions_file: st
     if duplicates:
         err.print(f"note: {duplicates} duplicate item(s) (same video and question) listed once", highlight=False)
 
-    if todo:
+    if todo and ray_cfg is None:
         _quiet_libraries()
         from acckv_cli.model import load_model
         lm = load_model(model, device, dtype)
         for notice in lm.notices:
             err.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
     tally = Tally(skipped=skipped)
-    with LineWriter(out_path, fmt, truncate=overwrite) as writer:
+    with contextlib.ExitStack() as stack:
+        ray = None
+        if todo and ray_cfg is not None:  # before the output file: a cluster without room is a usage error
+            from acckv_cli import ray_batch
+            stats = ray_batch.RayStats()
+            ray = stack.enter_context(ray_batch.cluster(ray_cfg, logging.getLogger("acckv_cli").isEnabledFor(
+                logging.DEBUG)))
+        writer = stack.enter_context(LineWriter(out_path, fmt, truncate=overwrite))
         if todo:
-            label = f"shard {shard_i}/{shard_n}" if shard_n > 1 else ""
+            label = " ".join(filter(None, [f"shard {shard_i}/{shard_n}" if shard_n > 1 else "",
+                                           f"on {ray_cfg.workers} Ray worker(s)" if ray_cfg else ""]))
             options = Options(method, parsed_budget, protocol, fps, max_pixels, max_new_tokens)
             with _progress() as bar:
                 task = bar.add_task(label, total=len(todo))
+                advance = lambda item: bar.advance(task)  # noqa: E731
                 try:
-                    ran = run_items(lm, todo, options, writer.write, on_item=lambda item: bar.advance(task))
+                    if ray is None:
+                        ran = run_items(lm, todo, options, writer.write, on_item=advance)
+                    else:
+                        ran = ray_batch.run(todo, options, writer.write, ray_cfg, on_item=advance, stats=stats,
+                                            ray=ray)
                 except KeyboardInterrupt:
                     bar.stop()
                     raise Fail(f"interrupted; finished lines are in {out_path}: rerun with --resume to continue",
                                130) from None
             tally.done, tally.failed, tally.kept_ratios, tally.seconds = (ran.done, ran.failed, ran.kept_ratios,
                                                                           ran.seconds)
+            if ray is not None and stats.deaths:
+                err.print(f"note: {stats.deaths} Ray worker failure(s); {stats.retried} item(s) retried on another "
+                          f"worker, {stats.gave_up} given up", highlight=False)
     out.print(summary_table(tally, len(mine), out_path))
+
+
+def _ray_config(workers, address, gpus_per_worker, cpus_per_worker, model, device, dtype):
+    """The Ray run's settings, checked; None for a local run (Ray options without --workers are an error)."""
+    if workers is None:
+        given = [name for name, value in (("--ray-address", address), ("--gpus-per-worker", gpus_per_worker),
+                                           ("--cpus-per-worker", cpus_per_worker)) if value is not None]
+        if given:
+            raise Fail(f"{given[0]} needs --workers N (the number of Ray workers)", 2)
+        return None
+    from acckv_cli.ray_batch import RayConfig, check_config, import_ray
+
+    cfg = RayConfig(workers, address.strip() if address else address, gpus_per_worker or 0.0,
+                    1.0 if cpus_per_worker is None else cpus_per_worker, model, device, dtype)
+    check_config(cfg)
+    import_ray()  # the install hint before any work or output file
+    return cfg
 
 
 def _progress():
