@@ -69,6 +69,7 @@ class RayStats:
     retried: int = 0              # items resubmitted after a worker death
     gave_up: int = 0              # items recorded as errors after MAX_ATTEMPTS deaths
     workers: dict = field(default_factory=dict)  # worker index -> {"pid", "node", "device"} of its last start
+    ready_at: dict = field(default_factory=dict)  # worker index -> time.perf_counter() its model was last loaded
 
 
 def import_ray():
@@ -307,6 +308,7 @@ def _drive(ray, items, options, write, cfg, on_item, tally, stats) -> None:
                 _note(f"worker {worker} cannot load the model: {info['error']}")
                 continue
             stats.workers[worker] = {k: info[k] for k in ("pid", "node", "device")}
+            stats.ready_at[worker] = time.perf_counter()
             if not notices_shown:
                 notices_shown = True
                 for notice in info["notices"]:
