@@ -345,7 +345,7 @@ def run_video(lm, items: list[Item], options: Options):
         t0 = time.perf_counter()
 
 
-def count(tally: Tally, record: dict) -> None:
+def add_to_tally(tally: Tally, record: dict) -> None:
     """Add one written record to the tally."""
     if record["error"] is None:
         tally.done += 1
@@ -366,7 +366,7 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
     for group in group_by_video(items):
         for item, record in zip(group, run_video(lm, group, options)):
             write(record)
-            count(tally, record)
+            add_to_tally(tally, record)
             if on_item is not None:
                 on_item(item)
     tally.seconds = time.perf_counter() - start
@@ -450,7 +450,7 @@ def command(source: str, out_path: str, question: str | None, questions_file: st
                                130) from None
             tally.done, tally.failed, tally.kept_ratios, tally.seconds = (ran.done, ran.failed, ran.kept_ratios,
                                                                           ran.seconds)
-            if ray is not None and stats.deaths:
+            if ray is not None and (stats.deaths or stats.retried or stats.gave_up):
                 err.print(f"note: {stats.deaths} Ray worker failure(s); {stats.retried} item(s) retried on another "
                           f"worker, {stats.gave_up} given up", highlight=False)
     out.print(summary_table(tally, len(mine), out_path))

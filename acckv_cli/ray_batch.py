@@ -40,12 +40,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from acckv_cli.batch import Item, Options, Tally, _error_record, count, group_by_video
+from acckv_cli.batch import Item, Options, Tally, _error_record, add_to_tally, group_by_video
 from acckv_cli.cli import Fail, _classify, err
 
 INSTALL_HINT = ("--workers needs Ray, which is not installed: pip install 'acckv[ray]' "
                 "(from a checkout: pip install -e '.[ray]')")
-MAX_ATTEMPTS = 3      # a video is tried on at most this many workers that die on it
+MAX_ATTEMPTS = 3      # tries of a video whose worker fails (dies, or raises outside run_video) before it is done
 MAX_RESTARTS = 4      # Ray restarts a dead worker this many times
 RESTART_POLL_S = 0.5  # how often to ask a restarting worker whether it is back
 WAIT_S = 1.0          # ray.wait timeout: Ctrl-C is seen at least this often
@@ -65,9 +65,9 @@ class RayConfig:
 
 @dataclass
 class RayStats:
-    deaths: int = 0               # worker processes lost mid-run
-    retried: int = 0              # items resubmitted after a worker death
-    gave_up: int = 0              # items recorded as errors after MAX_ATTEMPTS deaths
+    deaths: int = 0               # worker processes lost while answering a video
+    retried: int = 0              # items resubmitted after a worker failure
+    gave_up: int = 0              # items recorded as errors after MAX_ATTEMPTS failures
     workers: dict = field(default_factory=dict)  # worker index -> {"pid", "node", "device"} of its last start
     ready_at: dict = field(default_factory=dict)  # worker index -> time.perf_counter() its model was last loaded
 
@@ -225,7 +225,7 @@ def _drive(ray, items, options, write, cfg, on_item, tally, stats) -> None:
             return
         waiting.discard(record["key"])
         write(record)
-        count(tally, record)
+        add_to_tally(tally, record)
         if on_item is not None:
             on_item(item)
 
