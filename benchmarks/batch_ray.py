@@ -77,12 +77,14 @@ def measure(items, options, workers: int, cpus_per_worker: float, out: Path) -> 
 
     cfg = RayConfig(workers, None, 0.0, cpus_per_worker)
     stamps: list[float] = []
+    cpu: list[float] = []  # this process's (the driver's) CPU seconds at each record
     stats = RayStats()
     t0 = time.perf_counter()
     with cluster(cfg) as ray, LineWriter(str(out), "jsonl", truncate=True) as writer:
         def write(record):
             writer.write(record)
             stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
         tally = run(items, options, write, cfg, stats=stats, ray=ray)
     t_end = time.perf_counter()
     keys = [json.loads(line)["key"] for line in out.read_text().splitlines()]
@@ -90,9 +92,11 @@ def measure(items, options, workers: int, cpus_per_worker: float, out: Path) -> 
     assert tally.failed == 0, f"{tally.failed} item(s) failed"
     assert len(stats.ready_at) == workers and stats.deaths == 0
     all_ready = max(stats.ready_at.values())
-    steady = sum(t > all_ready for t in stamps) / (stamps[-1] - all_ready)
+    steady_n = sum(t > all_ready for t in stamps)
+    steady = steady_n / (stamps[-1] - all_ready)
+    driver_ms = 1000 * (cpu[-1] - cpu[-steady_n]) / max(1, steady_n - 1)  # driver CPU per item, steady state
     return {"workers": workers, "items": len(items), "items_per_s": steady, "start_s": all_ready - t0,
-            "items_before_all_ready": sum(t <= all_ready for t in stamps),
+            "items_before_all_ready": len(stamps) - steady_n, "driver_cpu_ms_per_item": driver_ms,
             "total_s": t_end - t0, "end_to_end_items_per_s": len(items) / (t_end - t0)}
 
 
@@ -129,7 +133,8 @@ def main() -> None:
                 runs.append(result)
                 print(f"round {rnd}: {n} worker(s): {result['items_per_s']:.2f} items/s steady "
                       f"({result['end_to_end_items_per_s']:.2f} end to end, start {result['start_s']:.1f} s, "
-                      f"total {result['total_s']:.1f} s), load {result['load_1min_after']:.2f}", flush=True)
+                      f"total {result['total_s']:.1f} s; driver {result['driver_cpu_ms_per_item']:.1f} ms CPU per item), "
+                      f"load {result['load_1min_after']:.2f}", flush=True)
     load_after = os.getloadavg()
     mean = {n: statistics.mean(r["items_per_s"] for r in runs if r["workers"] == n) for n in counts}
     e2e = {n: statistics.mean(r["end_to_end_items_per_s"] for r in runs if r["workers"] == n) for n in counts}
