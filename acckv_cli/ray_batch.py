@@ -27,7 +27,8 @@ come, resubmit the rest on death" directly.
 
 The workers import the driver's own `acckv_cli` (shipped with the job as a Ray `py_modules` runtime env),
 so every node runs the same code as the command that started the job; its dependencies (torch,
-transformers, ...) must be installed on every node.
+transformers, ...) must be installed on every node. They work in the driver's working directory where it
+exists, so relative video and model paths mean the same on every node that mounts the same storage.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import contextlib
 import logging
 import math
 import os
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ MAX_ATTEMPTS = 3      # tries of a video whose worker fails (dies, or raises out
 MAX_RESTARTS = 4      # Ray restarts a dead worker this many times
 RESTART_POLL_S = 0.5  # how often to ask a restarting worker whether it is back
 WAIT_S = 1.0          # ray.wait timeout: Ctrl-C is seen at least this often
+PROBE_TIMEOUT_S = 10.0  # connecting to --ray-address HOST:PORT before handing it to Ray
 SLOW_START_S = 60.0   # after this long with no worker ready, say what the driver is waiting for
 
 
@@ -98,10 +101,12 @@ def check_config(cfg: RayConfig) -> None:
 class VideoWorker:
     """One Ray actor: loads the model once, then answers whole videos with `batch.run_video`."""
 
-    def __init__(self, model: str | None, device: str, dtype: str, threads: int):
+    def __init__(self, model: str | None, device: str, dtype: str, threads: int, cwd: str):
         import torch
 
         torch.set_num_threads(threads)
+        if os.path.isdir(cwd):  # relative video and model paths mean what they mean on the driver
+            os.chdir(cwd)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self._spec = (model, device, dtype)
         self._lm = None
@@ -150,6 +155,8 @@ def start_ray(ray, cfg: RayConfig, verbose: bool) -> None:
         runtime_env["env_vars"] = {"HF_HUB_OFFLINE": os.environ["HF_HUB_OFFLINE"]}
     common = dict(runtime_env=runtime_env, log_to_driver=verbose, include_dashboard=False,
                   logging_level=logging.INFO if verbose else logging.ERROR)
+    if cfg.address is not None:
+        _probe(cfg.address)
     try:
         if cfg.address is None:
             # address="local": a new instance even if RAY_ADDRESS is set; only the CPUs the workers ask for
@@ -171,6 +178,19 @@ def start_ray(ray, cfg: RayConfig, verbose: bool) -> None:
     if fit < cfg.workers:
         _note(f"the Ray cluster has room for {fit} of the {cfg.workers} workers now; the others start "
               "when resources free up")
+
+
+def _probe(address: str) -> None:
+    """Fail in one line, at once, if HOST:PORT does not accept connections (`ray.init` would retry for
+    minutes, logging every attempt). `auto` and `ray://` addresses are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or address.startswith("ray://") or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise Fail(f"cannot connect to Ray at {address!r}: {exc.strerror or str(exc) or 'timed out'} (start it with "
+                   "`ray start --head` there, or check the address)", 1) from None
 
 
 @contextlib.contextmanager
@@ -207,7 +227,7 @@ def _drive(ray, items, options, write, cfg, on_item, tally, stats) -> None:
     threads = max(1, int(cfg.cpus_per_worker))
     actor_cls = ray.remote(VideoWorker).options(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
                                                 max_restarts=MAX_RESTARTS, max_task_retries=0)
-    actors = [actor_cls.remote(cfg.model, cfg.device, cfg.dtype, threads) for _ in range(cfg.workers)]
+    actors = [actor_cls.remote(cfg.model, cfg.device, cfg.dtype, threads, os.getcwd()) for _ in range(cfg.workers)]
     loading = {actors[w].load.remote(): w for w in range(cfg.workers)}  # load ref -> worker
     idle: list[int] = []
     running: dict = {}                      # streaming generator -> _Running

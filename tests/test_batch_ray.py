@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -239,3 +240,19 @@ def test_more_gpus_than_the_cluster_has_is_one_line_not_a_hang(folder, tmp_path)
     assert result.exit_code == 2, result.stderr
     lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
     assert len(lines) == 1 and "1000 GPU" in lines[0] and "--gpus-per-worker" in lines[0], result.stderr
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_unreachable_ray_address_is_one_line_at_once(folder, tmp_path):  # noqa: F811
+    """Ray itself would retry a dead address for minutes, logging each try."""
+    with socket.socket() as closed:  # bound, never listening: connecting is refused
+        closed.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+        start = time.monotonic()
+        result = invoke("batch", str(folder), "--question", "Q?", "--out", str(tmp_path / "r.jsonl"), "--workers",
+                        "1", "--ray-address", address)
+    assert result.exit_code == 1, result.stderr
+    assert time.monotonic() - start < 30
+    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and f"cannot connect to Ray at '{address}'" in lines[0], result.stderr
+    assert not (tmp_path / "r.jsonl").exists()
