@@ -15,6 +15,9 @@ Output: one line per item, written with a single `write()` of the complete line 
 descriptor, so a killed run leaves only complete lines (a partial last line, should one exist anyway, is
 cut off by `--resume`). Each line carries a stable `key` (sha1 of video path + question + method + budget +
 protocol) that `--resume` uses to skip finished items.
+
+`--workers N` runs the same per-video code (`run_video`) on a Ray cluster, this process still the only
+writer: `acckv_cli.ray_batch`.
 """
 
 from __future__ import annotations
