@@ -97,7 +97,7 @@ class ModelShape:
     mrope_section: tuple[int, int, int]
     rope_theta: float = 1e6
     full_layers: int = 36            # layers of the real model (for the projection of decode time)
-    tokens_per_pair: int = 299       # 13×23 merged cells: a 640×360 frame (qwen-omni-notes §3.3)
+    tokens_per_pair: int = 299       # 13×23 merged cells: a 640×360 frame at Qwen's pixel range
 
     @property
     def head_dim(self) -> int:

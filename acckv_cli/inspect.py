@@ -5,7 +5,7 @@ method that only measures — reads, from the text queries after the media (ques
 header; `LayerContext.rows("text")`):
 
 * the share of their attention on video, audio and text keys, raw (`LayerContext.media_share`) and after
-  AccKV's attention redistribution A-R (`redistributed_scores`, acckv-method.md §3);
+  AccKV's attention redistribution A-R (`redistributed_scores`, docs/acckv-method.md);
 * AccKV's modality weights W_v, W_a (`AccKV.modality_weights`, §4) and the priority modality it would
   choose; from the priorities, the layer where video takes over (paper observation O1);
 * per whole second of the clip, the share of the raw attention that lands on audio and on video tokens.
@@ -249,7 +249,7 @@ def plot(result: dict, path: str) -> None:
         fig.colorbar(im, ax=ax, label=f"% of the question's attention on {kind} in that second")
     note = ("Share: fraction of the attention that the text tokens after the media (question, assistant header) "
             "give to each kind of key, mean over heads and query rows.\n"
-            "A-R: AccKV's redistributed score (acckv-method.md §3). Priority: the modality with the larger AccKV "
+            "A-R: AccKV's redistributed score (docs/acckv-method.md). Priority: the modality with the larger AccKV "
             "weight W (mean A-R score per token).\n")
     note += (f"Dashed line: video is the priority from layer {takeover} to the last layer." if takeover is not None
              else "No layer from which video stays the priority to the last layer (no takeover).")

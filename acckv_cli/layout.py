@@ -1,8 +1,10 @@
 """Token layout: the modality, time and 3-D position of every prompt token.
 
 Compression methods and reports consume a `TokenLayout`; it is derived from the model's own mRoPE
-positions (`get_rope_index`), never from a re-implementation of Qwen's chunk interleaving, so it stays
-right for video+audio, video-only, audio-only prompts and for Qwen3-Omni's different time scale.
+positions (`get_rope_index`), never from a re-implementation of Qwen's interleaving, so it stays right for
+video+audio, video-only and audio-only prompts, and for both families: Qwen2.5-Omni (2-s chunks, 25
+integer positions per second) and Qwen3-Omni (per-token merge, 13 float positions per second). Token ids
+and the time scale come from the family (`acckv_cli.families`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 
 import torch
+
+from acckv_cli.families import family_for_config
 
 
 class Modality(enum.IntEnum):
@@ -43,13 +47,12 @@ class SpecialIds:
 
     @classmethod
     def from_model(cls, config, tokenizer) -> "SpecialIds":
-        ids = tokenizer.convert_tokens_to_ids
-        bos_eos = [getattr(config, name, None) for name in (
-            "audio_start_token_id", "audio_end_token_id", "vision_start_token_id", "vision_end_token_id")]
-        im_start, im_end = ids("<|im_start|>"), ids("<|im_end|>")
-        delims = tuple(int(i) for i in [*bos_eos, im_start, im_end] if i is not None)
-        return cls(video=int(config.video_token_index), audio=int(config.audio_token_index),
-                   im_start=int(im_start), im_end=int(im_end), delimiters=delims)
+        """Ids of the model's family: config attributes where the family declares them, else token strings
+        (Qwen2.5-Omni says `video_token_index`, Qwen3-Omni `video_token_id`)."""
+        ids = family_for_config(config).special_token_ids(config, tokenizer)
+        order = ("audio_start", "audio_end", "vision_start", "vision_end", "im_start", "im_end")
+        return cls(video=ids["video"], audio=ids["audio"], im_start=ids["im_start"], im_end=ids["im_end"],
+                   delimiters=tuple(ids[role] for role in order if role in ids))
 
 
 @dataclass
@@ -60,7 +63,10 @@ class TokenLayout:
     time_s:     float32 [L], seconds from the start of the clip for media tokens, NaN otherwise
     frame_pair: int32 [L], temporal grid index of a video token (sampled frames 2g and 2g+1), -1 otherwise
     row, col:   int32 [L], spatial cell of a video token on the merged grid, -1 otherwise
-    positions:  int64 [3, L], the model's mRoPE (t, h, w) positions
+    positions:  [3, L], the model's mRoPE (t, h, w) positions, in the model's own dtype: int64 for
+                Qwen2.5-Omni, float32 for Qwen3-Omni, whose temporal positions are fractional (13 per second
+                × 2/fps per frame pair: 8.67 at 3 fps). Never cast them: times come from these values.
+    seconds_per_chunk: Qwen2.5-Omni's interleave chunk; None for Qwen3-Omni (interleaved per token)
     """
 
     modality: torch.Tensor
@@ -69,7 +75,7 @@ class TokenLayout:
     row: torch.Tensor
     col: torch.Tensor
     positions: torch.Tensor
-    seconds_per_chunk: float = 2.0
+    seconds_per_chunk: float | None = 2.0
     extras: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -148,11 +154,12 @@ def _role_header_end(ids_list: list[int], start: int, end: int, tokenizer) -> in
 
 
 def build_layout(positions: torch.Tensor, labels: torch.Tensor, position_id_per_seconds: float,
-                 second_per_grid: float | None, seconds_per_chunk: float = 2.0) -> TokenLayout:
+                 second_per_grid: float | None, seconds_per_chunk: float | None = 2.0) -> TokenLayout:
     """Derive times and video cells from the model's mRoPE positions `[3, L]` and token labels `[L]`.
 
     Temporal positions of media tokens are time × `position_id_per_seconds` relative to the origin of
-    their media block (qwen-omni-notes §5), so each contiguous run of media tokens is converted on its own.
+    their media block (docs/qwen-omni-plumbing.md), so each contiguous run of media tokens is converted on its own.
+    Positions may be int64 (Qwen2.5-Omni) or float (Qwen3-Omni); times are computed in float either way.
     """
     L = labels.numel()
     time_s = torch.full((L,), float("nan"))
@@ -191,8 +198,8 @@ def layout_for_inputs(thinker, processor, inputs, use_audio_in_video: bool) -> T
         input_ids, None, inputs.get("video_grid_thw"), inputs.get("attention_mask"), use_audio_in_video,
         feature_mask.sum(-1) if feature_mask is not None else None, spg)
     config = thinker.config
+    family = family_for_config(config)
     labels = label_tokens(input_ids[0].cpu(), SpecialIds.from_model(config, processor.tokenizer),
                           processor.tokenizer)
-    return build_layout(positions[:, 0].cpu(), labels, float(getattr(config, "position_id_per_seconds", 25)),
-                        float(spg[0]) if spg is not None else None,
-                        float(getattr(config, "seconds_per_chunk", 2)))
+    return build_layout(positions[:, 0].cpu(), labels, family.position_id_per_seconds(config),
+                        float(spg[0]) if spg is not None else None, family.seconds_per_chunk(config))

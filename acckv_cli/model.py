@@ -1,8 +1,9 @@
-"""Model adapter for the Qwen2.5-Omni thinker: loading, prompt building and timed generation.
+"""The loaded model: a Qwen2.5-Omni or Qwen3-Omni thinker, its processor, and the processor inputs of a clip.
 
-Everything model-specific that the rest of the tool needs goes through here: which processor flags to
-pass (qwen-omni-notes §0, items 5–7), how to find the decoder layers, and how to avoid computing logits
-for every prompt position (§12).
+Loading picks the family (`acckv_cli.families`) from the checkpoint's config; everything family-specific
+that the rest of the tool needs (pixel range, audio window, token ids, positions per second) is read
+through `LoadedModel.family`. The processor call itself — which flags to pass for a video with its own
+soundtrack — is the same for both families (docs/qwen-omni-plumbing.md, docs/qwen3-omni-notes.md).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
+from acckv_cli.families import (ModelFamily, UnsupportedModel, family_for_checkpoint, family_for_processor,
+                                family_of)
 from acckv_cli.media import DecodedMedia
-from acckv_cli.preprocess import video_pixel_range
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,8 @@ BUILTIN_NAME = "builtin-tiny"
 DEMO_NAME = "builtin-demo"
 DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
 DEMO_NOTICE = ("built-in demo model: a small Qwen2.5-Omni-architecture model trained only on SynthAVQA "
-               "(synthetic shapes + instrument tones); for real videos pass --model with a Qwen2.5-Omni checkpoint")
+               "(synthetic shapes + instrument tones); for real videos pass --model with a Qwen2.5-Omni or "
+               "Qwen3-Omni checkpoint")
 
 
 class ModelUnavailable(RuntimeError):
@@ -47,24 +51,33 @@ class LoadedModel:
     notices: list[str] = field(default_factory=list)
     answer_words: frozenset[str] = frozenset()  # words a model without spaces between them may run together
 
+    @functools.cached_property
+    def family(self) -> ModelFamily:
+        """Qwen2.5-Omni or Qwen3-Omni, from the thinker's config (from the processor when there is no thinker)."""
+        if self.thinker is None:
+            return family_for_processor(self.processor)
+        return family_of(self.thinker)
+
     @property
     def decoder_layers(self):
         return self.thinker.get_decoder().layers
 
     @property
     def pixel_range(self) -> tuple[int, int]:
-        """(min, max) pixels per video frame: Qwen's official 128·28²–768·28² for real checkpoints.
+        """(min, max) pixels per video frame: Qwen's official 128·f²–768·f² for real checkpoints (f = 28 for
+        Qwen2.5-Omni, 32 for Qwen3-Omni).
 
-        A checkpoint's processor config gives the image range (3,136–12,845,056 for the published ones),
-        which Qwen's own pipeline ignores for video; a range within 768·28² is the model's own video
-        setting (the built-in demo model) and is kept. See `acckv_cli.preprocess.video_pixel_range`.
+        A checkpoint's processor config gives the image range (3,136–12,845,056 for the published Qwen2.5
+        ones), which Qwen's own pipeline ignores for video; a range within 768·f² is the model's own video
+        setting (the built-in demo model, the tiny test models) and is kept. See
+        `acckv_cli.preprocess.video_pixel_range`.
         """
-        return video_pixel_range(getattr(self.processor.video_processor, "size", None))
+        return self.family.pixel_range(getattr(self.processor.video_processor, "size", None))
 
     @property
-    def audio_limit_s(self) -> float:
-        """Longest audio the feature extractor keeps (it pads or truncates to `chunk_length`)."""
-        return float(getattr(self.processor.feature_extractor, "chunk_length", 30))
+    def audio_limit_s(self) -> float | None:
+        """Longest audio the processor keeps (Qwen2.5-Omni: `chunk_length`), None when it never cuts."""
+        return self.family.audio_limit_s(self.processor)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -83,24 +96,26 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def load_model(model: str | None = None, device: str = "auto", dtype: str = "auto",
                attn_implementation: str = "sdpa") -> LoadedModel:
-    """Load a Qwen2.5-Omni thinker and its processor, or the built-in model when `model` is None.
+    """Load a Qwen2.5-Omni or Qwen3-Omni thinker and its processor, or the built-in model when `model` is None.
 
     `model` is a hub id (used only if already in the local cache: we never download) or a local folder
-    holding a full Qwen2.5-Omni checkpoint or a thinker-only one.
+    holding a full checkpoint or a thinker-only one; the family comes from its config.json.
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if model is None:
         return _load_builtin(dev, dt)
+    family = None
     try:
-        from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
-        processor = Qwen2_5OmniProcessor.from_pretrained(model)
-        thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
-            model, dtype=dt, attn_implementation=attn_implementation)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelUnavailable(_unavailable_message(model, exc)) from exc
+        family = family_for_checkpoint(model)
+        thinker, processor = family.load(model, dt, attn_implementation)
+    except UnsupportedModel as exc:
+        raise ModelUnavailable(f"cannot use '{model}': {exc}") from exc
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:  # missing, incomplete or corrupt files
+        raise ModelUnavailable(_unavailable_message(model, exc, family)) from exc
     thinker.to(dev).eval()
-    return LoadedModel(thinker, processor, model, dev, dt)
+    notices = family.align(thinker, processor)
+    return LoadedModel(thinker, processor, model, dev, dt, notices=notices)
 
 
 @functools.lru_cache(maxsize=2)
@@ -119,7 +134,7 @@ def _builtin_parts(dev: torch.device, dt: torch.dtype):
 
     thinker, processor = build_tiny_thinker()
     notice = ("built-in tiny random model: its answers are meaningless; "
-              "pass --model with a Qwen2.5-Omni checkpoint for real answers")
+              "pass --model with a Qwen2.5-Omni or Qwen3-Omni checkpoint for real answers")
     return thinker.to(dev, dt).eval(), processor, BUILTIN_NAME, notice
 
 
@@ -132,9 +147,10 @@ def _load_builtin(dev: torch.device, dt: torch.dtype) -> LoadedModel:
     return LoadedModel(thinker, processor, name, dev, dt, is_builtin=True, notices=[notice], answer_words=words)
 
 
-def _unavailable_message(model: str, exc: Exception) -> str:
+def _unavailable_message(model: str, exc: Exception, family: ModelFamily | None) -> str:
     if os.path.isdir(model):
-        return (f"cannot load a Qwen2.5-Omni thinker from folder '{model}': "
+        what = f"a {family.title} thinker" if family is not None else "a model"
+        return (f"cannot load {what} from folder '{model}': "
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     return (f"model '{model}' is not available offline: download it on a connected machine "
             f"(e.g. `hf download {model} --local-dir DIR`) and pass --model DIR")
@@ -191,8 +207,8 @@ def build_inputs(lm: LoadedModel, media: DecodedMedia, question: str,
 
 
 def _fit_audio(lm: LoadedModel, media: DecodedMedia, notices: list[str]):
-    if media.audio is None:
-        return None
+    if media.audio is None or lm.audio_limit_s is None:  # no audio, or a processor that never cuts it
+        return media.audio
     limit = int(lm.audio_limit_s * media.audio_rate)
     if media.audio.shape[0] > limit:
         notices.append(f"audio truncated to the model's {lm.audio_limit_s:.0f} s audio window")

@@ -8,6 +8,7 @@ This module turns those answers into the records the CLI prints.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 from acckv_cli import media as media_mod
@@ -79,13 +80,20 @@ def media_summary(decoded: media_mod.DecodedMedia, inputs: dict) -> dict:
     grid = inputs.get("video_grid_thw")
     if decoded.frames is not None and grid is not None:
         t, h, w = (int(x) for x in grid[0])
+        patch = _patch_size(inputs)
         out.update(sampled_fps=round(float(decoded.sample_fps), 4), frames=int(decoded.frames.shape[0]),
                    processor_fps=_processor_fps(inputs),
-                   frame_size=[w * 14, h * 14], pixels_per_frame=h * w * 196,
+                   frame_size=[w * patch, h * patch], pixels_per_frame=h * w * patch * patch,
                    tokens_per_frame_pair=h * w // 4)
     if decoded.audio is not None:
         out["audio_seconds"] = round(decoded.audio.shape[0] / decoded.audio_rate, 3)
     return out
+
+
+def _patch_size(inputs: dict) -> int:
+    """Vision patch side in pixels (14 for Qwen2.5-Omni, 16 for Qwen3-Omni), from the processor's own output:
+    each row of `pixel_values_videos` is one patch of 3 channels × 2 frames × patch²."""
+    return round(math.sqrt(inputs["pixel_values_videos"].shape[-1] / 6))
 
 
 def _processor_fps(inputs: dict) -> float | None:

@@ -77,7 +77,7 @@ def video_frame_size(height: int, width: int, n_frames: int, min_pixels: int = V
     return smart_resize(height, width, min_pixels, cap)
 
 
-def video_pixel_range(size: dict | None) -> tuple[int, int]:
+def video_pixel_range(size: dict | None, factor: int = FACTOR) -> tuple[int, int]:
     """(min, max) pixels per video frame for a video processor whose ``size`` is given.
 
     The published Qwen2.5-Omni checkpoints ship a single preprocessor config whose pixel range,
@@ -85,13 +85,16 @@ def video_pixel_range(size: dict | None) -> tuple[int, int]:
     ignores it for videos and uses 128·28²–768·28² (qwen-omni-utils). So a range whose upper end lies
     beyond 768·28² (or no range at all) is read as "no video range of its own": Qwen's official video
     range applies. A range within 768·28² is a deliberate video setting and is kept as declared: the
-    built-in demo model, trained at 4·28²–36·28², and the tiny test models.
+    built-in demo model, trained at 4·28²–36·28², and the tiny test models. ``factor`` is the model's
+    pixels per token side: 28 for Qwen2.5-Omni, 32 for Qwen3-Omni (patch 16), whose official range is
+    128·32²–768·32² (its processor's default, and qwen-omni-utils with ``image_patch_size=16``).
     """
     size = size or {}
     low, high = size.get("shortest_edge"), size.get("longest_edge")
-    if not high or high > VIDEO_MAX_PIXELS:
-        return VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS
-    return int(low or min(VIDEO_MIN_PIXELS, high)), int(high)
+    official_min, official_max = 128 * factor * factor, 768 * factor * factor
+    if not high or high > official_max:
+        return official_min, official_max
+    return int(low or min(official_min, high)), int(high)
 
 
 def uses_official_sizing(pixel_range: tuple[int, int]) -> bool:

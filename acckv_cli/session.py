@@ -221,13 +221,13 @@ class ClipSession:
         return first, run, layout, cache
 
     def _with_tokens(self, prompt: QuestionPrompt, end: int) -> dict:
-        """The prefix's decoder inputs extended by the prompt tokens [media_end, end) (one-forward prefill)."""
-        embedded = self.embedded
-        if set(embedded) != {"inputs_embeds"}:
-            raise ValueError("this model family passes extra decoder inputs; a one-forward prefill is not supported")
+        """The prefix's decoder inputs extended by the prompt tokens [media_end, end) (one-forward prefill).
+
+        The family says how its extra decoder inputs extend (Qwen3-Omni's deepstack mask grows by False).
+        """
         ids, _ = prompt.span(prompt.media_end, end)
-        tokens = self.lm.thinker.get_decoder().embed_tokens(ids).to(embedded["inputs_embeds"].dtype)
-        return {"inputs_embeds": torch.cat([embedded["inputs_embeds"], tokens], dim=1)}
+        tokens = self.lm.thinker.get_decoder().embed_tokens(ids)
+        return self.lm.family.extend_decoder_inputs(self.embedded, tokens)
 
     # --- convenience ----------------------------------------------------------------------------------
     def ask(self, questions: list[str], method: CompressionMethod, budget: Budget, protocol: str = "query-aware",

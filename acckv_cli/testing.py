@@ -61,7 +61,7 @@ _CORPUS = [
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Sizes of the tiny thinker. Defaults follow qwen-omni-notes §13.2 (head_dim 16, 2 KV heads)."""
+    """Sizes of the tiny thinker. Defaults: head_dim 16, 2 KV heads, mRoPE sections summing to head_dim / 2."""
 
     text_layers: int = 3
     hidden: int = 64
@@ -151,7 +151,7 @@ def build_config(tokenizer, spec: TinySpec = TinySpec()):
         audio_token_index=ids("<|AUDIO|>"), image_token_index=ids("<|IMAGE|>"),
         video_token_index=ids("<|VIDEO|>"), audio_start_token_id=ids("<|audio_bos|>"),
         audio_end_token_id=ids("<|audio_eos|>"),
-        # Not a declared config field in 5.24, yet get_rope_index reads it (qwen-omni-notes §3.2).
+        # Not a declared config field in 5.24, yet get_rope_index reads it (docs/qwen-omni-plumbing.md).
         vision_start_token_id=ids("<|vision_bos|>"), vision_end_token_id=ids("<|vision_eos|>"),
         position_id_per_seconds=25, seconds_per_chunk=2,
     )
@@ -178,4 +178,26 @@ def save_tiny_thinker(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
     thinker, processor = build_tiny_thinker(spec)
     thinker.save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+def as_full_checkpoint(folder: str | Path, architecture: str, model_type: str) -> Path:
+    """Rewrite a saved thinker-only folder the way a published Omni checkpoint is laid out, in place.
+
+    config.json becomes the whole model's (`architecture`, `model_type`) with the thinker's config nested
+    under `thinker_config`; weights get the `thinker.` prefix, plus a stand-in `talker.` tensor that loading
+    the thinker alone must skip. (Published checkpoints shard their weights; one file is enough to exercise
+    the same loading path.)
+    """
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(folder)
+    weights = folder / "model.safetensors"
+    tensors = {f"thinker.{k}": v for k, v in load_file(weights).items()}
+    tensors["talker.stand_in.weight"] = torch.zeros(2)
+    save_file(tensors, weights, metadata={"format": "pt"})
+    thinker_config = json.loads((folder / "config.json").read_text())
+    full = {"architectures": [architecture], "model_type": model_type, "thinker_config": thinker_config,
+            "enable_audio_output": False, "transformers_version": thinker_config.get("transformers_version")}
+    (folder / "config.json").write_text(json.dumps(full, indent=2))
     return folder

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random Qwen2.5-Omni thinker and processor, and small prompts built offline."""
+"""Shared fixtures: tiny random Qwen2.5-Omni and Qwen3-Omni thinkers and processors, small prompts built offline."""
 
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ from acckv_cli.layout import layout_for_inputs
 from acckv_cli.media import DecodedMedia, MediaInfo
 from acckv_cli.model import LoadedModel, build_inputs
 from acckv_cli.testing import build_tiny_thinker
+from acckv_cli.testing_qwen3 import build_tiny_qwen3_thinker
 
 torch.set_num_threads(2)
+
+# Tests that hold for every supported model family are parametrized over these (see `family_fixtures`).
+FAMILIES = ("qwen2.5", "qwen3")
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +78,26 @@ def video_prompt(tiny_lm):
 @pytest.fixture(scope="session")
 def audio_prompt(tiny_lm):
     return Prompt(tiny_lm, synthetic_media(video=False))
+
+
+@pytest.fixture(scope="session")
+def tiny_q3():
+    """(thinker, processor) of the tiny random Qwen3-Omni thinker (MoE, q/k norms, deepstack), built once."""
+    return build_tiny_qwen3_thinker()
+
+
+@pytest.fixture(scope="session")
+def q3_lm(tiny_q3):
+    thinker, processor = tiny_q3
+    return LoadedModel(thinker, processor, "tiny-qwen3", torch.device("cpu"), torch.float32, is_builtin=True)
+
+
+@pytest.fixture(scope="session")
+def q3_av_prompt(q3_lm):
+    return Prompt(q3_lm, synthetic_media())
+
+
+def family_fixtures(request, family: str):
+    """(LoadedModel, audio+video Prompt) of the tiny model of `family`, one of FAMILIES."""
+    lm, prompt = {"qwen2.5": ("tiny_lm", "av_prompt"), "qwen3": ("q3_lm", "q3_av_prompt")}[family]
+    return request.getfixturevalue(lm), request.getfixturevalue(prompt)

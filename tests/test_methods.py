@@ -1,8 +1,10 @@
-"""Correctness of the compression framework and of every method on the tiny thinker.
+"""Correctness of the compression framework and of every method on the tiny thinkers.
 
 The reference for eviction is the *full* cache with an attention mask that hides exactly the evicted
 prompt entries of each layer; compressed generation must match it (logits within 1e-5). That also
 checks decode positions: they would be off if computed from the physical (compressed) cache length.
+The central test and the budget contract run on both families (Qwen2.5-Omni and Qwen3-Omni: MoE
+decoder, q/k norms before RoPE, float positions).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from acckv_cli.layout import Modality
 from acckv_cli.methods import METHODS, Budget, BudgetError, CompressionError, get_method
 from acckv_cli.methods.acckv import redistributed_scores
 from acckv_cli.methods.base import gather_entries, kept_mask
+from conftest import FAMILIES, family_fixtures
 
 # acckv merges by default (C-C step 1; get_method("acckv", merge_target="none") only evicts); fastv's default
 # prune mode changes the prefill itself (tests/test_baselines.py has its own reference for it)
@@ -80,9 +83,11 @@ EVICTION_VARIANTS = [(name, {}) for name in EVICTION_ONLY] + [
     ("snapkv", {"head_reduction": "mean"}), ("h2o", {"head_reduction": "kv_max"}), ("fastv", {"mode": "kv_emulate"})]
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("name, params", EVICTION_VARIANTS)
-def test_eviction_equals_masked_full_cache(tiny, av_prompt, name, params):
-    thinker, _ = tiny
+def test_eviction_equals_masked_full_cache(request, family, name, params):
+    lm, av_prompt = family_fixtures(request, family)
+    thinker = lm.thinker
     run, out = compressed_run(thinker, av_prompt, get_method(name, **params), Budget(0.3))
     ref = masked_reference(thinker, av_prompt, run)
     assert_same_logits(out, ref)
@@ -114,9 +119,9 @@ def test_reference_detects_wrong_decode_positions(tiny, av_prompt):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-@pytest.mark.parametrize("prompt_name", ["av_prompt", "video_prompt", "audio_prompt"])
-def test_budget_and_protection(tiny, request, name, prompt_name):
-    thinker, _ = tiny
+@pytest.mark.parametrize("prompt_name", ["av_prompt", "video_prompt", "audio_prompt", "q3_av_prompt"])
+def test_budget_and_protection(request, name, prompt_name):
+    thinker, _ = request.getfixturevalue("tiny_q3" if prompt_name.startswith("q3") else "tiny")
     prompt = request.getfixturevalue(prompt_name)
     budget = Budget(0.5)
     run, out = compressed_run(thinker, prompt, get_method(name), budget, max_new_tokens=1)

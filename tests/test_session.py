@@ -2,7 +2,8 @@
 
 The reference for every protocol is the same prompt run in one piece: the processor on the whole prompt,
 `thinker.generate`, or the compressed cache replaced by the full cache with exactly the evicted entries
-masked (causal within each segment).
+masked (causal within each segment). The central ones run on both families: Qwen3-Omni's float positions,
+per-token interleave and deepstack decoder inputs go through the same segments.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import torch
 from transformers import AttentionInterface, DynamicCache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from conftest import synthetic_media
-from acckv_cli.generation import forward_segment, greedy_decode, split_words
+from conftest import FAMILIES, synthetic_media
+from acckv_cli.generation import embed_prompt, forward_segment, greedy_decode, split_words
 from acckv_cli.layout import layout_for_inputs
 from acckv_cli.methods import Budget, CompressionError, get_method
 from acckv_cli.methods.attention import per_layer_attention
@@ -37,10 +38,24 @@ def session(tiny_lm, media):
     return ClipSession(tiny_lm, media)
 
 
+@pytest.fixture(scope="module")
+def q3_session(q3_lm, media):
+    return ClipSession(q3_lm, media)
+
+
+def family_session(request, family: str):
+    """(LoadedModel, ClipSession on the 4-s clip) of the tiny model of `family`."""
+    if family == "qwen3":
+        return request.getfixturevalue("q3_lm"), request.getfixturevalue("q3_session")
+    return request.getfixturevalue("tiny_lm"), request.getfixturevalue("session")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("kind", ["av", "video", "audio"])
-def test_prompt_pieces_are_the_whole_prompt(tiny_lm, kind):
+def test_prompt_pieces_are_the_whole_prompt(request, family, kind):
     """Prefix + question + suffix ids equal the processor's ids on the whole prompt, positions equal
     `get_rope_index` on the whole prompt, and the prefix alone has the whole prompt's first positions."""
+    tiny_lm, _ = family_session(request, family)
     media = synthetic_media(video=kind != "audio", audio=kind != "video")
     question = QUESTIONS[1]
     prompt = ClipSession(tiny_lm, media).prompt
@@ -58,9 +73,11 @@ def test_prompt_pieces_are_the_whole_prompt(tiny_lm, kind):
     assert tiny_lm.processor.tokenizer.decode(ids) == question
 
 
-def test_segmented_full_cache_equals_generate(tiny_lm, session, media):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_segmented_full_cache_equals_generate(request, family, media):
     """Media prefilled from encoder outputs, then the question, then greedy decoding: the same logits as
     `thinker.generate` on the one-piece prompt (this also checks every position of every piece)."""
+    tiny_lm, session = family_session(request, family)
     question = QUESTIONS[0]
     inputs, flag = build_inputs(tiny_lm, media, question)
     ref = tiny_lm.thinker.generate(**inputs, use_audio_in_video=flag, max_new_tokens=4, do_sample=False,
@@ -84,27 +101,34 @@ def test_segmented_full_cache_equals_generate(tiny_lm, session, media):
 
 
 def one_segment_query_aware(lm, session, question, method, budget):
-    """Reference: media and question prefilled in ONE forward with the hooks, then the header."""
+    """Reference: media and question prefilled in ONE forward with the hooks, then the header.
+
+    The decoder inputs of media + question come from transformers' own merge on the longer ids (not from
+    extending the prefix's), so Qwen3-Omni's deepstack mask is the model's own."""
     prompt = session.prompt.question(question)
-    layout = prompt.layout.prefix(prompt.question_end)
-    q_ids, _ = prompt.span(prompt.media_end, prompt.question_end)
-    embeds = torch.cat([session.embedded["inputs_embeds"], lm.thinker.get_decoder().embed_tokens(q_ids)], 1)
+    end = prompt.question_end
+    layout = prompt.layout.prefix(end)
+    ids = prompt.input_ids[:, :end]
+    inputs = dict(session.prompt.inputs, input_ids=ids, attention_mask=torch.ones_like(ids))
+    embedded = embed_prompt(lm.thinker, inputs, prompt.positions[:, :, :end], session.prompt.use_audio_in_video)
     with torch.inference_mode(), per_layer_attention(lm.thinker):
         cache = DynamicCache(config=lm.thinker.config.get_text_config(decoder=True))
         with method(lm.thinker, layout, budget) as run:
-            forward_segment(lm.thinker, cache, prompt.positions[:, :, :prompt.question_end],
-                            embedded={"inputs_embeds": embeds}, logits=False)
+            forward_segment(lm.thinker, cache, prompt.positions[:, :, :end], embedded=embedded, logits=False)
         ids, pos = prompt.span(prompt.question_end, prompt.length)
         first = forward_segment(lm.thinker, cache, pos, ids)
     return run, first
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("name, params", [("snapkv", {}), ("h2o", {}), ("acckv", {}),
                                           ("acckv", {"score_queries": "all"}), ("acckv", {"score_queries": "window:80"}),
                                           ("random", {}), ("fastv", {}), ("taskfocus", {})])
-def test_query_aware_with_a_shared_media_prefill_equals_one_segment(tiny_lm, session, name, params):
+def test_query_aware_with_a_shared_media_prefill_equals_one_segment(request, family, name, params):
     """The media prefilled once (stash recorded) and the question compressed later keeps the same entries
-    and gives the same first-token logits as compressing media + question in one forward."""
+    and gives the same first-token logits as compressing media + question in one forward. (FastV's prune
+    mode is one forward itself: the session extends the prefix's decoder inputs, deepstack included.)"""
+    tiny_lm, session = family_session(request, family)
     question, budget = QUESTIONS[2], Budget(0.3)
     method = get_method(name, **params)
     run, first = one_segment_query_aware(tiny_lm, session, question, method, budget)
@@ -155,11 +179,13 @@ def masked_attention(thinker):
         config._attn_implementation = saved
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("protocol", ["context", "query-aware"])
 @pytest.mark.parametrize("name", ["random", "snapkv", "acckv"])
-def test_answers_come_from_the_compressed_cache(tiny_lm, session, protocol, name):
+def test_answers_come_from_the_compressed_cache(request, family, protocol, name):
     """Compressed answer = full cache with exactly the evicted entries masked, for the first token and the
     following ones (logits within 1e-5): the question, the header and the answer see only what was kept."""
+    tiny_lm, session = family_session(request, family)
     params = {"merge_target": "none"} if name == "acckv" else {}  # masking can only reproduce eviction
     question, budget, method = QUESTIONS[1], Budget(0.25), get_method(name, **params)
     media_cache = session.media_cache_for(protocol, method, budget)

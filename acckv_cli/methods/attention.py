@@ -1,6 +1,6 @@
 """Attention probabilities for scoring, recomputed from a layer's queries (any attention backend).
 
-sdpa never returns probabilities (qwen-omni-notes §8), and eager `output_attentions` costs O(H·L²)
+sdpa never returns probabilities (docs/qwen-omni-plumbing.md), and eager `output_attentions` costs O(H·L²)
 memory. Methods therefore recompute only the query rows they need, in chunks, against the layer's cached
 post-RoPE keys: memory O(H·chunk·L), never O(L²).
 
@@ -164,7 +164,7 @@ def acckv_sdpa(module, query, key, value, attention_mask, **kwargs):
     """sdpa that builds its causal mask from *its own layer's* key length.
 
     After compression the layers hold different numbers of slots, but transformers builds one mask for all
-    layers from layer 0 (notes §9). Batch size 1 only (the compression context refuses larger batches).
+    layers from layer 0 (docs/qwen-omni-plumbing.md). Batch size 1 only (the compression context refuses larger batches).
     """
     q_len, k_len = query.shape[2], key.shape[2]
     kwargs.pop("is_causal", None)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from acckv_cli.families import family_of
+from acckv_cli.layout import Modality
 from acckv_cli.methods.attention import HEAD_REDUCTIONS
 from acckv_cli.methods.base import (CompressionError, CompressionMethod, LayerContext, LayerResult, check_choice,
                                     keep_top)
@@ -114,6 +116,7 @@ class FastV(CompressionMethod):
         if self.mode != "prune":
             return []
         K = self.start_layer(len(run.decoder_layers))
+        self._check_deepstack(run, K)
 
         def slice_inputs(module, args, kwargs):
             keep = run.shared.get(KEEP_KEY)
@@ -132,6 +135,15 @@ class FastV(CompressionMethod):
 
         return [layer.register_forward_pre_hook(slice_inputs, with_kwargs=True)
                 for layer in run.thinker.get_decoder().layers[K:]]
+
+    @staticmethod
+    def _check_deepstack(run, K: int) -> None:
+        """Qwen3-Omni adds deepstack visual features to the video rows after its first text layers, with a
+        mask over the whole prompt; dropping rows before those layers would break that addition."""
+        depth = family_of(run.thinker).deepstack_layers(run.thinker)
+        if K < depth and bool(run.layout.mask(Modality.VIDEO).any()):
+            raise CompressionError(f"fastv prune mode drops tokens at layer {K}, but this model adds visual features "
+                                   f"to layers 0-{depth - 1} (deepstack); use k >= {depth} or mode=kv_emulate")
 
     def finish(self, run, cache) -> None:
         """Prune mode: cut layers < K to the survivors too, so every layer holds the budget."""

@@ -13,7 +13,7 @@ from acckv_cli.methods.registry import register
 @register
 @dataclass
 class Random(ScorerMethod):
-    """Random eviction (acckv-method.md §10.2). The same set in every KV head of a layer.
+    """Random eviction (docs/acckv-method.md). The same set in every KV head of a layer.
 
     seed:                  reproducibility.
     per_layer_independent: draw a new subset in each layer (True) or one subset shared by all layers.

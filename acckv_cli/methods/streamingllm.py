@@ -13,7 +13,7 @@ from acckv_cli.methods.registry import register
 @register
 @dataclass
 class StreamingLLM(ScorerMethod):
-    """Keep the first `n_sink` tokens and the most recent ones; evict the middle (acckv-method.md §10.3).
+    """Keep the first `n_sink` tokens and the most recent ones; evict the middle (kvpress's StreamingLLMPress; docs/acckv-method.md).
 
     Protected text is always kept, so in practice this keeps the media tokens nearest to the end of
     the AV block (the most recent seconds) plus any media among the first `n_sink` positions.

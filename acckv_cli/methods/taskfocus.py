@@ -27,7 +27,7 @@ def question_focus(question: str) -> Modality:
 @register
 @dataclass
 class TaskFocus(CompressionMethod):
-    """Naive task-based modality focus (acckv-method.md §10.10); the baseline for AccKV's per-layer A-F.
+    """Naive task-based modality focus (docs/acckv-method.md); the baseline for AccKV's per-layer A-F.
 
     One priority modality per prompt, the same in every layer: `focus = audio | video`, or `auto` from
     keywords in the question (`layout.extras["question"]`, set by the CLI; empty → video). The media
