@@ -226,20 +226,27 @@ def _render_answers(results, report: ReportMode) -> None:
 
 
 @app.command()
-def methods(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")):
+def methods(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+            options: bool = typer.Option(False, "--options", help="Also list every hyperparameter: type, default, "
+                                                                  "allowed values (set them as name:key=value).")):
     """List the KV compression methods with one line each."""
     from acckv_cli.methods import METHODS
 
-    rows = [{"name": name, "summary": cls.summary, "paper": cls.paper or None,
-             "defaults": cls().config()} for name, cls in sorted(METHODS.items())]
+    rows = [{"name": name, "summary": cls.summary, "paper": cls.paper or None, "defaults": cls().config(),
+             "options": cls.options()} for name, cls in sorted(METHODS.items())]
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
     table = Table(title="KV compression methods")
     table.add_column("name")
     table.add_column("what it does")
+    table.add_column("paper")
     for row in rows:
-        table.add_row(row["name"], row["summary"])
+        table.add_row(row["name"], row["summary"], row["paper"] or "–")
+        if options:
+            for opt in row["options"]:
+                allowed = f" ∈ {{{', '.join(opt['choices'])}}}" if opt["choices"] else ""
+                table.add_row("", f"  {opt['name']}: {opt['type']} = {opt['default']!r}{allowed}", "")
     out.print(table)
 
 

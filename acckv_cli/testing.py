@@ -78,8 +78,14 @@ class TinySpec:
     seed: int = 0
 
 
-def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 400):
-    """Byte-level BPE trained on a few sentences, wrapped as a Qwen2Tokenizer with Qwen's special tokens."""
+def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 400, specials: list[str] | None = None,
+                    named_specials: dict[str, str] | None = None):
+    """Byte-level BPE trained on a few sentences, wrapped as a Qwen2Tokenizer with Qwen's special tokens.
+
+    `specials` / `named_specials` default to Qwen2.5-Omni's; Qwen3-Omni's builder passes its own.
+    """
+    specials = SPECIALS if specials is None else specials
+    named_specials = NAMED_SPECIALS if named_specials is None else named_specials
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
@@ -95,10 +101,10 @@ def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 400):
     state = json.loads(bpe.to_str())["model"]
     vocab = dict(state["vocab"])
     merges = [tuple(m) if not isinstance(m, str) else tuple(m.split(" ")) for m in state["merges"]]
-    vocab.update({s: len(vocab) + i for i, s in enumerate(SPECIALS)})
+    vocab.update({s: len(vocab) + i for i, s in enumerate(specials)})
     tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token="<|endoftext|>", eos_token="<|im_end|>",
-                         pad_token="<|endoftext|>", model_max_length=32768, extra_special_tokens=NAMED_SPECIALS)
-    tok.add_tokens(SPECIALS, special_tokens=True)
+                         pad_token="<|endoftext|>", model_max_length=32768, extra_special_tokens=named_specials)
+    tok.add_tokens(specials, special_tokens=True)
     return tok
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from acckv_cli.testing import _CORPUS, QWEN2_SPLIT, as_full_checkpoint  # same BPE recipe as the Qwen2.5 tiny model
+from acckv_cli.testing import _CORPUS, as_full_checkpoint
 
 # In the Qwen2/Qwen3 vocabulary order (checkpoint ids in docs/qwen3-omni-notes.md §3); the tiny tokenizer
 # appends them after its BPE vocabulary, so ids differ from the checkpoint's: always read them at run time.
@@ -91,28 +91,9 @@ class TinyQwen3Spec:
 
 def build_qwen3_tokenizer(corpus: list[str] | None = None, vocab_size: int = 400):
     """Byte-level BPE on a few sentences, wrapped as a Qwen2Tokenizer with Qwen3-Omni's special tokens."""
-    import json
+    from acckv_cli.testing import build_tokenizer
 
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    bpe.train_from_iterator(corpus or _CORPUS, trainer)
-    state = json.loads(bpe.to_str())["model"]
-    vocab = dict(state["vocab"])
-    merges = [tuple(m) if not isinstance(m, str) else tuple(m.split(" ")) for m in state["merges"]]
-    vocab.update({s: len(vocab) + i for i, s in enumerate(SPECIALS)})
-    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token="<|endoftext|>", eos_token="<|im_end|>",
-                         pad_token="<|endoftext|>", model_max_length=32768, extra_special_tokens=NAMED_SPECIALS)
-    tok.add_tokens(SPECIALS, special_tokens=True)
-    return tok
+    return build_tokenizer(corpus or _CORPUS, vocab_size, SPECIALS, NAMED_SPECIALS)
 
 
 def build_qwen3_processor(tokenizer=None, feature_chunk_seconds: int = 30,

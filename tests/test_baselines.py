@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -202,7 +203,17 @@ MIXED = ([int(Modality.SYSTEM)] * 6 + [int(Modality.DELIM)] * 2
          + [int(Modality.QUESTION)] * 8 + [int(Modality.DELIM), int(Modality.TEXT)])
 
 
-def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool):
+def split_over_bins(k: int, sizes: list[int]) -> list[int]:
+    """k slots over bins in proportion to their sizes, the leftover slots to the largest remainders."""
+    exact = [k * n / sum(sizes) for n in sizes]
+    share = [math.floor(x) for x in exact]
+    order = sorted(range(len(sizes)), key=lambda i: exact[i] - share[i], reverse=True)
+    for i in order[: k - sum(share)]:
+        share[i] += 1
+    return share
+
+
+def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool, coverage_s: float | None = None):
     """AccKV's kept set, written from the method description with plain tensor code:
     A-R over the text rows after the media (c_j = rows that see j), A-F weights = ratio of the per-token
     means, quotas k_m ∝ W_m·n_m (rounded, capped, overflow to the other), top-k_m per modality, merge of
@@ -225,7 +236,15 @@ def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool):
     kept = [(~media).nonzero().squeeze(1)]
     for name, k in (("video", k_video), ("audio", k_audio)):
         idx = masks[name].nonzero().squeeze(1)
-        kept.append(idx[s[idx].topk(k).indices])
+        if coverage_s is None:
+            kept.append(idx[s[idx].topk(k).indices])
+            continue
+        bins = [int(math.floor(float(ctx.layout.time_s[i]) / coverage_s)) for i in idx.tolist()]
+        values = sorted(set(bins))
+        members = [[i for i, b in zip(idx.tolist(), bins) if b == v] for v in values]
+        for group, share in zip(members, split_over_bins(k, [len(m) for m in members])):
+            group = torch.tensor(group)
+            kept.append(group[s[group].topk(share).indices])
     keep = torch.cat(kept).sort().values
     K, V = ctx.keys[0].double(), ctx.values[0].double()
     out_k, out_v = K[:, keep].clone(), V[:, keep].clone()
@@ -273,10 +292,11 @@ class InvertedWeights(AccKV):
         return {k: 1.0 - w for k, w in super().modality_weights(ctx, scores).items()}
 
 
-def check_acckv(thinker, method, merge: bool, seed: int, budget: float = 0.4, tau: float = 0.0):
+def check_acckv(thinker, method, merge: bool, seed: int, budget: float = 0.4, tau: float = 0.0,
+                coverage_s: float | None = None):
     ctx, attn = random_context(thinker, MIXED, budget, seed=seed)
     result = method.compress_layer(ctx)
-    keep, out_k, out_v, high = acckv_reference(ctx, attn, budget, tau, merge)
+    keep, out_k, out_v, high = acckv_reference(ctx, attn, budget, tau, merge, coverage_s)
     assert result.stats["priority"] == high
     assert torch.equal(result.keep, keep)
     keys = result.keys if result.keys is not None else ctx.keys[:, :, result.keep]
@@ -286,9 +306,21 @@ def check_acckv(thinker, method, merge: bool, seed: int, budget: float = 0.4, ta
 @pytest.mark.parametrize("merge", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_acckv_equals_reference(tiny, merge, seed):
+    """The paper's pipeline (no coverage, calibration on with an absolute τ), merge on and off."""
     thinker, _ = tiny
-    params = dict(tau=0.0, tau_mode="absolute", merge_target="nearest_kept" if merge else "none")
+    params = dict(tau=0.0, tau_mode="absolute", calibration=True, coverage="none",
+                  merge_target="nearest_kept" if merge else "none")
     check_acckv(thinker, AccKV(**params), merge, seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("coverage_s", [0.25, 0.5])
+def test_acckv_time_coverage_equals_reference(tiny, seed, coverage_s):
+    """`coverage=time`: each modality's quota spread over time bins by token count, top-scored in each bin."""
+    thinker, _ = tiny
+    params = dict(tau=0.0, tau_mode="absolute", calibration=True, coverage="time", coverage_seconds=coverage_s,
+                  merge_target="nearest_kept")
+    check_acckv(thinker, AccKV(**params), True, seed, coverage_s=coverage_s)
 
 
 @pytest.mark.parametrize("mutant", [LowestScored, EvictsMostSimilar, InvertedWeights])
@@ -298,7 +330,8 @@ def test_plausible_acckv_bugs_fail_the_reference(tiny, mutant):
     failures = 0
     for seed in range(3):
         try:
-            check_acckv(thinker, mutant(tau=0.0, tau_mode="absolute", merge_target="none"), False, seed)
+            check_acckv(thinker, mutant(tau=0.0, tau_mode="absolute", calibration=True, coverage="none",
+                                        merge_target="none"), False, seed)
         except AssertionError:
             failures += 1
     assert failures > 0

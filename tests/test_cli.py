@@ -227,3 +227,26 @@ def test_entry_points_run_as_programs():
     proc = subprocess.run([sys.executable, "-m", "acckv_cli", "ask", "missing.mp4", "q"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_methods_options_list_every_hyperparameter():
+    rows = json.loads(invoke("methods", "--json").stdout)
+    acckv = next(r for r in rows if r["name"] == "acckv")
+    names = {o["name"] for o in acckv["options"]}
+    assert {"redistribution", "coverage", "calibration", "tau"} <= names
+    assert next(o for o in acckv["options"] if o["name"] == "coverage")["choices"] == ["none", "time"]
+    assert all(r["paper"] for r in rows if r["name"] not in ("full", "random", "taskfocus"))
+    result = invoke("methods", "--options")
+    assert result.exit_code == 0 and "coverage_seconds" in result.stdout
+
+
+def test_a_second_method_with_a_taken_name_is_refused():
+    from dataclasses import dataclass
+    from acckv_cli.methods import CompressionMethod, register
+
+    @dataclass
+    class Impostor(CompressionMethod):
+        name = "snapkv"
+
+    with pytest.raises(ValueError, match="already registered"):
+        register(Impostor)

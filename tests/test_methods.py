@@ -309,7 +309,7 @@ def test_acckv_calibration_matches_tensor_reference(tiny, av_prompt):
     lay = av_prompt.layout
     tau = 0.0
     no_calib, out0 = compressed_run(thinker, av_prompt, get_method("acckv", calibration=False), Budget(0.3), 1)
-    calib, _ = compressed_run(thinker, av_prompt, get_method("acckv", tau=tau, tau_mode="absolute"), Budget(0.3), 1)
+    calib, _ = compressed_run(thinker, av_prompt, get_method("acckv", calibration=True, tau=tau, tau_mode="absolute"), Budget(0.3), 1)
     for r0, r1, layer in zip(no_calib.layers, calib.layers, out0.cache.layers):
         high, low = Modality[r0["priority"].upper()], next(m for m in (Modality.VIDEO, Modality.AUDIO)
                                                             if m.label != r0["priority"])

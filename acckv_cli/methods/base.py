@@ -174,6 +174,24 @@ class CompressionMethod:
     name: ClassVar[str] = "base"
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    choices: ClassVar[dict[str, tuple]] = {}  # allowed values of the string hyperparameters
+
+    def check_choices(self) -> None:
+        """Refuse a string hyperparameter outside its `choices` (when the method is built, not in the hook)."""
+        for field_name, allowed in self.choices.items():
+            check_choice(self.name, field_name, getattr(self, field_name), allowed)
+
+    @classmethod
+    def options(cls) -> list[dict]:
+        """Every hyperparameter: name, type, default and, for string knobs, the allowed values."""
+        from dataclasses import MISSING, fields
+
+        out = []
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else None
+            out.append({"name": f.name, "type": getattr(f.type, "__name__", str(f.type)), "default": default,
+                        "choices": list(cls.choices.get(f.name, ())) or None})
+        return out
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         raise NotImplementedError

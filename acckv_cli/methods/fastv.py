@@ -9,7 +9,7 @@ import torch
 from acckv_cli.families import family_of
 from acckv_cli.layout import Modality
 from acckv_cli.methods.attention import HEAD_REDUCTIONS
-from acckv_cli.methods.base import (CompressionError, CompressionMethod, LayerContext, LayerResult, check_choice,
+from acckv_cli.methods.base import (CompressionError, CompressionMethod, LayerContext, LayerResult,
                                     keep_top)
 from acckv_cli.methods.registry import register
 
@@ -48,9 +48,10 @@ class FastV(CompressionMethod):
     mode: str = "prune"
     head_reduction: str = "mean"
 
+    choices = {"mode": MODES, "head_reduction": ("mean", "max")}
+
     def __post_init__(self):
-        check_choice(self.name, "mode", self.mode, MODES)
-        check_choice(self.name, "head_reduction", self.head_reduction, ("mean", "max"))
+        self.check_choices()
         if self.ratio is not None and not 0 <= self.ratio <= 1:
             raise ValueError(f"fastv ratio must lie in [0, 1], got {self.ratio}")
         if self.k < 1:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from acckv_cli.methods.attention import HEAD_REDUCTIONS
-from acckv_cli.methods.base import LayerContext, LayerResult, ScorerMethod, check_choice, keep_top, recent_media
+from acckv_cli.methods.base import LayerContext, LayerResult, ScorerMethod, keep_top, recent_media
 from acckv_cli.methods.registry import register
 from acckv_cli.methods.stash import AttentionNeeds
 
@@ -41,9 +41,10 @@ class H2O(ScorerMethod):
     normalize: str = "none"
     head_reduction: str = "kv_mean"
 
+    choices = {"normalize": NORMALIZATIONS, "head_reduction": HEAD_REDUCTIONS}
+
     def __post_init__(self):
-        check_choice(self.name, "normalize", self.normalize, NORMALIZATIONS)
-        check_choice(self.name, "head_reduction", self.head_reduction, HEAD_REDUCTIONS)
+        self.check_choices()
         if not 0 <= self.recent_share <= 1:
             raise ValueError(f"h2o recent_share must lie in [0, 1], got {self.recent_share}")
 

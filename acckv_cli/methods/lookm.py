@@ -8,7 +8,7 @@ import torch
 
 from acckv_cli.layout import Modality
 from acckv_cli.methods.attention import HEAD_REDUCTIONS
-from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, check_choice, kept_mask
+from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, kept_mask
 from acckv_cli.methods.h2o import heavy_hitters_and_recent
 from acckv_cli.methods.merge import MERGE_RULES, merge_into_kept, nearest_targets
 from acckv_cli.methods.registry import register
@@ -43,9 +43,10 @@ class LookM(CompressionMethod):
     merge: str = "pivot"               # LOOK-M's headline setting; avg | pivot | weighted
     head_reduction: str = "kv_mean"
 
+    choices = {"merge": MERGE_RULES, "head_reduction": HEAD_REDUCTIONS}
+
     def __post_init__(self):
-        check_choice(self.name, "merge", self.merge, MERGE_RULES)
-        check_choice(self.name, "head_reduction", self.head_reduction, HEAD_REDUCTIONS)
+        self.check_choices()
         if self.hh_ratio < 0 or self.recent_ratio < 0 or self.hh_ratio + self.recent_ratio <= 0:
             raise ValueError("lookm hh_ratio and recent_ratio must be ≥ 0 with a positive sum")
 

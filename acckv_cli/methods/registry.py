@@ -8,6 +8,9 @@ METHODS: dict[str, type[CompressionMethod]] = {}
 
 
 def register(cls: type[CompressionMethod]) -> type[CompressionMethod]:
+    """Add a method class under its `name`; a second class with the same name is a programming error."""
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise ValueError(f"a compression method named {cls.name!r} is already registered ({METHODS[cls.name].__name__})")
     METHODS[cls.name] = cls
     return cls
 

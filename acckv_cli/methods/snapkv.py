@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from acckv_cli.methods.attention import HEAD_REDUCTIONS
-from acckv_cli.methods.base import LayerContext, LayerResult, ScorerMethod, check_choice, keep_top, recent_media
+from acckv_cli.methods.base import LayerContext, LayerResult, ScorerMethod, keep_top, recent_media
 from acckv_cli.methods.registry import register
 from acckv_cli.methods.stash import AttentionNeeds
 
@@ -40,9 +40,10 @@ class SnapKV(ScorerMethod):
     window: str = "size"
     head_reduction: str = "kv_mean"
 
+    choices = {"window": WINDOWS, "head_reduction": HEAD_REDUCTIONS}
+
     def __post_init__(self):
-        check_choice(self.name, "window", self.window, WINDOWS)
-        check_choice(self.name, "head_reduction", self.head_reduction, HEAD_REDUCTIONS)
+        self.check_choices()
         if self.window_size < 1 or self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"{self.name} needs window_size ≥ 1 and an odd kernel_size, got "
                              f"{self.window_size} and {self.kernel_size}")

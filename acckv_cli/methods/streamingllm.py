@@ -22,6 +22,7 @@ class StreamingLLM(ScorerMethod):
 
     name = "streamingllm"
     summary = "attention sinks + most recent tokens (Xiao et al. 2023)"
+    paper = "arXiv 2309.17453"
     n_sink: int = 4
 
     def score(self, ctx: LayerContext) -> torch.Tensor:
