@@ -15,14 +15,19 @@ Output: one line per item, written with a single `write()` of the complete line 
 descriptor, so a killed run leaves only complete lines (a partial last line, should one exist anyway, is
 cut off by `--resume`). Each line carries a stable `key` (sha1 of video path + question + method + budget +
 protocol) that `--resume` uses to skip finished items.
+
+`--workers N` runs the same per-video code (`run_video`) on a Ray cluster, this process still the only
+writer: `acckv_cli.ray_batch`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import time
@@ -306,6 +311,52 @@ def _result_record(item: Item, options: Options, result, lm, seconds: float) -> 
             "notices": [n for n in result.notices if n not in lm.notices]}
 
 
+def group_by_video(items: list[Item]) -> list[list[Item]]:
+    """Runs of consecutive items of one video (the work list is sorted by video, so one run per video)."""
+    groups: list[list[Item]] = []
+    for item in items:
+        if groups and groups[-1][0].video == item.video:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def run_video(lm, items: list[Item], options: Options):
+    """Yield one record per item of one video, in order: decode, encoders and media prefill run once.
+
+    The one per-video code path: the local runner (`run_items`) and the Ray workers (`acckv_cli.ray_batch`)
+    both call it. A failure (bad file, model error) becomes that item's `error`; nothing is raised except
+    KeyboardInterrupt and SystemExit. `total_s` of an item is the time spent on it, not on its consumer.
+    """
+    from acckv_cli import media as media_mod
+    from acckv_cli.pipeline import decode_sizes, iter_answers
+
+    t0 = time.perf_counter()
+    try:
+        decoded = media_mod.decode(items[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels))
+        results = iter_answers(lm, decoded, [it.question for it in items], options.method, options.budget,
+                               options.protocol, options.max_pixels, options.max_new_tokens)
+    except Exception as exc:  # one bad file is one error per item, never the end of the run
+        results = iter([exc] * len(items))
+    for item, result in zip(items, results):
+        seconds = time.perf_counter() - t0
+        if isinstance(result, Exception):
+            yield _error_record(item, options, result, seconds)
+        else:
+            yield _result_record(item, options, result, lm, seconds)
+        t0 = time.perf_counter()
+
+
+def add_to_tally(tally: Tally, record: dict) -> None:
+    """Add one written record to the tally."""
+    if record["error"] is None:
+        tally.done += 1
+        tally.kept_ratios.append(record["kept"]["kv"])
+    else:
+        tally.failed += 1
+
+
 def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> Tally:
     """Answer every item, decoding, encoding and prefilling each video once for all its consecutive items.
 
@@ -313,37 +364,12 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
     A failure (bad file, model error) becomes that item's `error`; nothing is raised except
     KeyboardInterrupt and SystemExit.
     """
-    from acckv_cli import media as media_mod
-    from acckv_cli.pipeline import decode_sizes, iter_answers
-
     tally = Tally()
     start = time.perf_counter()
-    i = 0
-    while i < len(items):
-        j = i
-        while j < len(items) and items[j].video == items[i].video:
-            j += 1
-        group, i = items[i:j], j
-        t0 = time.perf_counter()
-        try:
-            decoded = media_mod.decode(group[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels))
-            results = iter_answers(lm, decoded, [it.question for it in group], options.method, options.budget,
-                                   options.protocol, options.max_pixels, options.max_new_tokens)
-        except Exception as exc:  # one bad file is one error per item, never the end of the run
-            results = iter([exc] * len(group))
-        for item, result in zip(group, results):
-            seconds = time.perf_counter() - t0
-            if isinstance(result, Exception):
-                record = _error_record(item, options, result, seconds)
-            else:
-                record = _result_record(item, options, result, lm, seconds)
+    for group in group_by_video(items):
+        for item, record in zip(group, run_video(lm, group, options)):
             write(record)
-            t0 = time.perf_counter()
-            if record["error"] is None:
-                tally.done += 1
-                tally.kept_ratios.append(record["kept"]["kv"])
-            else:
-                tally.failed += 1
+            add_to_tally(tally, record)
             if on_item is not None:
                 on_item(item)
     tally.seconds = time.perf_counter() - start
@@ -353,8 +379,12 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
 def command(source: str, out_path: str, question: str | None, questions_file: str | None, fmt: str,
             resume: bool, overwrite: bool, shard_text: str | None, model: str | None, method: str,
             budget: str, protocol: str, device: str, dtype: str, fps: float, max_pixels: int | None,
-            max_new_tokens: int) -> None:
-    """The `acckv batch` command body (run through `cli._run` for error mapping)."""
+            max_new_tokens: int, workers: int | None = None, ray_address: str | None = None,
+            gpus_per_worker: float | None = None, cpus_per_worker: float | None = None) -> None:
+    """The `acckv batch` command body (run through `cli._run` for error mapping).
+
+    With `workers` the items run on a Ray cluster (`acckv_cli.ray_batch`); the driver still writes `--out`.
+    """
     from acckv_cli.methods import METHODS
     from acckv_cli.pipeline import read_questions
     from acckv_cli.session import check_protocol
@@ -370,6 +400,7 @@ def command(source: str, out_path: str, question: str | None, questions_file: st
     if question is not None and questions_file is not None:
         raise Fail("pass --question or --questions, not both", 2)
     shard_i, shard_n = parse_shard(shard_text)
+    ray_cfg = _ray_config(workers, ray_address, gpus_per_worker, cpus_per_worker, model, device, dtype)
     parsed_budget = _parse_budget(budget)
     questions = [question] if question is not None else (read_questions(questions_file) if questions_file else None)
     items, duplicates = collect_items(source, questions, method, str(parsed_budget), protocol)
@@ -388,28 +419,61 @@ def command(source: str, out_path: str, question: str | None, questions_file: st
     if duplicates:
         err.print(f"note: {duplicates} duplicate item(s) (same video and question) listed once", highlight=False)
 
-    if todo:
+    if todo and ray_cfg is None:
         _quiet_libraries()
         from acckv_cli.model import load_model
         lm = load_model(model, device, dtype)
         for notice in lm.notices:
             err.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
     tally = Tally(skipped=skipped)
-    with LineWriter(out_path, fmt, truncate=overwrite) as writer:
+    with contextlib.ExitStack() as stack:
+        ray = None
+        if todo and ray_cfg is not None:  # before the output file: a cluster without room is a usage error
+            from acckv_cli import ray_batch
+            stats = ray_batch.RayStats()
+            ray = stack.enter_context(ray_batch.cluster(ray_cfg, logging.getLogger("acckv_cli").isEnabledFor(
+                logging.DEBUG)))
+        writer = stack.enter_context(LineWriter(out_path, fmt, truncate=overwrite))
         if todo:
-            label = f"shard {shard_i}/{shard_n}" if shard_n > 1 else ""
+            label = " ".join(filter(None, [f"shard {shard_i}/{shard_n}" if shard_n > 1 else "",
+                                           f"on {ray_cfg.workers} Ray worker(s)" if ray_cfg else ""]))
             options = Options(method, parsed_budget, protocol, fps, max_pixels, max_new_tokens)
             with _progress() as bar:
                 task = bar.add_task(label, total=len(todo))
+                advance = lambda item: bar.advance(task)  # noqa: E731
                 try:
-                    ran = run_items(lm, todo, options, writer.write, on_item=lambda item: bar.advance(task))
+                    if ray is None:
+                        ran = run_items(lm, todo, options, writer.write, on_item=advance)
+                    else:
+                        ran = ray_batch.run(todo, options, writer.write, ray_cfg, on_item=advance, stats=stats,
+                                            ray=ray)
                 except KeyboardInterrupt:
                     bar.stop()
                     raise Fail(f"interrupted; finished lines are in {out_path}: rerun with --resume to continue",
                                130) from None
             tally.done, tally.failed, tally.kept_ratios, tally.seconds = (ran.done, ran.failed, ran.kept_ratios,
                                                                           ran.seconds)
+            if ray is not None and (stats.deaths or stats.retried or stats.gave_up):
+                err.print(f"note: {stats.deaths} Ray worker failure(s); {stats.retried} item(s) retried on another "
+                          f"worker, {stats.gave_up} given up", highlight=False)
     out.print(summary_table(tally, len(mine), out_path))
+
+
+def _ray_config(workers, address, gpus_per_worker, cpus_per_worker, model, device, dtype):
+    """The Ray run's settings, checked; None for a local run (Ray options without --workers are an error)."""
+    if workers is None:
+        given = [name for name, value in (("--ray-address", address), ("--gpus-per-worker", gpus_per_worker),
+                                           ("--cpus-per-worker", cpus_per_worker)) if value is not None]
+        if given:
+            raise Fail(f"{given[0]} needs --workers N (the number of Ray workers)", 2)
+        return None
+    from acckv_cli.ray_batch import RayConfig, check_config, import_ray
+
+    cfg = RayConfig(workers, address.strip() if address else address, gpus_per_worker or 0.0,
+                    1.0 if cpus_per_worker is None else cpus_per_worker, model, device, dtype)
+    check_config(cfg)
+    import_ray()  # the install hint before any work or output file
+    return cfg
 
 
 def _progress():

@@ -87,7 +87,8 @@ def _run(fn, *args, **kwargs):
     except Exception as exc:  # every failure becomes one line and an exit code, never a traceback
         log.debug("failure", exc_info=True)
         fail = _classify(exc)
-        err.print(f"[red]error:[/red] {fail}", markup=True, highlight=False, soft_wrap=True)
+        from rich.markup import escape  # a message is text: "acckv[ray]" or a file name "[1].mp4" stays whole
+        err.print(f"[red]error:[/red] {escape(str(fail))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(fail.code) from None
 
 
@@ -393,12 +394,22 @@ def batch_command(
     fps: float = FPS_OPTION,
     max_pixels: Optional[int] = MAX_PIXELS_OPTION,
     max_new_tokens: int = MAX_NEW_TOKENS_OPTION,
+    workers: Optional[int] = typer.Option(None, "--workers", help="Run on N Ray workers, each loading the model "
+                                          "once and answering whole videos (pip install 'acckv[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to run on: auto (the one "
+                                              "`ray start` made on this machine) or HOST:PORT; default: a local "
+                                              "Ray instance with --workers workers."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPUs each Ray worker "
+                                                    "reserves (e.g. 1 on a GPU cluster; default 0)."),
+    cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", help="CPUs each Ray worker "
+                                                    "reserves, and its torch threads (default 1)."),
 ):
     """Answer questions about many clips into a JSONL/CSV file (resumable, shardable; each video decoded,
-    encoded and its media prefilled once for all its questions)."""
+    encoded and its media prefilled once for all its questions; --workers runs them on a Ray cluster)."""
     from acckv_cli.batch import command
     _run(command, source, out_path, question, questions, fmt, resume, overwrite, shard, model, method, budget,
-         protocol, device, dtype, fps, max_pixels, max_new_tokens)
+         protocol, device, dtype, fps, max_pixels, max_new_tokens, workers, ray_address, gpus_per_worker,
+         cpus_per_worker)
 
 
 @app.command()
