@@ -28,16 +28,13 @@ from typing import ClassVar
 
 import torch
 
+from acckv_cli.errors import CompressionError
 from acckv_cli.layout import Modality, TokenLayout
 from acckv_cli.methods import attention as attn
 from acckv_cli.methods.budget import Budget
 from acckv_cli.methods.stash import AttentionNeeds, LayerStash, Stash
 
 log = logging.getLogger(__name__)
-
-
-class CompressionError(RuntimeError):
-    """Compression cannot run on this input (batch size, cache type, layout mismatch)."""
 
 
 @dataclass

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-
-class BudgetError(ValueError):
-    """A malformed budget (not a positive ratio, percentage or whole count)."""
+from acckv_cli.errors import BudgetError
 
 
 @dataclass(frozen=True)
