@@ -22,19 +22,19 @@ writer: `acckv_cli.ray_batch`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import json
-import logging
 import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acckv_cli.cli import Fail, _check_options, _classify, _parse_budget, _quiet_libraries, err, out
+from acckv_cli.errors import Fail
+from acckv_cli.manifests import read_manifest_rows
+from acckv_cli.terminal import classify, notice
 from acckv_cli.media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from acckv_cli.pipeline import DEFAULT_PROTOCOL
 
@@ -59,12 +59,21 @@ class Item:
 
 @dataclass
 class Options:
+    """How every item of a run is answered (the method as a registry name and its hyperparameters)."""
+
     method: str = "acckv"
     budget: object = None          # methods.Budget
     protocol: str = DEFAULT_PROTOCOL
     fps: float = 2.0
     max_pixels: int | None = None
     max_new_tokens: int = 32
+    method_params: dict = field(default_factory=dict)
+    method_label: str | None = None  # as written on the command line (`acckv:tau=0.9`); default: `method`
+    official_fps: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.method_label or self.method
 
 
 @dataclass
@@ -98,40 +107,6 @@ def _folder_rows(folder: Path) -> list[dict]:
     return rows
 
 
-def _manifest_rows(manifest: Path) -> list[dict]:
-    suffix = manifest.suffix.lower()
-    try:
-        text = manifest.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Fail(f"cannot read manifest {str(manifest)!r}: {exc.strerror if isinstance(exc, OSError) else exc}", 2)
-    rows: list[dict] = []
-    if suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise Fail(f"{manifest}:{n}: not valid JSON ({exc.msg})", 2) from None
-            if not isinstance(row, dict):
-                raise Fail(f"{manifest}:{n}: each line must be a JSON object with a \"video\" field", 2)
-            rows.append({**row, "_line": n})
-    elif suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "video" not in reader.fieldnames:
-            raise Fail(f"{manifest}: the CSV header must have a 'video' column (and 'question', 'answer', 'id')", 2)
-        rows = [{**row, "_line": n} for n, row in enumerate(reader, 2)]
-    else:
-        raise Fail(f"{str(manifest)!r} is neither a folder nor a .jsonl/.csv manifest", 2)
-    base = manifest.parent
-    for row in rows:
-        video = row.get("video")
-        if not isinstance(video, str) or not video.strip():
-            raise Fail(f"{manifest}:{row['_line']}: missing \"video\"", 2)
-        row["video"] = video if os.path.isabs(video) else str(base / video)
-    return rows
-
-
 def collect_items(source: str, questions: list[str] | None, method: str, budget: str,
                   protocol: str = DEFAULT_PROTOCOL) -> tuple[list[Item], int]:
     """The sorted, numbered work list and the number of duplicate items dropped."""
@@ -141,7 +116,7 @@ def collect_items(source: str, questions: list[str] | None, method: str, budget:
     if not path.exists():
         raise Fail(f"batch input not found: {source!r}", 2)
     is_folder = path.is_dir()
-    rows = _folder_rows(path) if is_folder else _manifest_rows(path)
+    rows = _folder_rows(path) if is_folder else read_manifest_rows(path)
     if is_folder and not questions:
         raise Fail("a folder has no questions: pass --question \"...\" or --questions FILE", 2)
     entries = []
@@ -195,7 +170,7 @@ def finished_keys(path: str, fmt: str) -> set[str]:
         cut = data.rfind(b"\n") + 1
         with open(path, "r+b") as fh:
             fh.truncate(cut)
-        err.print(f"note: removed a partial last line ({len(data) - cut} bytes) from {path}", highlight=False)
+        notice(f"removed a partial last line ({len(data) - cut} bytes) from {path}")
         data = data[:cut]
     text = data.decode("utf-8", errors="replace")
     keys: set[str] = set()
@@ -288,12 +263,12 @@ def flat_record(record: dict) -> dict:
 
 def _base_record(item: Item, options: Options) -> dict:
     return {"id": item.id, "key": item.key, "video": item.video, "question": item.question,
-            "expected": item.expected, "method": options.method, "budget": str(options.budget),
+            "expected": item.expected, "method": options.label, "budget": str(options.budget),
             "protocol": options.protocol, "answer": None, "error": None}
 
 
 def _error_record(item: Item, options: Options, exc: Exception, seconds: float) -> dict:
-    return {**_base_record(item, options), "error": str(_classify(exc)), "kv_bytes": None, "kv_bytes_full": None,
+    return {**_base_record(item, options), "error": str(classify(exc)), "kv_bytes": None, "kv_bytes_full": None,
             "kept": None, "tokens": None, "timings": {"total_s": round(seconds, 4)}, "reused": None,
             "modalities": None, "notices": []}
 
@@ -301,8 +276,7 @@ def _error_record(item: Item, options: Options, exc: Exception, seconds: float) 
 def _result_record(item: Item, options: Options, result, lm, seconds: float) -> dict:
     summary = result.report.summary()
     timings = {**result.timings, "total_s": round(seconds, 4)}
-    return {**_base_record(item, options), "answer": result.answer, "method": result.method,
-            "budget": result.budget, "kv_bytes": result.kv["kv_bytes"], "kv_bytes_full": result.kv["kv_bytes_full"],
+    return {**_base_record(item, options), "answer": result.answer, "budget": result.budget, "kv_bytes": result.kv["kv_bytes"], "kv_bytes_full": result.kv["kv_bytes_full"],
             "kept": {"kv": summary["kv_kept_ratio"], "media": summary["media_kept_ratio"],
                      "video": summary["video_kept_ratio"], "audio": summary["audio_kept_ratio"],
                      "text": summary["text_kept_ratio"]},
@@ -334,9 +308,10 @@ def run_video(lm, items: list[Item], options: Options):
 
     t0 = time.perf_counter()
     try:
-        decoded = media_mod.decode(items[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels))
+        decoded = media_mod.decode(items[0].video, fps=options.fps, official_fps=options.official_fps,
+                                   **decode_sizes(lm, options.max_pixels))
         results = iter_answers(lm, decoded, [it.question for it in items], options.method, options.budget,
-                               options.protocol, options.max_pixels, options.max_new_tokens)
+                               options.protocol, options.max_pixels, options.max_new_tokens, options.method_params)
     except Exception as exc:  # one bad file is one error per item, never the end of the run
         results = iter([exc] * len(items))
     for item, result in zip(items, results):
@@ -374,121 +349,3 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
                 on_item(item)
     tally.seconds = time.perf_counter() - start
     return tally
-
-
-def command(source: str, out_path: str, question: str | None, questions_file: str | None, fmt: str,
-            resume: bool, overwrite: bool, shard_text: str | None, model: str | None, method: str,
-            budget: str, protocol: str, device: str, dtype: str, fps: float, max_pixels: int | None,
-            max_new_tokens: int, workers: int | None = None, ray_address: str | None = None,
-            gpus_per_worker: float | None = None, cpus_per_worker: float | None = None) -> None:
-    """The `acckv batch` command body (run through `cli._run` for error mapping).
-
-    With `workers` the items run on a Ray cluster (`acckv_cli.ray_batch`); the driver still writes `--out`.
-    """
-    from acckv_cli.methods import METHODS
-    from acckv_cli.pipeline import read_questions
-    from acckv_cli.session import check_protocol
-
-    _check_options(device, dtype, fps, max_pixels, max_new_tokens)
-    check_protocol(protocol)
-    if method not in METHODS:
-        raise Fail(f"unknown --method {method!r}; choose one of: {', '.join(sorted(METHODS))}", 2)
-    if fmt not in FORMATS:
-        raise Fail(f"--format must be jsonl or csv, not {fmt!r}", 2)
-    if resume and overwrite:
-        raise Fail("--resume and --overwrite exclude each other", 2)
-    if question is not None and questions_file is not None:
-        raise Fail("pass --question or --questions, not both", 2)
-    shard_i, shard_n = parse_shard(shard_text)
-    ray_cfg = _ray_config(workers, ray_address, gpus_per_worker, cpus_per_worker, model, device, dtype)
-    parsed_budget = _parse_budget(budget)
-    questions = [question] if question is not None else (read_questions(questions_file) if questions_file else None)
-    items, duplicates = collect_items(source, questions, method, str(parsed_budget), protocol)
-    if os.path.isdir(out_path):
-        raise Fail(f"--out {out_path!r} is a directory", 2)
-    if os.path.exists(out_path) and not (resume or overwrite):
-        raise Fail(f"{out_path!r} exists: pass --resume to continue it or --overwrite to replace it", 2)
-    parent = os.path.dirname(os.path.abspath(out_path))
-    if not os.path.isdir(parent):
-        raise Fail(f"folder of --out does not exist: {parent!r}", 2)
-
-    mine = shard(items, shard_i, shard_n)
-    finished = finished_keys(out_path, fmt) if resume else set()
-    todo = [it for it in mine if it.key not in finished]
-    skipped = len(mine) - len(todo)
-    if duplicates:
-        err.print(f"note: {duplicates} duplicate item(s) (same video and question) listed once", highlight=False)
-
-    if todo and ray_cfg is None:
-        _quiet_libraries()
-        from acckv_cli.model import load_model
-        lm = load_model(model, device, dtype)
-        for notice in lm.notices:
-            err.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
-    tally = Tally(skipped=skipped)
-    with contextlib.ExitStack() as stack:
-        ray = None
-        if todo and ray_cfg is not None:  # before the output file: a cluster without room is a usage error
-            from acckv_cli import ray_batch
-            stats = ray_batch.RayStats()
-            ray = stack.enter_context(ray_batch.cluster(ray_cfg, logging.getLogger("acckv_cli").isEnabledFor(
-                logging.DEBUG)))
-        writer = stack.enter_context(LineWriter(out_path, fmt, truncate=overwrite))
-        if todo:
-            label = " ".join(filter(None, [f"shard {shard_i}/{shard_n}" if shard_n > 1 else "",
-                                           f"on {ray_cfg.workers} Ray worker(s)" if ray_cfg else ""]))
-            options = Options(method, parsed_budget, protocol, fps, max_pixels, max_new_tokens)
-            with _progress() as bar:
-                task = bar.add_task(label, total=len(todo))
-                advance = lambda item: bar.advance(task)  # noqa: E731
-                try:
-                    if ray is None:
-                        ran = run_items(lm, todo, options, writer.write, on_item=advance)
-                    else:
-                        ran = ray_batch.run(todo, options, writer.write, ray_cfg, on_item=advance, stats=stats,
-                                            ray=ray)
-                except KeyboardInterrupt:
-                    bar.stop()
-                    raise Fail(f"interrupted; finished lines are in {out_path}: rerun with --resume to continue",
-                               130) from None
-            tally.done, tally.failed, tally.kept_ratios, tally.seconds = (ran.done, ran.failed, ran.kept_ratios,
-                                                                          ran.seconds)
-            if ray is not None and (stats.deaths or stats.retried or stats.gave_up):
-                err.print(f"note: {stats.deaths} Ray worker failure(s); {stats.retried} item(s) retried on another "
-                          f"worker, {stats.gave_up} given up", highlight=False)
-    out.print(summary_table(tally, len(mine), out_path))
-
-
-def _ray_config(workers, address, gpus_per_worker, cpus_per_worker, model, device, dtype):
-    """The Ray run's settings, checked; None for a local run (Ray options without --workers are an error)."""
-    if workers is None:
-        given = [name for name, value in (("--ray-address", address), ("--gpus-per-worker", gpus_per_worker),
-                                           ("--cpus-per-worker", cpus_per_worker)) if value is not None]
-        if given:
-            raise Fail(f"{given[0]} needs --workers N (the number of Ray workers)", 2)
-        return None
-    from acckv_cli.ray_batch import RayConfig, check_config, import_ray
-
-    cfg = RayConfig(workers, address.strip() if address else address, gpus_per_worker or 0.0,
-                    1.0 if cpus_per_worker is None else cpus_per_worker, model, device, dtype)
-    check_config(cfg)
-    import_ray()  # the install hint before any work or output file
-    return cfg
-
-
-def _progress():
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-    return Progress(TextColumn("[bold]batch[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
-
-
-def summary_table(tally: Tally, total: int, out_path: str):
-    from rich.table import Table
-
-    table = Table(title=f"batch summary → {out_path}", title_justify="left")
-    for col in ("items", "done", "failed", "skipped (resumed)", "time", "mean KV kept"):
-        table.add_column(col, justify="right")
-    mean = (f"{100 * sum(tally.kept_ratios) / len(tally.kept_ratios):.1f} %" if tally.kept_ratios else "–")
-    table.add_row(str(total), str(tally.done), str(tally.failed), str(tally.skipped), f"{tally.seconds:.1f} s", mean)
-    return table

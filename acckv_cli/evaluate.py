@@ -28,8 +28,11 @@ import torch
 
 from acckv_cli import __version__
 from acckv_cli.methods import Budget, get_method
+from acckv_cli.errors import UsageError
+from acckv_cli.manifests import read_manifest_rows
 from acckv_cli.methods.stash import AttentionNeeds
 from acckv_cli.model import LoadedModel
+from acckv_cli.options import MethodSpec
 from acckv_cli.pipeline import decode_sizes
 from acckv_cli.session import Answer, ClipSession, check_protocol
 
@@ -70,30 +73,10 @@ def answer_starts_with(answer: str, expected: str) -> bool:
 
 # --- method specs ----------------------------------------------------------------------------------------
 
-def _coerce(value: str):
-    lowered = value.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
 def parse_method_spec(spec: str) -> tuple[str, dict]:
-    """`name` or `name:key=value,key=value` → (name, params). Ablation aliases resolve first."""
-    spec = ABLATIONS.get(spec, spec)
-    name, _, rest = spec.partition(":")
-    params = {}
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise ValueError(f"method parameter {part!r} must look like key=value")
-        params[key.strip()] = _coerce(value.strip())
-    get_method(name, **params)  # validate now: unknown names or fields fail before any work
-    return name, params
+    """`name`, `name:key=value,...` or an ablation alias → (name, params); a bad spec is a UsageError."""
+    parsed = MethodSpec.parse(spec, ABLATIONS)
+    return parsed.name, parsed.params
 
 
 # --- data ----------------------------------------------------------------------------------------------
@@ -109,20 +92,16 @@ class Item:
 
 
 def read_manifest(path: str | Path) -> list[Item]:
-    """JSONL rows with `video` and `question` (and optional `answer`, `family`, `id`)."""
+    """The items of a JSONL or CSV manifest (the reader `batch` uses); every row needs a question here."""
     path = Path(path)
     items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            video = Path(row["video"])
-            items.append(Item(str(row.get("id", f"{path.stem}-{n}")),
-                              str(video if video.is_absolute() else path.parent / video),
-                              row["question"], row.get("answer"), row.get("family")))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{n}: not a manifest row with video and question ({exc})") from None
+    for row in read_manifest_rows(path):
+        question = row.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise UsageError(f"{path}:{row['_line']}: missing \"question\" (eval asks each row's own question)")
+        answer = row.get("answer")
+        items.append(Item(str(row.get("id") or f"{path.stem}-{row['_line']}"), row["video"], question.strip(),
+                          None if answer in (None, "") else str(answer), row.get("family") or None))
     return items
 
 

@@ -18,11 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from acckv_cli.errors import UnsupportedModel
 from acckv_cli.preprocess import video_pixel_range
-
-
-class UnsupportedModel(ValueError):
-    """The checkpoint is not one of the supported families."""
 
 
 @dataclass(frozen=True)

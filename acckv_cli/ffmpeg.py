@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 import shutil
 
-
-class FFmpegNotFound(RuntimeError):
-    """No ffmpeg executable is available."""
+from acckv_cli.errors import FFmpegNotFound
 
 
 @functools.lru_cache(maxsize=1)

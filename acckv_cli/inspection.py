@@ -80,14 +80,14 @@ def takeover_layer(priorities: list[str | None], both_present: bool) -> int | No
 
 
 def inspect_clip(lm, path: str, question: str = DEFAULT_QUESTION, fps: float = 2.0,
-                 max_pixels: int | None = None) -> dict:
+                 max_pixels: int | None = None, official_fps: bool = False) -> dict:
     """Per-layer attention statistics of one clip + question, as one JSON-serialisable dict."""
     from acckv_cli.pipeline import check_question, decode_for_model, media_summary, pixel_cap
     from acckv_cli.session import ClipSession
 
     question = check_question(question)
     high = pixel_cap(lm, max_pixels)
-    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels)
+    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels, official_fps=official_fps)
     session = ClipSession(lm, decoded, high)
     inspector = Inspector()
     # `prefill`: the whole prompt (question and assistant header) is prefilled, so every text row after
@@ -261,48 +261,3 @@ def plot(result: dict, path: str) -> None:
 def _mark_takeover(ax, takeover: int | None, width: float) -> None:
     if takeover is not None:
         ax.axhline(takeover - 0.5, color="cyan", linestyle="--", linewidth=1.5)
-
-
-# --------------------------------------------------------------------------------------------- command
-
-PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-
-
-def command(video: str, question: str, model: str | None, device: str, dtype: str, fps: float,
-            max_pixels: int | None, plot_path: str | None, as_json: bool) -> None:
-    """The `acckv inspect` command body (run through `cli._run` for error mapping)."""
-    import json
-    import os
-    import sys
-
-    from acckv_cli.cli import Fail, _check_options, _quiet_libraries, err, out
-    from acckv_cli.media import probe
-    from acckv_cli.pipeline import check_question
-
-    _check_options(device, dtype, fps, max_pixels, 1)
-    check_question(question)
-    if plot_path is not None:
-        if os.path.splitext(plot_path)[1].lower() not in PLOT_SUFFIXES:
-            raise Fail(f"--plot must name a .png file (or .pdf, .svg), not {plot_path!r}", 2)
-        folder = os.path.dirname(os.path.abspath(plot_path))
-        if not os.path.isdir(folder):
-            raise Fail(f"folder of --plot does not exist: {folder!r}", 2)
-    probe(video)  # fail fast on a bad file before loading the model
-    _quiet_libraries()
-    from acckv_cli.model import load_model
-    lm = load_model(model, device, dtype)
-    result = inspect_clip(lm, video, question, fps, max_pixels)
-    if plot_path is not None:
-        try:
-            plot(result, plot_path)
-        except OSError as exc:
-            raise Fail(f"cannot write --plot {plot_path!r}: {exc.strerror or exc}", 2) from None
-    for notice in result["notices"]:
-        err.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
-    if plot_path is not None:
-        err.print(f"wrote {plot_path}", highlight=False)
-    if as_json:
-        sys.stdout.write(json.dumps(result) + "\n")
-        return
-    out.print(render_layers(result))
-    out.print(render_timeline(result))

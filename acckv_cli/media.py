@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from acckv_cli.errors import MediaError
 from acckv_cli.ffmpeg import ffmpeg_executable
 from acckv_cli.preprocess import video_frame_size
 
@@ -61,14 +62,6 @@ _MAGIC = (
     (0, b"OggS", "Ogg"), (0, b"fLaC", "FLAC"), (0, b"ID3", "MP3"), (0, b"FLV", "FLV"),
     (0, b"\x00\x00\x01\xba", "MPEG-PS"), (0, b"\x30\x26\xb2\x75", "ASF/WMV"),
 )
-
-
-class MediaError(Exception):
-    """Unusable input media; ``str(exc)`` is one line, meant to be shown to users as is."""
-
-    def __init__(self, message: str) -> None:
-        # Messages are printed without a traceback, so they must stay on one line.
-        super().__init__(" ".join(str(message).splitlines()))
 
 
 @dataclass

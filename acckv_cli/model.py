@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
+from acckv_cli.errors import ModelUnavailable
 from acckv_cli.families import (ModelFamily, UnsupportedModel, family_for_checkpoint, family_for_processor,
                                 family_of)
 from acckv_cli.media import DecodedMedia
@@ -34,10 +35,6 @@ DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
 DEMO_NOTICE = ("built-in demo model: a small Qwen2.5-Omni-architecture model trained only on SynthAVQA "
                "(synthetic shapes + instrument tones); for real videos pass --model with a Qwen2.5-Omni or "
                "Qwen3-Omni checkpoint")
-
-
-class ModelUnavailable(RuntimeError):
-    """The requested model cannot be loaded here (offline, missing files, wrong architecture)."""
 
 
 @dataclass

@@ -11,6 +11,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from acckv_cli.errors import UsageError
 from acckv_cli import media as media_mod
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.model import LoadedModel
@@ -22,10 +23,6 @@ log = logging.getLogger(__name__)
 
 # The default protocol of `ask` and `batch` (measured choice: README "How the answer depends on the cache").
 DEFAULT_PROTOCOL = "query-aware"
-
-
-class UsageError(ValueError):
-    """The user asked for something impossible (bad option, empty question); exit code 2."""
 
 
 @dataclass

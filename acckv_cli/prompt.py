@@ -18,16 +18,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from acckv_cli.errors import PromptError
 from acckv_cli.layout import TokenLayout, layout_for_inputs
 from acckv_cli.media import DecodedMedia
 from acckv_cli.model import LoadedModel, conversation, processor_kwargs
 
 # Stands for the question while the chat template is rendered, so the text around it can be split off.
 _SENTINEL = "ACCKVQUESTIONSLOT"
-
-
-class PromptError(ValueError):
-    """The prompt cannot be split into prefix, question and suffix (an unexpected chat template)."""
 
 
 @dataclass

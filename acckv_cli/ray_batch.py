@@ -43,7 +43,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from acckv_cli.batch import Item, Options, Tally, _error_record, add_to_tally, group_by_video
-from acckv_cli.cli import Fail, _classify, err
+from acckv_cli.errors import Fail
+from acckv_cli.terminal import classify, err
 
 INSTALL_HINT = ("--workers needs Ray, which is not installed: pip install 'acckv[ray]' "
                 "(from a checkout: pip install -e '.[ray]')")
@@ -113,10 +114,10 @@ class VideoWorker:
 
     def _model(self):
         if self._lm is None:
-            from acckv_cli.cli import _quiet_libraries
+            from acckv_cli.terminal import quiet_libraries
             from acckv_cli.model import load_model
 
-            _quiet_libraries()
+            quiet_libraries()
             self._lm = load_model(*self._spec)
         return self._lm
 
@@ -127,7 +128,7 @@ class VideoWorker:
         try:
             lm = self._model()
         except Exception as exc:
-            fail = _classify(exc)
+            fail = classify(exc)
             return {"error": str(fail), "code": fail.code}
         return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(), "device": str(lm.device),
                 "notices": list(lm.notices)}

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from acckv_cli.errors import ProtocolError
 from acckv_cli.generation import embed_prompt, eos_token_ids, forward_segment, greedy_decode, split_words
 from acckv_cli.layout import TokenLayout
 from acckv_cli.media import DecodedMedia
@@ -38,10 +39,6 @@ from acckv_cli.prompt import MediaPrompt, QuestionPrompt
 from acckv_cli.report import RetentionReport
 
 PROTOCOLS = ("query-aware", "context", "prefill")
-
-
-class ProtocolError(ValueError):
-    """An unknown protocol name."""
 
 
 def check_protocol(name: str) -> str:

@@ -224,7 +224,10 @@ def test_manifest_with_relative_paths_to_csv(folder, tmp_path):
     (["--shard", "a/b"], ["--shard"]),
     (["--resume", "--overwrite"], ["exclude"]),
     (["--format", "xml"], ["--format"]),
-    (["--method", "nope"], ["unknown --method"]),
+    (["--method", "nope"], ["unknown method"]),
+        (["-o", "tau=x"], ["tau"]),
+        (["--workers", "x"], ["--workers"]),
+        (["--max-new-tokens", "abc"], ["--max-new-tokens"]),
     (["--budget", "abc"], ["budget"]),
 ])
 def test_usage_errors(folder, tmp_path, extra, words):

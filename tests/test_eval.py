@@ -24,10 +24,13 @@ def test_answer_matching():
 def test_method_specs():
     assert ev.parse_method_spec("acckv:tau=0.9,budget_split=joint") == ("acckv", {"tau": 0.9, "budget_split": "joint"})
     assert ev.parse_method_spec("acckv-no-AF") == ("acckv", {"focusing": False})
-    with pytest.raises(KeyError):
+    from acckv_cli.errors import UsageError
+    with pytest.raises(UsageError, match="unknown method"):
         ev.parse_method_spec("nope")
-    with pytest.raises(TypeError):
+    with pytest.raises(UsageError, match="no parameter 'nonsense'"):
         ev.parse_method_spec("acckv:nonsense=1")
+    with pytest.raises(UsageError, match="must be float"):
+        ev.parse_method_spec("acckv:tau=high")
 
 
 def manifest(tmp_path) -> Path:
@@ -113,8 +116,8 @@ def test_full_cache_kl_is_exactly_zero_and_compression_is_visible(validation_row
 
 
 def test_eval_cli_on_manifest(tmp_path):
-    result = CliRunner().invoke(app, ["eval", "--manifest", str(manifest(tmp_path)), "--methods",
-                                      "full,acckv:tau=0.9;budget_split=joint", "--budgets", "0.6",
+    result = CliRunner().invoke(app, ["eval", "--manifest", str(manifest(tmp_path)), "-m", "full",
+                                      "-m", "acckv:tau=0.9,budget_split=joint", "--budgets", "0.6",
                                       "--protocols", "context", "--out-dir", str(tmp_path / "o"), "--json"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
@@ -122,10 +125,26 @@ def test_eval_cli_on_manifest(tmp_path):
     assert {e["method"] for e in summary} == {"full", "acckv:tau=0.9,budget_split=joint"}
     assert {e["protocol"] for e in summary} == {"context"}
     assert (tmp_path / "o" / "accuracy.png").exists() and (tmp_path / "o" / "summary.csv").exists()
+    # the same rule as batch: finished results are never replaced without --overwrite (or continued: --resume)
+    again = CliRunner().invoke(app, ["eval", "--manifest", str(manifest(tmp_path)), "-m", "full", "--budgets", "0.6",
+                                     "--protocols", "context", "--out-dir", str(tmp_path / "o")])
+    assert again.exit_code == 2 and "exists" in again.stderr and "--overwrite" in again.stderr
+    rows_before = (tmp_path / "o" / "results.jsonl").read_text()
+    resumed = CliRunner().invoke(app, ["eval", "--manifest", str(manifest(tmp_path)), "-m", "full", "--budgets", "0.6",
+                                       "--protocols", "context", "--out-dir", str(tmp_path / "o"), "--resume"])
+    assert resumed.exit_code == 0 and (tmp_path / "o" / "results.jsonl").read_text() == rows_before
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--methods", "nope"], "bad method spec"),
+    (["--method", "nope"], "unknown method"),
+    (["-m", "acckv:tau=x"], "must be float"),
+    (["-m", "acckv:tau"], "key=value"),
+    (["--clips", "0"], "--clips"),
+    (["-n", "abc"], "--clips"),
+    (["--max-new-tokens", "abc"], "--max-new-tokens"),
+    (["--device", "tpu"], "--device"),
+    (["--resume", "--overwrite"], "exclude"),
+    (["--bogus"], "No such option"),
     (["--budgets", "x"], "budget"),
     (["--protocols", "later"], "unknown protocol"),
     (["--split", "train"], "--split"),
@@ -133,4 +152,6 @@ def test_eval_cli_on_manifest(tmp_path):
 ])
 def test_eval_cli_usage_errors(args, words, tmp_path):
     result = CliRunner().invoke(app, ["eval", "--out-dir", str(tmp_path), *args], catch_exceptions=False)
-    assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert words in lines[0] and "Traceback" not in result.stderr

@@ -203,7 +203,7 @@ def test_inspect_batch_and_eval_with_a_qwen3_checkpoint(q3_folders, tmp_path):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"id": "a", "video": CLIP, "question": "What instrument plays?",
                                     "answer": "flute", "family": "audio"}) + "\n")
-    result = runner.invoke(app, ["eval", "--manifest", str(manifest), "--methods", "full,acckv,h2o", "--budgets",
+    result = runner.invoke(app, ["eval", "--manifest", str(manifest), "-m", "full", "-m", "acckv", "-m", "h2o", "--budgets",
                                  "0.3", "--out-dir", str(tmp_path / "eval"), "--model", folder, "--json",
                                  "--max-new-tokens", "2"])
     assert result.exit_code == 0, result.stderr

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from acckv_cli.cli import app
-from acckv_cli.inspect import takeover_layer
+from acckv_cli.inspection import takeover_layer
 from acckv_cli.methods import Budget
 from acckv_cli.model import load_model
 from acckv_cli.pipeline import ask_clip
