@@ -20,7 +20,7 @@ import torch
 
 from acckv_cli.layout import TokenLayout, layout_for_inputs
 from acckv_cli.media import DecodedMedia
-from acckv_cli.model import LoadedModel, conversation, processor_kwargs
+from acckv_cli.model import LoadedModel, conversation, process
 
 # Stands for the question while the chat template is rendered, so the text around it can be split off.
 _SENTINEL = "ACCKVQUESTIONSLOT"
@@ -56,11 +56,9 @@ class MediaPrompt:
             raise PromptError("the chat template does not place the question exactly once")
         prefix, suffix = text.split(_SENTINEL)
         notices: list[str] = []
-        kwargs, use_audio_in_video = processor_kwargs(lm, media, max_pixels, notices)
-        inputs = lm.processor(text=prefix, return_tensors="pt", **kwargs)
-        inputs.pop("mm_token_type_ids", None)  # would travel into the model's kwargs (pitfall 17)
-        return cls(lm, dict(inputs.to(lm.device)), use_audio_in_video, suffix, time.perf_counter() - start,
-                   notices)
+        inputs, use_audio_in_video = process(lm, prefix, media, max_pixels, notices)
+        inputs = {k: (v.to(lm.device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
+        return cls(lm, inputs, use_audio_in_video, suffix, time.perf_counter() - start, notices)
 
     @property
     def length(self) -> int:
