@@ -25,7 +25,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -652,6 +652,7 @@ def decode(
     min_pixels: int | None = None,
     official_fps: bool = False,
     lazy_frames: bool = False,
+    check: Callable[[MediaInfo], None] | None = None,
 ) -> DecodedMedia:
     """Probe ``path`` and decode what it holds: sampled frames (video) and mono audio.
 
@@ -666,7 +667,8 @@ def decode(
 
     ``max_frames=None`` keeps the requested fps however long the clip (no 768-frame cap).
     ``lazy_frames=True`` decodes no frame yet: ``frames`` is a :class:`acckv_cli.frames.FrameReader` whose
-    slices decode on demand (streaming reads one chunk at a time).
+    slices decode on demand (streaming reads one chunk at a time). ``check(info)``, if given, runs right
+    after probing, before anything is decoded (e.g. the model's longest clip, ``acckv_cli.positions``).
 
     Raises ValueError for bad arguments (e.g. ``fps < 1``) and MediaError for unusable files.
     """
@@ -677,6 +679,8 @@ def decode(
     if min_pixels is not None and not 1 <= min_pixels <= max_pixels:
         raise ValueError(f"need 1 <= min_pixels <= max_pixels (got {min_pixels}, {max_pixels})")
     info = _probe_container(path)
+    if check is not None:
+        check(info)
     notices: list[str] = []
     frames = frame_times = sample_fps = audio = None
     if info.has_video:
