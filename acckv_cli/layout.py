@@ -110,6 +110,12 @@ class TokenLayout:
                            self.row[:n].clone(), self.col[:n].clone(), self.positions[:, :n].clone(),
                            self.seconds_per_chunk, dict(self.extras))
 
+    def select(self, index: torch.Tensor) -> "TokenLayout":
+        """The layout of the tokens at `index` [n] (a compressed cache's entries, in cache order)."""
+        index = index.cpu()
+        return TokenLayout(self.modality[index], self.time_s[index], self.frame_pair[index], self.row[index],
+                           self.col[index], self.positions[:, index], self.seconds_per_chunk, dict(self.extras))
+
     def counts(self) -> dict[str, int]:
         """Number of tokens of each modality, by lower-case name."""
         return {kind.label: int((self.modality == int(kind)).sum()) for kind in Modality}
