@@ -326,7 +326,8 @@ def run_items(lm, items: list[Item], options: Options, write, on_item=None) -> T
         group, i = items[i:j], j
         t0 = time.perf_counter()
         try:
-            decoded = media_mod.decode(group[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels))
+            decoded = media_mod.decode(group[0].video, fps=options.fps, **decode_sizes(lm, options.max_pixels),
+                                       lazy_frames=options.protocol == "stream")  # streamed: frames per chunk
             results = iter_answers(lm, decoded, [it.question for it in group], options.method, options.budget,
                                    options.protocol, options.max_pixels, options.max_new_tokens)
         except Exception as exc:  # one bad file is one error per item, never the end of the run

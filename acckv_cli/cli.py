@@ -106,7 +106,9 @@ PROTOCOL_HELP = ("Where the cache is compressed relative to the question: query-
                  "compressed, then the assistant header and the answer run through the compressed cache), "
                  "context (media compressed before any question; one compressed cache serves every question) or "
                  "prefill (the whole prompt prefilled before compressing: the first answer token comes from the "
-                 "full cache, so short answers cannot see compression).")
+                 "full cache, so short answers cannot see compression) or stream (long clips: decoded, encoded "
+                 "and prefilled 2 s at a time, the cache compressed after each chunk so memory stays flat; then "
+                 "as context).")
 
 
 @app.command()
@@ -210,14 +212,15 @@ def _render_answers(results, report: ReportMode) -> None:
         rest = sum(r.timings["question_prefill_s"] + r.timings["generate_s"] + r.timings["media_prefill_s"]
                    for r in results[1:])
         summary.add_row("", f"{len(results) - 1} more question(s): {rest:.2f} s (decode, encoders"
-                            f"{'' if first.protocol != 'context' else ', compression'} and media prefill reused)")
+                            f"{'' if first.protocol not in ('context', 'stream') else ', compression'} and media "
+                            f"prefill reused)")
     out.print(summary)
     if report == ReportMode.none:
         return
-    shown = results[:1] if first.protocol == "context" else results  # context: one compression for all
+    shown = results[:1] if first.protocol in ("context", "stream") else results  # one compression for all
     for result in shown:
         table = render_layers(result.report, full=report == ReportMode.full)
-        if several and first.protocol != "context":
+        if several and first.protocol not in ("context", "stream"):
             table.title = f"{table.title} — {result.question}"
         out.print(table)
     if report == ReportMode.full:
@@ -252,7 +255,8 @@ def eval_cmd(
                                      "(use ';' between parameters on the command line)."),
     budgets: str = typer.Option("0.2,0.1,0.05", help="Comma-separated media budgets."),
     protocols: str = typer.Option("query-aware,context", "--protocols",
-                                  help="Comma-separated protocols (query-aware, context, prefill); see `ask --help`."),
+                                  help="Comma-separated protocols (query-aware, context, prefill, stream); see "
+                                       "`ask --help`."),
     ablation: bool = typer.Option(False, help="Also run AccKV with each component off and with cross-modal merging."),
     max_new_tokens: int = typer.Option(4, "--max-new-tokens", help="Longest answer in tokens."),
     out_dir: str = typer.Option("results/eval", help="Folder for results.jsonl, summary.csv/json and accuracy.png."),

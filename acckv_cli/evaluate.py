@@ -103,7 +103,7 @@ class Item:
 
 
 def read_manifest(path: str | Path) -> list[Item]:
-    """JSONL rows with `video` and `question` (and optional `answer`, `family`, `id`)."""
+    """JSONL rows with `video` and `question` (and optional `answer`, `family`, `id`, `evidence` [start, end] s)."""
     path = Path(path)
     items = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
@@ -112,9 +112,10 @@ def read_manifest(path: str | Path) -> list[Item]:
         try:
             row = json.loads(line)
             video = Path(row["video"])
+            evidence = tuple(row["evidence"]) if row.get("evidence") else None  # [start, end) s, if known
             items.append(Item(str(row.get("id", f"{path.stem}-{n}")),
                               str(video if video.is_absolute() else path.parent / video),
-                              row["question"], row.get("answer"), row.get("family")))
+                              row["question"], row.get("answer"), row.get("family"), evidence))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{n}: not a manifest row with video and question ({exc})") from None
     return items
@@ -292,7 +293,9 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
                 "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text}
 
     try:
-        session = ClipSession(lm, media_mod.decode(video, fps=fps, **decode_sizes(lm)))
+        decoded = media_mod.decode(video, fps=fps, **decode_sizes(lm))
+        session = ClipSession(lm, decoded) if any(p != "stream" for p in protocols) else None
+        streamed = _stream_session(lm, decoded) if "stream" in protocols else None
     except Exception as exc:  # one bad clip is recorded, not raised
         for item in items:
             for protocol in protocols:
@@ -306,12 +309,12 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
         if not pending:
             continue
         shared = None
-        if protocol != "context":  # one full media prefill serves every method's compression
+        if protocol not in ("context", "stream"):  # one full media prefill serves every method's compression
             needs = AttentionNeeds()
             for config in configs:
                 needs = needs.union(config.method().attention_needs())
             shared = session.media_cache(needs=needs)
-        ask = _asker(session, protocol, shared, max_new_tokens)
+        ask = _asker(streamed if protocol == "stream" else session, protocol, shared, max_new_tokens)
         try:
             references = dict(zip((i.id for i in items), ask(items, full)))
         except Exception as exc:  # the full cache itself failed (e.g. out of memory): every row says why
@@ -332,8 +335,13 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
                 yield row
 
 
+def _stream_session(lm, decoded):
+    from acckv_cli.stream import StreamSession  # streams chunk by chunk; answers as under context
+    return StreamSession(lm, decoded)
+
+
 def _asker(session: ClipSession, protocol: str, shared, max_new_tokens: int):
-    """`ask(items, config) -> answers` under `protocol` (context compresses the media once per config)."""
+    """`ask(items, config) -> answers` under `protocol` (context and stream compress the media once per config)."""
     def ask(items: list[Item], config: Config) -> list[Answer | Exception]:
         method = config.method()
         media_cache = shared if shared is not None else session.media_cache(method, config.budget)
