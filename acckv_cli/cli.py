@@ -416,10 +416,21 @@ def bench(
                                             "question counts (e.g. 1,4,10) about one clip (--sizes, default 8k), "
                                             "with and without media reuse."),
     protocols: str = typer.Option("query-aware,context", "--protocols", help="Protocols of the many-questions mode."),
+    stream: bool = typer.Option(False, "--stream", help="Streaming mode: peak memory, KV bytes and time of streaming "
+                                "vs one-shot prefill against clip length (--minutes), one fresh process per point."),
+    minutes: str = typer.Option("1,2,5,10", "--minutes", help="Clip lengths of the streaming mode, in minutes."),
+    media_budget: int = typer.Option(1024, "--media-budget", help="Media entries kept per layer in the streaming mode."),
+    chunk_seconds: float = typer.Option(2.0, "--chunk-seconds", help="Seconds of clip per streaming step "
+                                        "(a multiple of Qwen's 2-s chunk)."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True),
 ):
     """Benchmark prefill overhead, decode speed, KV bytes and memory of every method (random 3B-shaped thinker),
-    or with --questions the cost of many questions about one clip."""
+    with --questions the cost of many questions about one clip, or with --stream streaming vs one-shot prefill."""
+    if stream:
+        from acckv_cli.bench_stream import command
+        _run(command, minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot, out_md,
+             tiny, console=out, progress_console=err)
+        return
     if questions is not None:
         _run(_bench_questions, questions, protocols, sizes, layers, dtype, decode_steps, threads, out_json, tiny)
         return
