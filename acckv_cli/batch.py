@@ -303,13 +303,12 @@ def run_video(lm, items: list[Item], options: Options):
     both call it. A failure (bad file, model error) becomes that item's `error`; nothing is raised except
     KeyboardInterrupt and SystemExit. `total_s` of an item is the time spent on it, not on its consumer.
     """
-    from acckv_cli import media as media_mod
-    from acckv_cli.pipeline import decode_sizes, iter_answers
+    from acckv_cli.pipeline import STREAM, decode_for_model, iter_answers
 
     t0 = time.perf_counter()
     try:
-        decoded = media_mod.decode(items[0].video, fps=options.fps, official_fps=options.official_fps,
-                                   **decode_sizes(lm, options.max_pixels))
+        decoded = decode_for_model(lm, items[0].video, options.fps, options.max_pixels, options.official_fps,
+                                   lazy_frames=options.protocol == STREAM)  # streamed: frames per chunk
         results = iter_answers(lm, decoded, [it.question for it in items], options.method, options.budget,
                                options.protocol, options.max_pixels, options.max_new_tokens, options.method_params)
     except Exception as exc:  # one bad file is one error per item, never the end of the run

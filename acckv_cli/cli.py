@@ -82,7 +82,8 @@ def eval_cmd(
                                                      "baseline)."),
     budgets: str = typer.Option("0.2,0.1,0.05", "--budgets", help="Comma-separated media budgets."),
     protocols: str = typer.Option("query-aware,context", "--protocols",
-                                  help="Comma-separated protocols (query-aware, context, prefill); see `ask --help`."),
+                                  help="Comma-separated protocols (query-aware, context, prefill, stream); see "
+                                       "`ask --help`."),
     ablation: bool = typer.Option(False, "--ablation", help="Also run AccKV with each component off and with "
                                                             "cross-modal merging."),
     max_new_tokens: int = typer.Option(4, "--max-new-tokens", help="Longest answer in tokens."),
@@ -189,12 +190,21 @@ def bench(
                                             "question counts (e.g. 1,4,10) about one clip, with and without media "
                                             "reuse."),
     protocols: str = typer.Option("query-aware,context", "--protocols", help="Protocols of the many-questions mode."),
+    stream: bool = typer.Option(False, "--stream", help="Streaming mode: peak memory, KV bytes and time of streaming "
+                                "vs one-shot prefill against clip length (--minutes), one fresh process per point."),
+    minutes: str = typer.Option("1,2,5,10", "--minutes", help="Clip lengths of the streaming mode, in minutes."),
+    media_budget: int = typer.Option(1024, "--media-budget", help="Media entries kept per layer in the streaming mode."),
+    chunk_seconds: float = typer.Option(2.0, "--chunk-seconds", help="Seconds of clip per streaming step "
+                                        "(a multiple of Qwen's 2-s chunk)."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True),
 ):
     """Benchmark prefill overhead, decode speed, KV bytes and memory of every method (random 3B-shaped thinker),
-    or with --questions the cost of many questions about one clip."""
+    with --questions the cost of many questions about one clip, or with --stream streaming vs one-shot prefill."""
     from acckv_cli.commands import bench as body
-    if questions is not None:
+    if stream:
+        run(body.run_stream, minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot,
+            out_md, tiny)
+    elif questions is not None:
         run(body.run_questions, questions, protocols, sizes, layers, dtype, decode_steps, threads, out_json, tiny)
     else:
         run(body.run, sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot,

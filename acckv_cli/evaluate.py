@@ -33,8 +33,8 @@ from acckv_cli.manifests import read_manifest_rows
 from acckv_cli.methods.stash import AttentionNeeds
 from acckv_cli.model import LoadedModel
 from acckv_cli.options import MethodSpec
-from acckv_cli.pipeline import decode_sizes
-from acckv_cli.session import Answer, ClipSession, check_protocol
+from acckv_cli.pipeline import STREAM, decode_sizes, open_session
+from acckv_cli.session import MEDIA_COMPRESSED, Answer, ClipSession, check_protocol
 
 log = logging.getLogger(__name__)
 _ARTICLES = {"a", "an", "the"}
@@ -92,7 +92,8 @@ class Item:
 
 
 def read_manifest(path: str | Path) -> list[Item]:
-    """The items of a JSONL or CSV manifest (the reader `batch` uses); every row needs a question here."""
+    """The items of a JSONL or CSV manifest (the reader `batch` uses); every row needs a question here, and may
+    carry `evidence`: [start, end] seconds of the clip that hold the answer (long SynthAVQA manifests do)."""
     path = Path(path)
     items = []
     for row in read_manifest_rows(path):
@@ -101,8 +102,20 @@ def read_manifest(path: str | Path) -> list[Item]:
             raise UsageError(f"{path}:{row['_line']}: missing \"question\" (eval asks each row's own question)")
         answer = row.get("answer")
         items.append(Item(str(row.get("id") or f"{path.stem}-{row['_line']}"), row["video"], question.strip(),
-                          None if answer in (None, "") else str(answer), row.get("family") or None))
+                          None if answer in (None, "") else str(answer), row.get("family") or None,
+                          _evidence(row.get("evidence"), path, row["_line"])))
     return items
+
+
+def _evidence(value, path: Path, line: int) -> tuple[float, float] | None:
+    """A manifest row's evidence span [start, end) in seconds, or None when the row has none."""
+    if value in (None, ""):
+        return None
+    try:
+        start, end = (float(x) for x in (json.loads(value) if isinstance(value, str) else value))
+    except (TypeError, ValueError):
+        raise UsageError(f"{path}:{line}: \"evidence\" must be [start, end] in seconds, not {value!r}") from None
+    return start, end
 
 
 def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
@@ -277,7 +290,10 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
                 "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text}
 
     try:
-        session = ClipSession(lm, media_mod.decode(video, fps=fps, **decode_sizes(lm)))
+        only_streamed = all(p == STREAM for p in protocols)  # then no frame is decoded before its chunk
+        decoded = media_mod.decode(video, fps=fps, lazy_frames=only_streamed, **decode_sizes(lm))
+        session = None if only_streamed else ClipSession(lm, decoded)
+        streamed = open_session(lm, decoded, STREAM) if STREAM in protocols else None
     except Exception as exc:  # one bad clip is recorded, not raised
         for item in items:
             for protocol in protocols:
@@ -291,12 +307,12 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
         if not pending:
             continue
         shared = None
-        if protocol != "context":  # one full media prefill serves every method's compression
+        if protocol not in MEDIA_COMPRESSED:  # one full media prefill serves every method's compression
             needs = AttentionNeeds()
             for config in configs:
                 needs = needs.union(config.method().attention_needs())
             shared = session.media_cache(needs=needs)
-        ask = _asker(session, protocol, shared, max_new_tokens)
+        ask = _asker(streamed if protocol == STREAM else session, protocol, shared, max_new_tokens)
         try:
             references = dict(zip((i.id for i in items), ask(items, full)))
         except Exception as exc:  # the full cache itself failed (e.g. out of memory): every row says why
@@ -318,7 +334,7 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
 
 
 def _asker(session: ClipSession, protocol: str, shared, max_new_tokens: int):
-    """`ask(items, config) -> answers` under `protocol` (context compresses the media once per config)."""
+    """`ask(items, config) -> answers` under `protocol` (context and stream compress the media once per config)."""
     def ask(items: list[Item], config: Config) -> list[Answer | Exception]:
         method = config.method()
         media_cache = shared if shared is not None else session.media_cache(method, config.budget)

@@ -110,6 +110,12 @@ class TokenLayout:
                            self.row[:n].clone(), self.col[:n].clone(), self.positions[:, :n].clone(),
                            self.seconds_per_chunk, dict(self.extras))
 
+    def select(self, index: torch.Tensor) -> "TokenLayout":
+        """The layout of the tokens at `index` [n] (a compressed cache's entries, in cache order)."""
+        index = index.cpu()
+        return TokenLayout(self.modality[index], self.time_s[index], self.frame_pair[index], self.row[index],
+                           self.col[index], self.positions[:, index], self.seconds_per_chunk, dict(self.extras))
+
     def counts(self) -> dict[str, int]:
         """Number of tokens of each modality, by lower-case name."""
         return {kind.label: int((self.modality == int(kind)).sum()) for kind in Modality}
@@ -187,6 +193,17 @@ def _contiguous_runs(index: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.tensor_split(index, breaks))
 
 
+def audio_lengths(feature_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Mel frames of the prompt's one soundtrack, [1]: the sum over all rows of the feature mask.
+
+    A prompt holds one clip; a soundtrack longer than the model's audio window arrives as several feature
+    rows (one per window, `acckv_cli.soundtrack`) that are one audio item for the positions.
+    """
+    if feature_mask is None:
+        return None
+    return feature_mask.sum().reshape(1)
+
+
 def layout_for_inputs(thinker, processor, inputs, use_audio_in_video: bool) -> TokenLayout:
     """The layout of a processor output (batch size 1), using the thinker's own `get_rope_index`."""
     input_ids = inputs["input_ids"]
@@ -196,7 +213,7 @@ def layout_for_inputs(thinker, processor, inputs, use_audio_in_video: bool) -> T
     spg = inputs.get("video_second_per_grid")
     positions, _ = thinker.get_rope_index(
         input_ids, None, inputs.get("video_grid_thw"), inputs.get("attention_mask"), use_audio_in_video,
-        feature_mask.sum(-1) if feature_mask is not None else None, spg)
+        audio_lengths(feature_mask), spg)
     config = thinker.config
     family = family_for_config(config)
     labels = label_tokens(input_ids[0].cpu(), SpecialIds.from_model(config, processor.tokenizer),

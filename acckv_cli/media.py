@@ -25,7 +25,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -87,7 +87,7 @@ class DecodedMedia:
     """Model-ready media: sampled RGB frames and/or mono float32 audio."""
 
     info: MediaInfo
-    frames: np.ndarray | None  # (T, H, W, 3) uint8, H*W <= max_pixels (and >= min_pixels when given)
+    frames: Any  # (T, H, W, 3) uint8 array, or a lazy FrameReader (slices decode on demand); None: no video
     frame_times: np.ndarray | None  # (T,) seconds
     sample_fps: float | None  # effective frame sampling rate; pass to the Qwen processor as `fps`
     audio: np.ndarray | None  # (S,) float32 mono at `audio_rate`
@@ -316,7 +316,7 @@ def _check_sampling_args(fps: float, min_frames: int, max_frames: int) -> None:
             f"--fps must be >= 1 (got {fps}): lower rates desynchronise Qwen2.5-Omni's interleaved "
             "audio/video chunks"
         )
-    if min_frames < 1 or max_frames < FRAME_FACTOR or min_frames > max_frames:
+    if min_frames < 1 or (max_frames is not None and (max_frames < FRAME_FACTOR or min_frames > max_frames)):
         raise ValueError(
             f"need 1 <= min_frames <= max_frames and max_frames >= {FRAME_FACTOR} "
             f"(got min_frames={min_frames}, max_frames={max_frames})"
@@ -324,12 +324,14 @@ def _check_sampling_args(fps: float, min_frames: int, max_frames: int) -> None:
 
 
 def sample_frame_indices(
-    n_frames: int, native_fps: float, fps: float = 2.0, min_frames: int = 4, max_frames: int = 768
+    n_frames: int, native_fps: float, fps: float = 2.0, min_frames: int = 4, max_frames: int | None = 768
 ) -> tuple[np.ndarray, float]:
     """Frame indices to decode and the effective sampling rate, following Qwen's ``smart_nframes``.
 
     The count is ``duration * fps`` clamped to ``[min_frames, min(max_frames, n_frames)]`` and floored to
     an even number (Qwen's temporal patch is 2 frames); a one-frame video yields its frame twice.
+    ``max_frames=None`` lifts Qwen's 768-frame cap, so a long clip keeps the requested rate (the model's
+    position range is then the limit: ``acckv_cli.positions``).
     Indices are spread uniformly over the whole video. The returned rate, ``count / duration``, is what
     the processor must be told so that video timestamps line up with the audio.
     """
@@ -339,7 +341,7 @@ def sample_frame_indices(
     if not native_fps > 0:
         raise ValueError(f"native_fps must be > 0, got {native_fps}")
     wanted = n_frames / native_fps * fps
-    count = min(max(wanted, min_frames), max_frames, n_frames)
+    count = min(max(wanted, min_frames), max_frames if max_frames is not None else n_frames, n_frames)
     count = max(FRAME_FACTOR, int(count // FRAME_FACTOR) * FRAME_FACTOR)
     indices = _linspace_indices(n_frames, count)
     sample_fps = count * native_fps / n_frames
@@ -461,17 +463,18 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _decode_frames(
-    info: MediaInfo, fps: float, min_frames: int, max_frames: int, max_pixels: int, min_pixels: int | None = None
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Sample and decode frames; returns (frames, frame_times, sample_fps) and completes ``info``."""
-    if min_pixels is not None:
-        return _decode_frames_qwen(info, fps, min_frames, max_frames, min_pixels, max_pixels)
-    reader = _open_video_reader(info, max_pixels)
-    _fill_video_counts(info, reader)
-    indices, sample_fps = sample_frame_indices(info.n_frames, info.native_fps, fps, min_frames, max_frames)
-    frames = _get_batch(reader, info, indices)
-    frames = _enforce_max_pixels(np.ascontiguousarray(frames, dtype=np.uint8), max_pixels)
-    return frames, _frame_times(reader, indices, info.native_fps), sample_fps
+    info: MediaInfo, fps: float, min_frames: int, max_frames: int | None, max_pixels: int,
+    min_pixels: int | None = None, lazy: bool = False,
+) -> tuple[Any, np.ndarray, float]:
+    """Sample frames; returns (frames, frame_times, sample_fps) and completes ``info``.
+
+    ``frames`` is the decoded (T, H, W, 3) array, or with ``lazy`` the :class:`acckv_cli.frames.FrameReader`
+    that decodes any slice of it on demand (same pixels: the array is read through it).
+    """
+    from acckv_cli.frames import FrameReader  # it builds on this module's helpers
+
+    reader = FrameReader.open(info, fps, min_frames, max_frames, max_pixels, min_pixels)
+    return (reader if lazy else reader[:]), reader.times, reader.sample_fps
 
 
 def _get_batch(reader: Any, info: MediaInfo, indices: np.ndarray) -> np.ndarray:
@@ -499,7 +502,7 @@ def _decode_size(height: int, width: int, target: tuple[int, int]) -> tuple[int,
     return fit_to_pixels(height, width, int(budget))
 
 
-def _expected_count(info: MediaInfo, fps: float, min_frames: int, max_frames: int) -> int:
+def _expected_count(info: MediaInfo, fps: float, min_frames: int, max_frames: int | None) -> int:
     """Frames that will be sampled, from the container's duration (decord's exact count comes later)."""
     if info.duration_s > 0 and info.native_fps:
         n_frames = max(1, round(info.duration_s * info.native_fps))
@@ -513,40 +516,6 @@ def _qwen_size(info: MediaInfo, height: int, width: int, count: int, min_pixels:
         return video_frame_size(height, width, count, min_pixels, max_pixels)
     except ValueError as exc:  # aspect ratio beyond 200:1, which Qwen's vision encoder refuses too
         raise MediaError(f"cannot size the frames of {_show(info.path)} for the model ({exc})") from exc
-
-
-def _decode_frames_qwen(
-    info: MediaInfo, fps: float, min_frames: int, max_frames: int, min_pixels: int, max_pixels: int
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Frames resized once to the size Qwen's pipeline gives them (see acckv_cli.preprocess)."""
-    size_known = bool(info.height and info.width)
-    decode_size = None
-    if size_known:
-        guess = _qwen_size(info, info.height, info.width, _expected_count(info, fps, min_frames, max_frames),
-                           min_pixels, max_pixels)
-        decode_size = _decode_size(info.height, info.width, guess)
-    reader = _open_video_reader(info, None, size=decode_size)
-    _fill_video_counts(info, reader)
-    indices, sample_fps = sample_frame_indices(info.n_frames, info.native_fps, fps, min_frames, max_frames)
-    if size_known:
-        target = _qwen_size(info, info.height, info.width, len(indices), min_pixels, max_pixels)
-        exact_size = _decode_size(info.height, info.width, target)
-        if exact_size != decode_size:  # the container's duration misled the guess: reopen at the right size
-            decode_size = exact_size
-            reader = _open_video_reader(info, None, size=decode_size)
-    if decode_size is not None:
-        logger.info("%s: decoding %dx%d frames at %dx%d", info.path, info.width, info.height, *decode_size[::-1])
-    height, width = decode_size or (info.height or 1080, info.width or 1920)
-    per_chunk = max(1, DECODE_CHUNK_BYTES // (height * width * 3))
-    size = target if decode_size is not None else None
-    chunks = []
-    for start in range(0, len(indices), per_chunk):
-        batch = np.asarray(_get_batch(reader, info, indices[start:start + per_chunk]), dtype=np.uint8)
-        if size is None:  # native decode: Qwen takes the size from the decoded frames, and so do we
-            size = _qwen_size(info, *batch.shape[1:3], len(indices), min_pixels, max_pixels)
-        chunks.append(resize_frames(batch, *size))
-    frames = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-    return frames, _frame_times(reader, indices, info.native_fps), sample_fps
 
 
 # --------------------------------------------------------------------------------------------- audio
@@ -670,11 +639,13 @@ def decode(
     path: str | os.PathLike,
     fps: float = 2.0,
     min_frames: int = 4,
-    max_frames: int = 768,
+    max_frames: int | None = 768,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     audio_rate: int = 16000,
     min_pixels: int | None = None,
     official_fps: bool = False,
+    lazy_frames: bool = False,
+    check: Callable[[MediaInfo], None] | None = None,
 ) -> DecodedMedia:
     """Probe ``path`` and decode what it holds: sampled frames (video) and mono audio.
 
@@ -687,6 +658,11 @@ def decode(
     ``official_fps=True`` marks the media so that the processor is told no frame rate, as in Qwen's README
     call (see :attr:`DecodedMedia.processor_fps`); sampling itself does not change.
 
+    ``max_frames=None`` keeps the requested fps however long the clip (no 768-frame cap).
+    ``lazy_frames=True`` decodes no frame yet: ``frames`` is a :class:`acckv_cli.frames.FrameReader` whose
+    slices decode on demand (streaming reads one chunk at a time). ``check(info)``, if given, runs right
+    after probing, before anything is decoded (e.g. the model's longest clip, ``acckv_cli.positions``).
+
     Raises ValueError for bad arguments (e.g. ``fps < 1``) and MediaError for unusable files.
     """
     start = time.perf_counter()
@@ -696,10 +672,13 @@ def decode(
     if min_pixels is not None and not 1 <= min_pixels <= max_pixels:
         raise ValueError(f"need 1 <= min_pixels <= max_pixels (got {min_pixels}, {max_pixels})")
     info = _probe_container(path)
+    if check is not None:
+        check(info)
     notices: list[str] = []
     frames = frame_times = sample_fps = audio = None
     if info.has_video:
-        frames, frame_times, sample_fps = _decode_frames(info, fps, min_frames, max_frames, max_pixels, min_pixels)
+        frames, frame_times, sample_fps = _decode_frames(info, fps, min_frames, max_frames, max_pixels, min_pixels,
+                                                         lazy_frames)
         if info.has_audio:
             audio = _decode_audio_track(info, audio_rate, notices)
         else:

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from acckv_cli.errors import ModelUnavailable
 from acckv_cli.families import (ModelFamily, UnsupportedModel, family_for_checkpoint, family_for_processor,
                                 family_of)
+from acckv_cli import soundtrack
 from acckv_cli.media import DecodedMedia
 
 log = logging.getLogger(__name__)
@@ -165,11 +166,15 @@ def processor_kwargs(lm: LoadedModel, media: DecodedMedia, max_pixels: int | Non
 
     The flag is True only for video with its own soundtrack; the processor output does not carry it, and
     without it the model's 3-D positions are silently wrong (pitfall 1), so it travels beside the inputs.
-    Notices about what the model cannot take (audio beyond its window) are appended to `notices`.
+    A soundtrack longer than the model's audio window is kept whole (`acckv_cli.soundtrack`): the
+    processor is asked not to cut it, and `process` then swaps in its per-window features; a notice
+    saying so is appended to `notices`.
     """
     audio = _fit_audio(lm, media, notices if notices is not None else [])
     kwargs: dict = {}
     use_audio_in_video = False
+    if audio is not None and soundtrack.needs_windows(lm, media.audio):
+        kwargs["audio_kwargs"] = {"truncation": False}
     if media.frames is not None:
         low, high = lm.pixel_range
         high = min(high, max_pixels) if max_pixels else high
@@ -188,6 +193,22 @@ def processor_kwargs(lm: LoadedModel, media: DecodedMedia, max_pixels: int | Non
     return kwargs, use_audio_in_video
 
 
+def process(lm: LoadedModel, text: str, media: DecodedMedia, max_pixels: int | None = None,
+            notices: list[str] | None = None) -> tuple[dict, bool]:
+    """The processor on `text` with the clip's media (batch size 1), and the `use_audio_in_video` flag.
+
+    A soundtrack longer than the model's audio window arrives as per-window features
+    (`soundtrack.replace_features`); everything else is the processor's output as it is.
+    """
+    kwargs, use_audio_in_video = processor_kwargs(lm, media, max_pixels, notices)
+    inputs = lm.processor(text=text, return_tensors="pt", **kwargs)
+    inputs.pop("mm_token_type_ids", None)  # would travel into the model's kwargs (pitfall 17)
+    inputs = dict(inputs)
+    if "audio_kwargs" in kwargs:
+        inputs = soundtrack.replace_features(lm, kwargs["audio"][0], inputs)
+    return inputs, use_audio_in_video
+
+
 def build_inputs(lm: LoadedModel, media: DecodedMedia, question: str,
                  max_pixels: int | None = None) -> tuple[dict, bool]:
     """Processor inputs for one clip and question as one prompt, and the `use_audio_in_video` flag.
@@ -197,20 +218,17 @@ def build_inputs(lm: LoadedModel, media: DecodedMedia, question: str,
     """
     text = lm.processor.apply_chat_template(conversation(media, question), add_generation_prompt=True,
                                             tokenize=False)
-    kwargs, use_audio_in_video = processor_kwargs(lm, media, max_pixels)
-    inputs = lm.processor(text=text, return_tensors="pt", **kwargs)
-    inputs.pop("mm_token_type_ids", None)  # would travel into generate's kwargs (pitfall 17)
-    return inputs.to(lm.device), use_audio_in_video
+    inputs, use_audio_in_video = process(lm, text, media, max_pixels)
+    return {k: (v.to(lm.device) if torch.is_tensor(v) else v) for k, v in inputs.items()}, use_audio_in_video
 
 
 def _fit_audio(lm: LoadedModel, media: DecodedMedia, notices: list[str]):
-    if media.audio is None or lm.audio_limit_s is None:  # no audio, or a processor that never cuts it
+    """The soundtrack the processor gets: as decoded, or — beyond the model's audio window — trimmed to a
+    whole number of audio tokens and announced (it is then encoded window by window, never cut)."""
+    if not soundtrack.needs_windows(lm, media.audio):
         return media.audio
-    limit = int(lm.audio_limit_s * media.audio_rate)
-    if media.audio.shape[0] > limit:
-        notices.append(f"audio truncated to the model's {lm.audio_limit_s:.0f} s audio window")
-        return media.audio[:limit]
-    return media.audio
+    notices.append(soundtrack.notice(lm, media.audio, media.audio_rate))
+    return soundtrack.trim(lm, media.audio)
 
 
 def cast_inputs(inputs: dict, dtype: torch.dtype) -> dict:

@@ -129,9 +129,11 @@ def parse_protocol(text: str) -> str:
 
 PROTOCOL_HELP = ("Where the cache is compressed relative to the question: query-aware (media + question "
                  "compressed, then the assistant header and the answer run through the compressed cache), "
-                 "context (media compressed before any question; one compressed cache serves every question) or "
+                 "context (media compressed before any question; one compressed cache serves every question), "
                  "prefill (the whole prompt prefilled before compressing: the first answer token comes from the "
-                 "full cache, so short answers cannot see compression).")
+                 "full cache, so short answers cannot see compression) or stream (long clips: decoded, encoded "
+                 "and prefilled 2 s at a time, the cache compressed after each chunk so memory stays flat; then "
+                 "as context).")
 MODEL = typer.Option(None, "--model", help="Hub id (already cached) or local folder of a Qwen2.5-Omni or Qwen3-Omni "
                                            "checkpoint (full or thinker-only); default: the built-in model.")
 METHOD = typer.Option("acckv", "--method", "-m", help="KV compression method: NAME or NAME:key=value,... "

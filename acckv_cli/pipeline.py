@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from acckv_cli.errors import UsageError
 from acckv_cli import media as media_mod
+from acckv_cli import positions
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.model import LoadedModel
 from acckv_cli.preprocess import uses_official_sizing
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # The default protocol of `ask` and `batch` (measured choice: README "How the answer depends on the cache").
 DEFAULT_PROTOCOL = "query-aware"
+STREAM = "stream"  # long clips: chunk-by-chunk prefill with bounded memory (acckv_cli.stream)
 
 
 @dataclass
@@ -69,16 +71,17 @@ def read_questions(path: str) -> list[str]:
     return questions
 
 
-def media_summary(decoded: media_mod.DecodedMedia, inputs: dict) -> dict:
-    """The numbers users compare with Qwen's own preprocessing."""
+def media_summary(decoded: media_mod.DecodedMedia, inputs: dict, patch: int | None = None) -> dict:
+    """The numbers users compare with Qwen's own preprocessing (`patch`: the vision patch in pixels, read
+    from the pixel values when the inputs hold them — a streamed prompt does not)."""
     info = decoded.info
     out = {"path": info.path, "duration_s": round(info.duration_s, 3), "modalities": decoded.modalities,
            "native_fps": info.native_fps, "native_size": [info.width, info.height] if info.width else None}
     grid = inputs.get("video_grid_thw")
     if decoded.frames is not None and grid is not None:
         t, h, w = (int(x) for x in grid[0])
-        patch = _patch_size(inputs)
-        out.update(sampled_fps=round(float(decoded.sample_fps), 4), frames=int(decoded.frames.shape[0]),
+        patch = _patch_size(inputs) if "pixel_values_videos" in inputs else patch
+        out.update(sampled_fps=round(float(decoded.sample_fps), 4), frames=len(decoded.frames),
                    processor_fps=_processor_fps(inputs),
                    frame_size=[w * patch, h * patch], pixels_per_frame=h * w * patch * patch,
                    tokens_per_frame_pair=h * w // 4)
@@ -108,22 +111,29 @@ def pixel_cap(lm: LoadedModel, max_pixels: int | None) -> int:
 
 
 def decode_for_model(lm: LoadedModel, path: str, fps: float = 2.0, max_pixels: int | None = None,
-                     official_fps: bool = False) -> media_mod.DecodedMedia:
+                     official_fps: bool = False, lazy_frames: bool = False) -> media_mod.DecodedMedia:
     """Decode `path` with the frame sizes the model expects (`--max-pixels` lowers the cap).
 
     For a real checkpoint (Qwen's official pixel range) frames get the size and pixels Qwen's own
     pipeline gives them; a model with a range of its own (the built-in demo) gets the sizing it was
     trained with (`acckv_cli.preprocess.uses_official_sizing`). `official_fps=True` tells the processor
-    no frame rate, as Qwen's README call does (`media.decode`).
+    no frame rate, as Qwen's README call does (`media.decode`). `lazy_frames=True` (streaming) decodes
+    no frame yet: each chunk's frames are decoded when the stream reaches them.
     """
-    return media_mod.decode(path, fps=fps, official_fps=official_fps, **decode_sizes(lm, max_pixels))
+    return media_mod.decode(path, fps=fps, official_fps=official_fps, lazy_frames=lazy_frames,
+                            **decode_sizes(lm, max_pixels))
 
 
 def decode_sizes(lm: LoadedModel, max_pixels: int | None = None) -> dict:
-    """`media.decode` keyword arguments for the frame sizes of `lm`: `max_pixels` and `min_pixels`."""
+    """`media.decode` keyword arguments for `lm`: the frame sizes (`max_pixels`, `min_pixels`), no frame cap
+    (the requested fps is kept however long the clip) and the check that the clip fits the model's position
+    range, run before anything is decoded (`acckv_cli.positions`)."""
     high = pixel_cap(lm, max_pixels)
     official = uses_official_sizing(lm.pixel_range)
-    return {"max_pixels": high, "min_pixels": min(lm.pixel_range[0], high) if official else None}
+    out = {"max_pixels": high, "min_pixels": min(lm.pixel_range[0], high) if official else None, "max_frames": None}
+    if lm.thinker is not None:  # (preprocessing checks run without a model)
+        out["check"] = positions.duration_check(lm)
+    return out
 
 
 def ask_clip(lm: LoadedModel, path: str, questions: list[str], method: str = "acckv", budget: Budget | None = None,
@@ -132,7 +142,8 @@ def ask_clip(lm: LoadedModel, path: str, questions: list[str], method: str = "ac
              official_fps: bool = False) -> list[AskResult]:
     """Answer every question about the clip at `path`, decoding, encoding and prefilling its media once."""
     questions = [check_question(q) for q in questions]
-    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels, official_fps=official_fps)
+    decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels, official_fps=official_fps,
+                               lazy_frames=protocol == STREAM)
     return ask_decoded(lm, decoded, questions, method, budget, protocol, max_pixels, max_new_tokens, method_params)
 
 
@@ -161,13 +172,13 @@ def iter_answers(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: li
     compressor = get_method(method, **(method_params or {}))
     budget = budget or Budget(0.2)
     try:
-        session = ClipSession(lm, decoded, pixel_cap(lm, max_pixels))
+        session = open_session(lm, decoded, protocol, max_pixels)
         media_cache = session.media_cache_for(protocol, compressor, budget)
     except Exception as exc:
         for _ in questions:
             yield exc
         return
-    media = media_summary(decoded, session.prompt.inputs)
+    media = media_summary(decoded, session.prompt.inputs, lm.family.patch_size)
     notices = list(dict.fromkeys([*lm.notices, *decoded.notices, *session.prompt.notices]))
     for question in questions:
         try:
@@ -176,6 +187,15 @@ def iter_answers(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: li
             yield exc
             continue
         yield _result(lm, answer, compressor.name, budget, media, notices)
+
+
+def open_session(lm: LoadedModel, decoded: media_mod.DecodedMedia, protocol: str,
+                 max_pixels: int | None = None) -> ClipSession:
+    """The session that serves `protocol`: a streamed one (`acckv_cli.stream`) or the one-shot one."""
+    if protocol == STREAM:
+        from acckv_cli.stream import StreamSession
+        return StreamSession(lm, decoded, pixel_cap(lm, max_pixels))
+    return ClipSession(lm, decoded, pixel_cap(lm, max_pixels))
 
 
 def _result(lm: LoadedModel, answer: Answer, method: str, budget: Budget, media: dict, notices: list[str]) -> AskResult:

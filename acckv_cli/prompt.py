@@ -21,10 +21,21 @@ import torch
 from acckv_cli.errors import PromptError
 from acckv_cli.layout import TokenLayout, layout_for_inputs
 from acckv_cli.media import DecodedMedia
-from acckv_cli.model import LoadedModel, conversation, processor_kwargs
+from acckv_cli.model import LoadedModel, conversation, process
+from acckv_cli.positions import check_prompt
 
 # Stands for the question while the chat template is rendered, so the text around it can be split off.
 _SENTINEL = "ACCKVQUESTIONSLOT"
+
+
+def split_template(lm: LoadedModel, media: DecodedMedia) -> tuple[str, str]:
+    """The chat template rendered around a placeholder question: (prefix text, suffix text)."""
+    text = lm.processor.apply_chat_template(conversation(media, _SENTINEL), add_generation_prompt=True,
+                                            tokenize=False)
+    if text.count(_SENTINEL) != 1:
+        raise PromptError("the chat template does not place the question exactly once")
+    prefix, suffix = text.split(_SENTINEL)
+    return prefix, suffix
 
 
 @dataclass
@@ -47,17 +58,13 @@ class MediaPrompt:
     def build(cls, lm: LoadedModel, media: DecodedMedia, max_pixels: int | None = None) -> "MediaPrompt":
         """Render the chat template around a placeholder question, and run the processor on the prefix."""
         start = time.perf_counter()
-        text = lm.processor.apply_chat_template(conversation(media, _SENTINEL), add_generation_prompt=True,
-                                                tokenize=False)
-        if text.count(_SENTINEL) != 1:
-            raise PromptError("the chat template does not place the question exactly once")
-        prefix, suffix = text.split(_SENTINEL)
+        prefix, suffix = split_template(lm, media)
         notices: list[str] = []
-        kwargs, use_audio_in_video = processor_kwargs(lm, media, max_pixels, notices)
-        inputs = lm.processor(text=prefix, return_tensors="pt", **kwargs)
-        inputs.pop("mm_token_type_ids", None)  # would travel into the model's kwargs (pitfall 17)
-        return cls(lm, dict(inputs.to(lm.device)), use_audio_in_video, suffix, time.perf_counter() - start,
-                   notices)
+        inputs, use_audio_in_video = process(lm, prefix, media, max_pixels, notices)
+        inputs = {k: (v.to(lm.device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
+        prompt = cls(lm, inputs, use_audio_in_video, suffix, time.perf_counter() - start, notices)
+        check_prompt(lm, prompt.layout)  # the clip fits the model's position range
+        return prompt
 
     @property
     def length(self) -> int:

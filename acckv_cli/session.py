@@ -13,6 +13,8 @@ every answer names its **protocol**:
 * `prefill`: the whole prompt, header included, is prefilled before compression — today's kvpress-style
   "compress during prefill". The first answer token is computed from the full cache, so for short answers
   this protocol is blind to compression; it exists to show that.
+* `stream`: like `context`, but system + media are prefilled chunk by chunk and compressed after every
+  chunk, so the cache never holds the whole clip (`acckv_cli.stream.StreamSession`).
 
 Cut back: a question only ever *appends* to the per-layer tensors (a new tensor each time, see
 `DynamicLayer.update`), and compression replaces them, so remembering each layer's (keys, values) and
@@ -38,7 +40,9 @@ from acckv_cli.model import LoadedModel, cast_inputs
 from acckv_cli.prompt import MediaPrompt, QuestionPrompt
 from acckv_cli.report import RetentionReport
 
-PROTOCOLS = ("query-aware", "context", "prefill")
+PROTOCOLS = ("query-aware", "context", "prefill", "stream")
+# Protocols whose media cache is compressed before any question (the question runs through it).
+MEDIA_COMPRESSED = ("context", "stream")
 
 
 def check_protocol(name: str) -> str:
@@ -193,9 +197,9 @@ class ClipSession:
         """Run the prompt after the media; return (first-token logits, compression run, compressed layout,
         the cache decoding continues on)."""
         thinker, cache = self.lm.thinker, media_cache.cache
-        if protocol == "context":
+        if protocol in MEDIA_COMPRESSED:
             if media_cache.run is None:
-                raise ValueError("the context protocol needs a media cache compressed by the method")
+                raise ValueError(f"the {protocol} protocol needs a media cache compressed by the method")
             ids, pos = prompt.span(prompt.media_end, prompt.length)
             return forward_segment(thinker, cache, pos, ids), media_cache.run, self.prompt.layout, cache
         if media_cache.stash is None:
@@ -234,7 +238,12 @@ class ClipSession:
         return [self.answer(q, media_cache, protocol, method, budget, max_new_tokens) for q in questions]
 
     def media_cache_for(self, protocol: str, method: CompressionMethod, budget: Budget) -> MediaCache:
-        """The media cache `protocol` answers from: compressed by `method` (context) or full with a stash."""
-        if check_protocol(protocol) == "context":
+        """The media cache `protocol` answers from: compressed by `method` (context) or full with a stash.
+
+        `stream` is served by `acckv_cli.stream.StreamSession`, which builds its prompt without pixels.
+        """
+        if check_protocol(protocol) == "stream":
+            raise ProtocolError("the stream protocol needs a StreamSession (acckv_cli.stream)")
+        if protocol == "context":
             return self.media_cache(method, budget)
         return self.media_cache(needs=method.attention_needs())

@@ -35,6 +35,17 @@ def tiny_lm(tiny):
     return LoadedModel(thinker, processor, "tiny", torch.device("cpu"), torch.float32, is_builtin=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_lm_w4(tiny):
+    """The tiny model with a 4-s audio window (instead of 30 s), so soundtracks longer than the window stay
+    short and fast in tests."""
+    from acckv_cli.testing import build_processor
+
+    thinker, processor = tiny
+    return LoadedModel(thinker, build_processor(processor.tokenizer, feature_chunk_seconds=4), "tiny-w4",
+                       torch.device("cpu"), torch.float32, is_builtin=True)
+
+
 def synthetic_media(seconds: float = 4.0, fps: float = 2.0, video: bool = True, audio: bool = True,
                     size: tuple[int, int] = (112, 140), seed: int = 0) -> DecodedMedia:
     """Random frames and noise as if decoded from a clip (no file needed)."""

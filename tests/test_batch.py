@@ -119,7 +119,7 @@ def test_decode_runs_once_per_video(folder, monkeypatch, tmp_path):
 
 
 def test_reused_media_does_not_pile_up_notices():
-    """ask_decoded may add a notice to the shared media (audio over 30 s truncated): once per answer."""
+    """ask_decoded may add a notice to the shared media (audio over the window, encoded whole): once per answer."""
     from conftest import synthetic_media
     from acckv_cli.methods import Budget
     from acckv_cli.model import load_model
@@ -129,7 +129,7 @@ def test_reused_media_does_not_pile_up_notices():
     before = list(decoded.notices)
     for _ in range(2):
         results = ask_decoded(load_model(), decoded, QUESTIONS, "acckv", Budget(0.5), max_new_tokens=1)
-        assert all(sum("truncated" in n for n in result.notices) == 1 for result in results)
+        assert all(sum("encoded whole" in n for n in result.notices) == 1 for result in results)
         assert decoded.notices == before
 
 

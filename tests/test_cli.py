@@ -84,7 +84,7 @@ def test_ask_human_output_has_summary_and_report():
 QUESTIONS = ["What instrument plays first?", "What colour is the square?", "What shape is on screen when the bell plays?"]
 
 
-@pytest.mark.parametrize("protocol", ["query-aware", "context", "prefill"])
+@pytest.mark.parametrize("protocol", ["query-aware", "context", "prefill", "stream"])
 def test_many_questions_print_json_lines_and_reuse_the_media(protocol, tmp_path):
     listed = tmp_path / "questions.txt"
     listed.write_text(QUESTIONS[2] + "\n\n")
@@ -101,7 +101,7 @@ def test_many_questions_print_json_lines_and_reuse_the_media(protocol, tmp_path)
         assert set(row["reused"]) == {"decode", "encode", "media_prefill"}
         assert row["timings"]["decode_s"] == row["timings"]["encode_s"] == row["timings"]["media_prefill_s"] == 0
         assert row["timings"]["question_prefill_s"] > 0
-    if protocol == "context":  # one compression serves every question
+    if protocol in ("context", "stream"):  # one compression serves every question
         assert all(r["report"] == first["report"] for r in rest)
     else:  # each question compresses its own copy of the media cache
         assert first["report"]["layers"][0]["text_total"] != rows[2]["report"]["layers"][0]["text_total"]

@@ -69,8 +69,9 @@ def test_family_facts_that_differ():
 
 
 def test_qwen3_never_truncates_audio(q3_lm, tiny_lm):
-    """Qwen2.5-Omni's processor cuts audio at its 30-s window (so acckv cuts it, with a notice); Qwen3-Omni's
-    pads and keeps everything (40 s → 520 audio tokens at 13 per second), so nothing is cut or noticed."""
+    """Qwen2.5-Omni's processor cuts audio at its 30-s window (so acckv encodes it window by window, with a
+    notice); Qwen3-Omni's pads and keeps everything (40 s → 520 audio tokens at 13 per second), so nothing is
+    windowed or noticed."""
     media = synthetic_media(seconds=40.0, video=False)
     assert q3_lm.audio_limit_s is None and tiny_lm.audio_limit_s == 30.0
     notices: list[str] = []
@@ -78,7 +79,7 @@ def test_qwen3_never_truncates_audio(q3_lm, tiny_lm):
     assert notices == [] and kwargs["audio"][0].shape[0] == 40 * 16000
     assert Prompt(q3_lm, media).layout.counts()["audio"] == 520
     processor_kwargs(tiny_lm, media, notices=notices)
-    assert notices == ["audio truncated to the model's 30 s audio window"]
+    assert notices == ["soundtrack of 40 s encoded whole, in 2 windows of the model's 30 s audio window"]
 
 
 def test_use_audio_in_video_is_set_for_video_with_its_soundtrack(q3_lm, q3_av_prompt):

@@ -470,7 +470,7 @@ def test_demo_model_still_sees_196x140_frames():
 
     lm = LoadedModel(None, Qwen2_5OmniProcessor.from_pretrained(DEMO_DIR), "demo", torch.device("cpu"),
                      torch.float32)
-    assert decode_sizes(lm) == {"max_pixels": 28224, "min_pixels": None}
+    assert decode_sizes(lm) == {"max_pixels": 28224, "min_pixels": None, "max_frames": None}  # fps kept: no cap
     decoded = decode_for_model(lm, str(ROOT / "samples" / "flute_red_circle.mp4"))
     assert decoded.frames.shape == (8, 145, 193, 3)
     inputs, _ = build_inputs(lm, decoded, "What instrument plays?")
@@ -487,6 +487,6 @@ def test_published_config_model_decodes_at_qwens_size(clips):
     lm = LoadedModel(None, build_processor(None, 30, *PUBLISHED_SIZE.values()), "published", torch.device("cpu"),
                      torch.float32)
     assert lm.pixel_range == (VIDEO_MIN_PIXELS, QWEN_MAX_PIXELS)
-    assert decode_sizes(lm) == {"max_pixels": QWEN_MAX_PIXELS, "min_pixels": VIDEO_MIN_PIXELS}
-    assert decode_sizes(lm, max_pixels=50_000) == {"max_pixels": 50_000, "min_pixels": 50_000}
+    assert decode_sizes(lm) == {"max_pixels": QWEN_MAX_PIXELS, "min_pixels": VIDEO_MIN_PIXELS, "max_frames": None}
+    assert decode_sizes(lm, max_pixels=50_000) == {"max_pixels": 50_000, "min_pixels": 50_000, "max_frames": None}
     assert decode_for_model(lm, str(clips["av.mp4"])).frames.shape == (6, 280, 392, 3)

@@ -43,9 +43,9 @@ pytestmark = [  # librosa reads video soundtracks through audioread, as qwen-omn
     pytest.mark.filterwarnings("ignore::DeprecationWarning:audioread"),
 ]
 
-from acckv_cli.media import sample_frame_indices  # noqa: E402
+from acckv_cli.media import decode, sample_frame_indices  # noqa: E402
 from acckv_cli.model import LoadedModel, build_inputs  # noqa: E402
-from acckv_cli.pipeline import decode_for_model  # noqa: E402
+from acckv_cli.pipeline import decode_for_model, decode_sizes  # noqa: E402
 from acckv_cli.preprocess import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, video_frame_size  # noqa: E402
 from acckv_cli.reference import audio_agreement, published_like_processor, run_official  # noqa: E402
 from media_fixtures import run_ffmpeg  # noqa: E402  (tests/ is on sys.path)
@@ -167,14 +167,17 @@ def test_fps_difference_on_a_29_97_fps_clip(clips, lm):
 
 
 def test_clip_over_the_768_frame_cap(clips, lm):
-    """1000 frames at 2.5 fps (400 s): 768 frames sampled, as Qwen does; frames and audio identical.
+    """1000 frames at 2.5 fps (400 s): with Qwen's 768-frame cap, 768 frames sampled as Qwen does, frames and
+    audio identical; acckv's own decoding lifts the cap and keeps the requested 2 fps (800 frames).
 
     The processor is not run on 768 frames on both sides (about 1 GB of float32 pixels each); the grid
     follows from the frame shape, and the processor is checked to keep that shape.
     """
     path = str(clips["long_over_cap.mp4"])
     ref = run_official(lm.processor, path, QUESTION, run_processor=False)
-    decoded = decode_for_model(lm, path)
+    kept = decode_for_model(lm, path, lazy_frames=True)
+    assert len(kept.frames) == 800 and kept.sample_fps == pytest.approx(2.0)
+    decoded = decode(path, **{**decode_sizes(lm), "max_frames": 768})
     assert decoded.info.n_frames == 1000 and len(ref.frame_indices) == 768
     _check_frames(decoded, ref)
     assert decoded.sample_fps == pytest.approx(768 / 400)

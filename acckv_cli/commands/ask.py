@@ -12,6 +12,7 @@ from acckv_cli.errors import Fail
 from acckv_cli.media import probe
 from acckv_cli.options import MethodSpec, ReportMode, RunOptions, parse_budget, parse_protocol
 from acckv_cli.pipeline import ask_clip, check_question, read_questions
+from acckv_cli.session import MEDIA_COMPRESSED
 from acckv_cli.report import render_layers, render_timeline
 from acckv_cli.terminal import notice, out, quiet_libraries
 
@@ -48,10 +49,10 @@ def render_answers(results, report: ReportMode) -> None:
     if report == ReportMode.none:
         return
     first = results[0]
-    shown = results[:1] if first.protocol == "context" else results  # context: one compression for all
+    shown = results[:1] if first.protocol in MEDIA_COMPRESSED else results  # one compression for all
     for result in shown:
         table = render_layers(result.report, full=report == ReportMode.full)
-        if several and first.protocol != "context":
+        if several and first.protocol not in MEDIA_COMPRESSED:
             table.title = f"{table.title} — {result.question}"
         out.print(table)
     if report == ReportMode.full:
@@ -81,5 +82,5 @@ def summary_table(results) -> Table:
         rest = sum(r.timings["question_prefill_s"] + r.timings["generate_s"] + r.timings["media_prefill_s"]
                    for r in results[1:])
         summary.add_row("", f"{len(results) - 1} more question(s): {rest:.2f} s (decode, encoders"
-                            f"{'' if first.protocol != 'context' else ', compression'} and media prefill reused)")
+                            f"{', compression' if first.protocol in MEDIA_COMPRESSED else ''} and media prefill reused)")
     return summary

@@ -56,6 +56,16 @@ def run_questions(questions, protocols, sizes, layers, dtype, new_tokens, thread
         Path(out_json).write_text(json.dumps(result, indent=1))
 
 
+def run_stream(minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot, out_md,
+               tiny) -> None:
+    """Streaming vs one-shot prefill against clip length (`bench_stream`)."""
+    from acckv_cli.bench_stream import command
+
+    quiet_libraries()
+    command(minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot, out_md, tiny,
+            console=out, progress_console=err)
+
+
 def _check_dtype(dtype: str) -> None:
     if dtype not in DTYPES:
         raise Fail(f"--dtype must be float32 or bfloat16, not {dtype!r}", 2)

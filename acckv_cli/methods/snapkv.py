@@ -60,6 +60,9 @@ class SnapKV(ScorerMethod):
         """[KV, L] (or [L]): pooled window attention of the keys before the window; window keys score +inf."""
         rows = self.window_rows(ctx)
         first = int(rows.min()) if rows.numel() else ctx.length
+        if first == 0:  # a prompt (or streaming step) no longer than the window: every key is in it
+            shape = (ctx.keys.shape[1],) if self.head_reduction.startswith("kv_") else ()
+            return torch.full((*shape, ctx.length), float("inf"), device=ctx.keys.device)
         mean = ctx.accumulate(rows)[:, :first] / max(rows.numel(), 1)         # [H, L − W]
         pooled = F.avg_pool1d(mean[:, None], self.kernel_size, 1, self.kernel_size // 2)[:, 0]
         scores = ctx.reduce(pooled, self.head_reduction)

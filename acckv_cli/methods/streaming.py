@@ -1,0 +1,191 @@
+"""Streaming compression: any method applied after every prefill step, so the cache stays bounded.
+
+`Compression` compresses the compressed part once, when its last segment is prefilled. A long clip
+prefilled chunk by chunk (`acckv_cli.stream`) must be compressed after *each* chunk instead, or the cache
+would hold the whole clip before the first eviction. `StreamCompression` does that with the same hooks:
+after a layer's attention has appended the step's new entries, the method sees that layer's cache —
+its kept entries from earlier steps plus the step's — and keeps the protected text plus `MediaCap`
+media entries; the layer after it runs against the already compressed layer. So at any moment one layer
+holds at most protected + cap + one step, and every other layer at most protected + cap.
+
+What a method sees in one step (a `StreamLayerContext`):
+
+* `keys`/`values` [1, KV, n + q, D]: the layer's cached entries (n) followed by the step's (q);
+* `layout`: the whole prompt's layout at those entries (`TokenLayout.select`), so modality, time and
+  positions of every slot are known; with a kept set per KV head, the slots of KV head 0 (protected text,
+  media/text and slot order are the same in every head; cached media labels and times are head 0's);
+* `hidden`, `cos`, `sin`: the step's rows only (`offset` = n). Earlier rows no longer exist, so scoring
+  is **query-agnostic and recency-based**: every row selector (`text`, `question`, `all`) means the
+  step's own rows — the newest seconds of the clip attending back over everything kept — and `window:W`
+  the step's last W rows. In the last step those rows include the closing delimiters after the media,
+  the rows the `context` protocol scores with. Nothing of the question is ever used.
+
+Budgets: a ratio is a share of the *whole* clip's media tokens, turned into a fixed count before the
+first step (`MediaCap`), so the cap does not grow with the clip. Bookkeeping: `kept[layer]` holds the
+prompt index of every cached entry ([n], or [KV, n] per KV head), so reports know each slot's modality and
+time; `trace` records every (step, layer) with the entries before and after compression and the KV bytes
+of the whole cache at that moment.
+
+Methods that change the prefill itself or need the whole compressed part in one forward (FastV's hooks:
+`install`, `cached_length`, `finish`) cannot stream and are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from acckv_cli.layout import TokenLayout
+from acckv_cli.methods.base import (Compression, CompressionError, CompressionMethod, LayerContext,
+                                    gather_entries)
+from acckv_cli.methods.budget import Budget, BudgetError
+
+
+@dataclass(frozen=True)
+class MediaCap(Budget):
+    """A fixed number of media entries per layer (0 allowed), whatever the entries a step holds."""
+
+    def __post_init__(self):
+        if self.value < 0 or self.value != int(self.value):
+            raise BudgetError(f"a media cap must be a whole number ≥ 0, got {self.value}")
+
+    @property
+    def is_ratio(self) -> bool:
+        return False
+
+    def media_tokens(self, n_media: int) -> int:
+        return min(n_media, int(self.value))
+
+    def __str__(self) -> str:
+        return f"{int(self.value)} tokens"
+
+
+def media_cap(budget: Budget, total_media: int) -> MediaCap:
+    """The fixed cap of a streamed clip: the budget applied to the whole clip's media tokens."""
+    return MediaCap(budget.media_tokens(total_media))
+
+
+def can_stream(method: CompressionMethod) -> bool:
+    """False for methods that hook into the prefill itself (FastV): they need one forward of the whole part."""
+    kind = type(method)
+    return not (method.single_forward or kind.install is not CompressionMethod.install
+                or kind.cached_length is not CompressionMethod.cached_length
+                or kind.finish is not CompressionMethod.finish)
+
+
+class StreamLayerContext(LayerContext):
+    """A `LayerContext` whose query rows are the step's own rows (see the module docstring)."""
+
+    def rows(self, selector: str) -> torch.Tensor:
+        L, device = self.length, self.keys.device
+        if selector.startswith("window:"):
+            width = int(selector.split(":", 1)[1])
+            return torch.arange(max(self.offset, L - width), L, device=device)
+        if selector in ("all", "text", "question"):
+            return torch.arange(self.offset, L, device=device)
+        raise ValueError(f"unknown query selector {selector!r}")
+
+
+class StreamCompression(Compression):
+    """Hooks that compress every layer after each prefill step (`begin_step` before the step's forward).
+
+    layout: the whole prefix's layout; budget: the user's budget (reports show it); cap: its `MediaCap`.
+    After the last step, `layers` holds one record per layer like `Compression`'s (kept prompt indices,
+    budgets, KV bytes before/after), so `RetentionReport.from_run` and the answers work unchanged.
+    """
+
+    def __init__(self, method: CompressionMethod, thinker, layout: TokenLayout, budget: Budget):
+        if not can_stream(method):
+            raise CompressionError(f"{method.name} prunes inside one forward of the whole prompt and cannot "
+                                   f"stream; pick another method")
+        super().__init__(method, thinker, layout, budget, collect_stats=False)
+        self.cap = media_cap(budget, int(layout.media_mask.sum()))
+        self.kept: dict[int, torch.Tensor] = {}
+        self.stats: dict[int, dict] = {}
+        self.trace: list[dict] = []
+        self.step: tuple[int, int] | None = None
+        self.n_steps = 0
+
+    def begin_step(self, start: int, end: int) -> None:
+        """The next forward prefills prompt tokens [start, end)."""
+        self.step = (start, end)
+
+    # --- the per-layer hook -------------------------------------------------------------------------------
+    def _hook(self, module, args, kwargs, output):
+        hidden, cache = kwargs["hidden_states"], kwargs.get("cache")
+        if cache is None or self.step is None:
+            return output
+        if hidden.shape[0] != 1:
+            raise CompressionError("KV compression supports batch size 1 only; run one clip at a time")
+        start, end = self.step
+        idx, layer = module.layer_idx, cache.layers[module.layer_idx]
+        cached = self.kept.get(idx, torch.zeros(0, dtype=torch.long))
+        n = cached.shape[-1]
+        if hidden.shape[1] != end - start or layer.keys.shape[2] != n + end - start:
+            raise CompressionError(f"layer {idx}: the cache holds {layer.keys.shape[2]} entries, expected "
+                                   f"{n} kept + {end - start} new (steps must be run through begin_step)")
+        cos, sin = kwargs["position_embeddings"]
+        total_bytes = sum(l.keys.nbytes + l.values.nbytes for l in cache.layers if l.keys is not None and l.keys.numel())
+        slots = self._slots(cached, start, end)                       # [n + q] or [KV, n + q]
+        rows = slots if slots.ndim == 1 else slots[0]
+        ctx = StreamLayerContext(idx, len(self.decoder_layers), module, hidden, cos, sin, layer.keys,
+                                 layer.values, self.layout.select(rows), self.cap, self.shared, n)
+        result = self.method.compress_layer(ctx)
+        self.kept[idx] = self._apply(layer, result, slots)
+        self.stats[idx] = {**result.stats, "layer_budget": self.method.layer_budget(ctx),
+                           "media_budget": self.method.media_slots(ctx)}
+        self.trace.append({"step": self.n_steps, "layer": idx, "start": start, "end": end, "before": n + end - start,
+                           "after": int(layer.keys.shape[2]), "kv_bytes": total_bytes,
+                           "protected": int(ctx.protected.sum()), "media_budget": self.method.media_slots(ctx)})
+        if idx == len(self.decoder_layers) - 1:
+            self.n_steps += 1
+        return output
+
+    def _after_forward(self, module, args, kwargs, output):
+        return output  # no whole-part `finish`: streamable methods have none
+
+    @staticmethod
+    def _slots(cached: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Prompt index of every entry the layer holds now: cached ones, then the step's."""
+        new = torch.arange(start, end)
+        if cached.ndim == 1:
+            return torch.cat([cached, new])
+        return torch.cat([cached, new[None].expand(cached.shape[0], -1)], dim=1)
+
+    @torch.no_grad()
+    def _apply(self, layer, result, slots: torch.Tensor) -> torch.Tensor:
+        """Shrink the layer to the kept entries; return their prompt indices ([k] or [KV, k])."""
+        keep = result.keep.to(layer.keys.device)
+        if result.keys is None and keep.ndim == 1 and keep.shape[-1] == layer.keys.shape[2]:
+            pass  # nothing evicted: keep the tensors as they are (no copy)
+        elif result.keys is None:
+            layer.keys = gather_entries(layer.keys, keep).contiguous()
+            layer.values = gather_entries(layer.values, keep).contiguous()
+        else:
+            layer.keys, layer.values = result.keys.contiguous(), result.values.contiguous()
+        keep = keep.cpu()
+        if slots.ndim == 1:
+            return slots[keep]
+        heads = slots.shape[0]
+        rows = keep[None].expand(heads, -1) if keep.ndim == 1 else keep
+        return slots.gather(1, rows)
+
+    # --- the records reports read -------------------------------------------------------------------------
+    def finish_stream(self, cache) -> None:
+        """Per-layer records after the last step (what `Compression.layers` holds after a one-shot run)."""
+        self.layers = []
+        for idx, layer in enumerate(cache.layers):
+            keep = self.kept[idx]
+            per_entry = (layer.keys.nbytes + layer.values.nbytes) // max(1, layer.keys.shape[2])
+            stats = dict(self.stats.get(idx, {}))
+            record = {"layer": idx, "keep": keep.sort(dim=-1).values, "budget": stats.pop("layer_budget"),
+                      "media_budget": stats.pop("media_budget"), "kv_bytes_before": per_entry * len(self.layout),
+                      "kv_bytes_after": layer.keys.nbytes + layer.values.nbytes,
+                      "peak_entries": max(t["before"] for t in self.trace if t["layer"] == idx), **stats}
+            self.layers.append(record)
+
+    @property
+    def peak_kv_bytes(self) -> int:
+        """The most KV bytes the whole cache held at any moment (one layer holding a step uncompressed)."""
+        return max((t["kv_bytes"] for t in self.trace), default=0)
