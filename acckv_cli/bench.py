@@ -36,12 +36,11 @@ How each number is measured (also printed and written to the JSON):
 * memory: Linux `VmHWM` after resetting it through `/proc/self/clear_refs` (falls back to sampling
   `VmRSS` every 2 ms); reported as MB above the RSS just before the phase (model weights excluded).
 
-Run: `acckv bench` or `python -m acckv_cli.bench` (`--help` for options).
+Run: `acckv bench` (`acckv bench --help` for options).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -982,24 +981,6 @@ def main_with(cfg: BenchConfig, console=None, progress_console=None) -> dict:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m acckv_cli.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default=None, help="comma-separated prompt lengths (default 2k,8k,16k)")
-    p.add_argument("--long", action="store_true", help="add a 32k prompt")
-    p.add_argument("--layers", type=int, default=2, help="decoder layers (the real 3B has 36)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS))
-    p.add_argument("--budgets", default=",".join(f"{b:g}" for b in DEFAULT_BUDGETS))
-    p.add_argument("--decode-steps", type=int, default=16)
-    p.add_argument("--repeat", type=int, default=3, help="runs of each method step shorter than 1 s (median)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out-json", default=None)
-    p.add_argument("--plot", default=None, help="PNG of decode time vs context length")
-    p.add_argument("--out-md", default=None, help="Markdown tables of the main numbers")
-    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
-    return p
-
-
 def config_from(sizes: str | None, long: bool, layers: int, dtype: str, methods: str, budgets: str,
                 decode_steps: int, threads: int | None, out_json: str | None, plot_path: str | None,
                 tiny: bool = False, repeat: int = 3, out_md: str | None = None) -> BenchConfig:
@@ -1019,18 +1000,3 @@ def config_from(sizes: str | None, long: bool, layers: int, dtype: str, methods:
                        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                        budgets=budget_values, decode_steps=decode_steps, threads=threads, tiny=tiny,
                        out_json=out_json, plot=plot_path, repeat=repeat, out_md=out_md)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from(args.sizes, args.long, args.layers, args.dtype, args.methods, args.budgets,
-                          args.decode_steps, args.threads, args.out_json, args.plot, args.tiny, args.repeat,
-                          args.out_md)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    main_with(cfg)
-
-
-if __name__ == "__main__":
-    main()
