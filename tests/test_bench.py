@@ -10,7 +10,9 @@ import sys
 import pytest
 import torch
 
-from acckv_cli.bench import QWEN25_OMNI_3B, TINY, parse_sizes, synthetic_prompt
+from acckv_cli.bench.config import parse_sizes
+from acckv_cli.bench.prompts import synthetic_prompt
+from acckv_cli.bench.shapes import QWEN25_OMNI_3B, TINY
 from acckv_cli.layout import Modality
 
 EXACT = ("acckv-nocal", "snapkv", "pyramidkv", "h2o", "lookm", "streamingllm", "random", "taskfocus")
