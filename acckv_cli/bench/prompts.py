@@ -23,7 +23,7 @@ AUDIO_PER_CHUNK = 50                 # 25 audio tokens/s × 2-s chunks
 AUDIO_PER_SECOND = 25
 QUESTION = "What instrument plays while the red circle is visible?"
 SYSTEM_TOKENS = 30                   # Qwen2.5-Omni's default system prompt is ≈ 35 tokens
-QUESTION_TOKENS = 12                 # of a synthetic clip
+QUESTION_TOKENS = 12
 
 
 def _pair_grid(tokens: int) -> tuple[int, int]:
@@ -53,6 +53,57 @@ class SyntheticPrompt:
     tokens_per_pair: int
 
 
+class _ChatTokens:
+    """The modality labels and mRoPE (t, h, w) positions of a chat prompt, placed as `get_rope_index`
+    places them: a text token advances all three by one, both media bos share a position, both eos sit at
+    the media's largest position + 1. The media tokens in between are appended by the caller."""
+
+    def __init__(self) -> None:
+        self.labels: list[int] = []
+        self.pos: list[tuple[int, int, int]] = []
+        self.next = 0
+
+    def text(self, kind: Modality, count: int = 1) -> None:
+        for _ in range(count):
+            self.labels.append(int(kind))
+            self.pos.append((self.next, self.next, self.next))
+            self.next += 1
+
+    def open_media(self, system: int) -> int:
+        """The system turn, the user header and both bos; returns the media's position origin."""
+        D, T = Modality.DELIM, Modality.TEXT
+        self.text(D), self.text(T, 2), self.text(Modality.SYSTEM, system), self.text(D), self.text(T)  # system
+        self.text(D), self.text(T, 2)                                 # <|im_start|>user\n
+        self.labels += [int(D)] * 2                                   # vision_bos, audio_bos share p
+        self.pos += [(self.next, self.next, self.next)] * 2
+        return self.next + 1
+
+    def close_media(self, question: int) -> None:
+        """Both eos, the question and the assistant header."""
+        D, T = Modality.DELIM, Modality.TEXT
+        end = max(max(p) for p in self.pos) + 1
+        self.labels += [int(D)] * 2                                   # audio_eos, vision_eos share max + 1
+        self.pos += [(end, end, end)] * 2
+        self.next = end + 1
+        self.text(Modality.QUESTION, question), self.text(D), self.text(T)  # question <|im_end|>\n
+        self.text(D), self.text(T, 2)                                 # <|im_start|>assistant\n
+
+    def prompt(self, vocab: int, seconds_per_grid: float, seed: int, tokens_per_pair: int,
+               question: str | None = None) -> SyntheticPrompt:
+        """Random ordinary token ids (no specials) at these positions, and the layout derived from them."""
+        mrope = torch.tensor(self.pos, dtype=torch.long).T            # [3, L]
+        layout = build_layout(mrope, torch.tensor(self.labels, dtype=torch.int8), float(POSITION_ID_PER_SECONDS),
+                              seconds_per_grid)
+        if question is not None:
+            layout.extras["question"] = question
+        n = len(self.labels)
+        position_ids = torch.cat([torch.arange(n)[None], mrope])[:, None]  # [4, 1, L]
+        next_position = torch.tensor([n, self.next, self.next, self.next]).view(4, 1, 1)
+        gen = torch.Generator().manual_seed(seed + n)
+        input_ids = torch.randint(0, vocab - 8, (1, n), generator=gen)
+        return SyntheticPrompt(input_ids, position_ids, layout, next_position, tokens_per_pair)
+
+
 def synthetic_prompt(n: int, shape: ModelShape, seed: int = 0) -> SyntheticPrompt:
     """A prompt of exactly `n` tokens laid out like Qwen2.5-Omni's audio-in-video chat prompt.
 
@@ -63,7 +114,7 @@ def synthetic_prompt(n: int, shape: ModelShape, seed: int = 0) -> SyntheticPromp
     max + 1), and the layout derived from them by `build_layout`.
     """
     system = min(SYSTEM_TOKENS, max(2, n // 64))
-    question = min(12, max(2, n // 64))
+    question = min(QUESTION_TOKENS, max(2, n // 64))
     fixed = 3 + system + 2 + 3 + 2 + 2 + question + 5
     media = n - fixed
     if media < AUDIO_PER_CHUNK + 2:
@@ -76,23 +127,9 @@ def synthetic_prompt(n: int, shape: ModelShape, seed: int = 0) -> SyntheticPromp
     question += left
     rows, cols = _pair_grid(per_pair)
 
-    D, T, S, Q = int(Modality.DELIM), int(Modality.TEXT), int(Modality.SYSTEM), int(Modality.QUESTION)
-    labels: list[int] = []
-    pos: list[tuple[int, int, int]] = []
-    nxt = 0
-
-    def text(kind: int, count: int = 1) -> None:
-        nonlocal nxt
-        for _ in range(count):
-            labels.append(kind)
-            pos.append((nxt, nxt, nxt))
-            nxt += 1
-
-    text(D), text(T, 2), text(S, system), text(D), text(T)            # system turn
-    text(D), text(T, 2)                                               # <|im_start|>user\n
-    labels += [D, D]                                                  # vision_bos, audio_bos share p
-    pos += [(nxt, nxt, nxt)] * 2
-    origin = nxt + 1
+    tokens = _ChatTokens()
+    origin = tokens.open_media(system)
+    labels, pos = tokens.labels, tokens.pos
     grid_r = torch.arange(rows).repeat_interleave(cols)
     grid_c = torch.arange(cols).repeat(rows)
     pair = audio = 0
@@ -105,23 +142,9 @@ def synthetic_prompt(n: int, shape: ModelShape, seed: int = 0) -> SyntheticPromp
         labels += [int(Modality.AUDIO)] * n_audio
         pos += [(origin + k, origin + k, origin + k) for k in range(audio, audio + n_audio)]
         audio += n_audio
-    end = max(max(p) for p in pos) + 1
-    labels += [D, D]                                                  # audio_eos, vision_eos share max + 1
-    pos += [(end, end, end)] * 2
-    nxt = end + 1
-    text(Q, question), text(D), text(T)                               # question <|im_end|>\n
-    text(D), text(T, 2)                                               # <|im_start|>assistant\n
+    tokens.close_media(question)
     assert len(labels) == n, (len(labels), n)
-
-    mrope = torch.tensor(pos, dtype=torch.long).T                     # [3, L]
-    layout = build_layout(mrope, torch.tensor(labels, dtype=torch.int8), float(POSITION_ID_PER_SECONDS),
-                          SECOND_PER_GRID)
-    layout.extras["question"] = QUESTION
-    position_ids = torch.cat([torch.arange(n)[None], mrope])[:, None]  # [4, 1, L]
-    next_position = torch.tensor([n, nxt, nxt, nxt]).view(4, 1, 1)
-    gen = torch.Generator().manual_seed(seed + n)
-    input_ids = torch.randint(0, shape.vocab - 8, (1, n), generator=gen)  # ordinary tokens, no specials
-    return SyntheticPrompt(input_ids, position_ids, layout, next_position, per_pair)
+    return tokens.prompt(shape.vocab, SECOND_PER_GRID, seed, per_pair, QUESTION)
 
 
 def synthetic_clip(seconds: float, vocab: int, fps: float = 2.0, pair_tokens: int = 8, seed: int = 0) -> SyntheticPrompt:
@@ -134,24 +157,10 @@ def synthetic_clip(seconds: float, vocab: int, fps: float = 2.0, pair_tokens: in
     spg = 2.0 / fps
     n_pairs, n_audio = int(seconds * fps) // 2, int(seconds * AUDIO_PER_SECOND)
     per_chunk = int(POSITION_ID_PER_SECONDS * 2)
-    rows = max(d for d in range(1, int(math.isqrt(pair_tokens)) + 1) if pair_tokens % d == 0)
-    cols = pair_tokens // rows
-    D, T, S, Q = int(Modality.DELIM), int(Modality.TEXT), int(Modality.SYSTEM), int(Modality.QUESTION)
-    labels: list[int] = []
-    pos: list[tuple[int, int, int]] = []
-    nxt = 0
-
-    def text(kind: int, count: int = 1) -> None:
-        nonlocal nxt
-        for _ in range(count):
-            labels.append(kind)
-            pos.append((nxt, nxt, nxt))
-            nxt += 1
-
-    text(D), text(T, 2), text(S, SYSTEM_TOKENS), text(D), text(T), text(D), text(T, 2)
-    labels += [D, D]
-    pos += [(nxt, nxt, nxt)] * 2
-    origin = nxt + 1
+    rows, cols = _pair_grid(pair_tokens)
+    tokens = _ChatTokens()
+    origin = tokens.open_media(SYSTEM_TOKENS)
+    labels, pos = tokens.labels, tokens.pos
     video_t = [round(g * spg * POSITION_ID_PER_SECONDS) for g in range(n_pairs)]
     pair = audio = 0
     n_chunks = max(video_t[-1] // per_chunk + 1 if n_pairs else 0, math.ceil(n_audio / per_chunk))
@@ -164,19 +173,8 @@ def synthetic_clip(seconds: float, vocab: int, fps: float = 2.0, pair_tokens: in
         labels += [int(Modality.AUDIO)] * (stop - audio)
         pos += [(origin + k,) * 3 for k in range(audio, stop)]
         audio = stop
-    end = max(max(p) for p in pos) + 1
-    labels += [D, D]
-    pos += [(end, end, end)] * 2
-    nxt = end + 1
-    text(Q, QUESTION_TOKENS), text(D), text(T), text(D), text(T, 2)
-    mrope = torch.tensor(pos, dtype=torch.long).T
-    layout = build_layout(mrope, torch.tensor(labels, dtype=torch.int8), float(POSITION_ID_PER_SECONDS), spg)
-    n = len(labels)
-    position_ids = torch.cat([torch.arange(n)[None], mrope])[:, None]
-    gen = torch.Generator().manual_seed(seed + n)
-    input_ids = torch.randint(0, vocab - 8, (1, n), generator=gen)
-    return SyntheticPrompt(input_ids, position_ids, layout, torch.tensor([n, nxt, nxt, nxt]).view(4, 1, 1),
-                           pair_tokens)
+    tokens.close_media(QUESTION_TOKENS)
+    return tokens.prompt(vocab, spg, seed, pair_tokens)
 
 
 @dataclass
