@@ -7,6 +7,31 @@ def fmt_n(n: int) -> str:
     return f"{n // 1024}k" if n % 1024 == 0 else str(n)
 
 
+def _methods_at(sizes: list[dict], budget: float) -> list[str]:
+    """The methods measured at `budget`, in the order they ran."""
+    return [x["name"] for x in sizes[0]["methods"] if x["budget"] == budget]
+
+
+def _row(size: dict, name: str, budget: float) -> dict | None:
+    """Method `name`'s numbers at `budget` in one size's results (None where it did not run)."""
+    return next((x for x in size["methods"] if x["name"] == name and x["budget"] == budget), None)
+
+
+def _across(sizes: list[dict], name: str, budget: float) -> list[dict | None]:
+    return [_row(r, name, budget) for r in sizes]
+
+
+def _per_size_table(title: str, first: str, sizes: list[dict]):
+    """A Rich table with a first column `first` and one column per prompt size."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column(first)
+    for r in sizes:
+        table.add_column(f"N={fmt_n(r['n'])}", justify="right")
+    return table
+
+
 def render(result: dict, console) -> None:
     from rich.table import Table
 
@@ -21,18 +46,13 @@ def render(result: dict, console) -> None:
     sizes = result["sizes"]
     budgets = result["config"]["budgets"]
 
-    table = Table(title=f"prefill: time without hooks and each method's added time (budget {budgets[0]:g})")
-    table.add_column("method")
-    for r in sizes:
-        table.add_column(f"N={fmt_n(r['n'])}", justify="right")
+    table = _per_size_table(f"prefill: time without hooks and each method's added time (budget {budgets[0]:g})",
+                            "method", sizes)
     table.add_row("no method (s)", *[f"{r['prefill']['none_s']:.2f}" for r in sizes])
     table.add_row("acckv, real hooks (e2e Δ)", *[f"{r['prefill']['acckv_e2e_overhead_pct']:+.1f} %" for r in sizes])
-    for name in [x["name"] for x in sizes[0]["methods"] if x["budget"] == budgets[0]]:
-        cells = []
-        for r in sizes:
-            x = next(x for x in r["methods"] if x["name"] == name and x["budget"] == budgets[0])
-            cells.append(f"{x['overhead_pct']:.2f} % ({x['hook_s']:.2f} s)")
-        table.add_row(name, *cells)
+    for name in _methods_at(sizes, budgets[0]):
+        table.add_row(name, *[f"{x['overhead_pct']:.2f} % ({x['hook_s']:.2f} s)"
+                              for x in _across(sizes, name, budgets[0])])
     console.print(table)
 
     table = Table(title="KV bytes kept / budget (all layers)")
@@ -40,14 +60,9 @@ def render(result: dict, console) -> None:
     for r in sizes:
         for b in budgets:
             table.add_column(f"{fmt_n(r['n'])} @ {b:g}", justify="right")
-    for name in [x["name"] for x in sizes[0]["methods"] if x["budget"] == budgets[0]]:
-        cells = []
-        for r in sizes:
-            for b in budgets:
-                x = next(x for x in r["methods"] if x["name"] == name and x["budget"] == b)
-                mark = {True: "✓", False: "✗", None: "–"}[x["budget_check"]]
-                cells.append(f"{x['kv_ratio']:.3f} {mark}")
-        table.add_row(name, *cells)
+    for name in _methods_at(sizes, budgets[0]):
+        table.add_row(name, *[f"{x['kv_ratio']:.3f} {({True: '✓', False: '✗', None: '–'})[x['budget_check']]}"
+                              for x in (_row(r, name, b) for r in sizes for b in budgets)])
     console.print(table)
 
     table = Table(title="decode: ms per token (median) and split of one step (ms)")
@@ -67,14 +82,12 @@ def render(result: dict, console) -> None:
                   "attention (acckv_sdpa, used by every compressed run); 20 %/10 % = AccKV caches (no "
                   "calibration). Split from a separate pass with timing hooks.", highlight=False)
 
-    table = Table(title=f"peak memory above the RSS before each phase, MB ({result.get('memory_method')})")
-    table.add_column("phase")
-    for r in sizes:
-        table.add_column(f"N={fmt_n(r['n'])}", justify="right")
+    table = _per_size_table(f"peak memory above the RSS before each phase, MB ({result.get('memory_method')})",
+                            "phase", sizes)
     table.add_row("prefill, no method", *[f"{r['memory']['prefill_none_peak_mb']:.0f}" for r in sizes])
     table.add_row("prefill with acckv hooks", *[f"{r['memory']['prefill_acckv_peak_mb']:.0f}" for r in sizes])
     for name in ("acckv", "snapkv", "h2o", "lookm"):
-        row = [next((x for x in r["methods"] if x["name"] == name and x["budget"] == budgets[0]), None) for r in sizes]
+        row = _across(sizes, name, budgets[0])
         if all(row):
             table.add_row(f"{name} step alone", *[f"{x['peak_mb']:.0f}" for x in row])
     console.print(table)
@@ -99,12 +112,9 @@ def markdown(result: dict) -> str:
              "| acckv, hooks in the prefill | " + " | ".join(
                  f"+{r['prefill']['acckv_hook_overhead_pct']:.2f} % (e2e Δ {r['prefill']['acckv_e2e_overhead_pct']:+.1f} %)"
                  for r in sizes) + " |"]
-    for name in [x["name"] for x in sizes[0]["methods"] if x["budget"] == budgets[0]]:
-        cells = []
-        for r in sizes:
-            x = next(x for x in r["methods"] if x["name"] == name and x["budget"] == budgets[0])
-            cells.append(f"+{x['overhead_pct']:.2f} % ({x['hook_s']:.2f} s)")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name in _methods_at(sizes, budgets[0]):
+        lines.append(f"| {name} | " + " | ".join(f"+{x['overhead_pct']:.2f} % ({x['hook_s']:.2f} s)"
+                                                 for x in _across(sizes, name, budgets[0])) + " |")
     lines += ["", "| N | cache | entries/layer | KV MB | ms/token | × full | × full·fw | attn core | KV append | "
                   "attn proj | MLP | LM head | other | × full·fw, 36 layers |",
               "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -121,7 +131,7 @@ def markdown(result: dict) -> str:
               "| prefill, no method | " + " | ".join(f"{r['memory']['prefill_none_peak_mb']:.0f} MB" for r in sizes) + " |",
               "| prefill with acckv hooks | " + " | ".join(f"{r['memory']['prefill_acckv_peak_mb']:.0f} MB" for r in sizes) + " |"]
     for name in ("acckv", "h2o", "lookm"):
-        row = [next((x for x in r["methods"] if x["name"] == name and x["budget"] == budgets[0]), None) for r in sizes]
+        row = _across(sizes, name, budgets[0])
         if all(row):
             lines.append(f"| {name} step alone | " + " | ".join(f"{x['peak_mb']:.0f} MB" for x in row) + " |")
     lines += ["", "| target | measured | result |", "|---|---|---|"]
