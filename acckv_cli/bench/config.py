@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from acckv_cli.bench.shapes import QWEN25_OMNI_3B, TINY, ModelShape
+from acckv_cli.bench.shapes import ModelShape, shape_for
 from acckv_cli.methods import Budget
 
 DEFAULT_SIZES = (2048, 8192, 16384)
@@ -34,7 +34,7 @@ class BenchConfig:
 
     @property
     def shape(self) -> ModelShape:
-        return TINY if self.tiny else QWEN25_OMNI_3B
+        return shape_for(self.tiny)
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:

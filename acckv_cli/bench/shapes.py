@@ -41,6 +41,11 @@ TINY = ModelShape("tiny (tests)", vocab=1024, hidden=64, intermediate=128, heads
                   mrope_section=(4, 2, 2), full_layers=3, tokens_per_pair=40)
 
 
+def shape_for(tiny: bool) -> ModelShape:
+    """The 3B shape, or the tiny one of the tests (`--tiny`)."""
+    return TINY if tiny else QWEN25_OMNI_3B
+
+
 def build_thinker(shape: ModelShape, layers: int, dtype: torch.dtype, seed: int = 0):
     """A random-weight Qwen2.5-Omni thinker with the text decoder of `shape` and `layers` layers."""
     from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration

@@ -39,7 +39,7 @@ import torch
 from acckv_cli.bench.machine import machine_info
 from acckv_cli.bench.memory import PeakRSS
 from acckv_cli.bench.prompts import SyntheticMediaPrompt, synthetic_clip
-from acckv_cli.bench.shapes import QWEN25_OMNI_3B, TINY, build_thinker
+from acckv_cli.bench.shapes import ModelShape, build_thinker, shape_for
 
 DEFAULT_MINUTES = (1.0, 2.0, 5.0, 10.0)
 FLAT_TOLERANCE = 0.10   # streaming peak within ±10 % of the shortest clip's
@@ -61,6 +61,10 @@ class StreamBenchConfig:
     tiny: bool = False
     isolate: bool = True     # one process per point (False: in this process, for tests)
 
+    @property
+    def shape(self) -> ModelShape:
+        return shape_for(self.tiny)
+
 
 def measure(cfg: StreamBenchConfig, mode: str, minutes: float, thinker=None) -> dict:
     """Prefill a clip of `minutes` (one-shot or streamed), answer one question; memory, KV bytes, time."""
@@ -72,7 +76,7 @@ def measure(cfg: StreamBenchConfig, mode: str, minutes: float, thinker=None) -> 
     from acckv_cli.session import ClipSession, MediaCache, snapshot
     from acckv_cli.stream import stream_prefill
 
-    shape = TINY if cfg.tiny else QWEN25_OMNI_3B
+    shape = cfg.shape
     thinker = thinker if thinker is not None else build_thinker(shape, cfg.layers, getattr(torch, cfg.dtype))
     lm = LoadedModel(thinker, None, "bench", torch.device("cpu"), thinker.dtype)
     method, budget = get_method(cfg.method), Budget(cfg.budget)
@@ -123,14 +127,13 @@ def run(cfg: StreamBenchConfig, progress=None) -> dict:
     rows: list[dict] = []
     thinker = None
     if not cfg.isolate:
-        shape = TINY if cfg.tiny else QWEN25_OMNI_3B
-        thinker = build_thinker(shape, cfg.layers, getattr(torch, cfg.dtype))
+        thinker = build_thinker(cfg.shape, cfg.layers, getattr(torch, cfg.dtype))
     for minutes in cfg.minutes:
         for mode in ("one-shot", "stream"):
             if progress:
                 progress(f"{mode}: {minutes:g} min")
             rows.append(_worker(cfg, mode, minutes) if cfg.isolate else measure(cfg, mode, minutes, thinker))
-    return {"config": asdict(cfg), "shape": (TINY if cfg.tiny else QWEN25_OMNI_3B).name, "rows": rows,
+    return {"config": asdict(cfg), "shape": cfg.shape.name, "rows": rows,
             "targets": targets(rows), "machine": machine_info()}
 
 

@@ -34,7 +34,7 @@ def run_questions(questions, protocols, sizes, layers, dtype, new_tokens, thread
     from acckv_cli.bench.config import parse_sizes
     from acckv_cli.bench.prompts import synthetic_prompt
     from acckv_cli.bench.questions import render, run_questions as measure
-    from acckv_cli.bench.shapes import QWEN25_OMNI_3B, TINY, build_thinker
+    from acckv_cli.bench.shapes import build_thinker, shape_for
 
     _check_dtype(dtype)
     try:
@@ -48,7 +48,7 @@ def run_questions(questions, protocols, sizes, layers, dtype, new_tokens, thread
     quiet_libraries()
     if threads:
         torch.set_num_threads(threads)
-    shape = TINY if tiny else QWEN25_OMNI_3B
+    shape = shape_for(tiny)
     thinker = build_thinker(shape, layers, getattr(torch, dtype))
     result = measure(thinker, synthetic_prompt(size, shape), counts, protocol_list, new_tokens=new_tokens,
                      progress=None if tiny else (lambda text: err.print(text, highlight=False)))
