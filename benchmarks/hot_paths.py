@@ -8,7 +8,7 @@ prompt with the real hooks to capture the layer's inputs, then replays every met
 
 Before/after comparisons run this script twice, alternately, on two source trees:
 
-    git archive HEAD acckv_cli | tar -x -C /tmp/before && cp acckv_cli/bench.py /tmp/before/acckv_cli/
+    git archive HEAD acckv_cli | tar -x -C /tmp/before && cp -r acckv_cli/bench /tmp/before/acckv_cli/
     PYTHONPATH=/tmp/before python benchmarks/hot_paths.py --sizes 8k --threads 1 --out before.json
     python benchmarks/hot_paths.py --sizes 8k --threads 1 --out after.json
 """
@@ -25,7 +25,11 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from acckv_cli import bench  # noqa: E402
+from acckv_cli.bench.config import parse_sizes  # noqa: E402
+from acckv_cli.bench.machine import machine_info  # noqa: E402
+from acckv_cli.bench.prefill import capture_prefill, replay  # noqa: E402
+from acckv_cli.bench.prompts import synthetic_prompt  # noqa: E402
+from acckv_cli.bench.shapes import QWEN25_OMNI_3B, build_thinker  # noqa: E402
 from acckv_cli.layout import Modality  # noqa: E402
 from acckv_cli.methods import Budget, attention  # noqa: E402
 from acckv_cli.methods.base import LayerContext  # noqa: E402
@@ -53,24 +57,24 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import transformers
     transformers.utils.logging.set_verbosity_error()
-    shape = bench.QWEN25_OMNI_3B
-    thinker = bench.build_thinker(shape, 1, torch.float32)
+    shape = QWEN25_OMNI_3B
+    thinker = build_thinker(shape, 1, torch.float32)
     module = thinker.get_decoder().layers[0].self_attn
-    out = {"source": str(Path(attention.__file__).parent), "machine": bench.machine_info(), "sizes": {}}
+    out = {"source": str(Path(attention.__file__).parent), "machine": machine_info(), "sizes": {}}
     print("methods from", out["source"], flush=True)
-    for n in bench.parse_sizes(args.sizes):
-        prompt = bench.synthetic_prompt(n, shape)
-        _, inputs, _ = bench.capture_prefill(thinker, prompt, 0.2)
+    for n in parse_sizes(args.sizes):
+        prompt = synthetic_prompt(n, shape)
+        _, inputs, _ = capture_prefill(thinker, prompt, 0.2)
         row = {}
         for name in args.methods.split(","):
-            best, times = best_of(lambda: bench.replay(thinker, prompt.layout, name, 0.2, inputs), args.repeat)
+            best, times = best_of(lambda: replay(thinker, prompt.layout, name, 0.2, inputs), args.repeat)
             row[name] = {"best_s": best, "all_s": times}
             print(f"N={n:6d} {name:12s} best {best * 1e3:9.1f} ms  all {[round(t * 1e3, 1) for t in times]}",
                   flush=True)
             if name == args.profile:
                 from torch.profiler import ProfilerActivity, profile
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
-                    bench.replay(thinker, prompt.layout, name, 0.2, inputs)
+                    replay(thinker, prompt.layout, name, 0.2, inputs)
                 print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14))
         # Decode attention kernel: one query against an n-entry cache, as acckv_sdpa runs it.
         q = torch.randn(1, shape.heads, 1, shape.head_dim)

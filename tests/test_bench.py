@@ -10,7 +10,9 @@ import sys
 import pytest
 import torch
 
-from acckv_cli.bench import QWEN25_OMNI_3B, TINY, parse_sizes, synthetic_prompt
+from acckv_cli.bench.config import parse_sizes
+from acckv_cli.bench.prompts import synthetic_prompt
+from acckv_cli.bench.shapes import QWEN25_OMNI_3B, TINY
 from acckv_cli.layout import Modality
 
 EXACT = ("acckv-nocal", "snapkv", "pyramidkv", "h2o", "lookm", "streamingllm", "random", "taskfocus")
@@ -20,7 +22,7 @@ EXACT = ("acckv-nocal", "snapkv", "pyramidkv", "h2o", "lookm", "streamingllm", "
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "acckv_cli.bench", "--tiny", "--sizes", "512", "--layers", "1", "--decode-steps", "2",
+    cmd = [sys.executable, "-m", "acckv_cli", "bench", "--tiny", "--sizes", "512", "--layers", "1", "--decode-steps", "2",
            "--threads", "2", "--out-json", str(out / "bench.json"), "--plot", str(out / "decode.png"),
            "--out-md", str(out / "bench.md")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from acckv_cli.bench_stream import StreamBenchConfig, main, markdown, run, synthetic_clip
+from acckv_cli.bench.prompts import synthetic_clip
+from acckv_cli.bench.stream import StreamBenchConfig, main, markdown, run
 from acckv_cli.layout import Modality
 from acckv_cli.stream import plan_steps
 from acckv_cli.synth.long import LATE_S, make_long_example, write_long_set

@@ -17,7 +17,8 @@ def run(sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, thre
     """Prefill overhead, decode speed, KV bytes and memory of every method, side by side in one process."""
     _check_dtype(dtype)
     quiet_libraries()
-    from acckv_cli.bench import DEFAULT_METHODS, config_from, main_with
+    from acckv_cli.bench.config import DEFAULT_METHODS, config_from
+    from acckv_cli.bench.costs import main_with
     try:
         cfg = config_from(sizes, long, layers, dtype, methods or ",".join(DEFAULT_METHODS), budgets, decode_steps,
                           threads, out_json, plot, tiny, repeat, out_md)
@@ -27,11 +28,13 @@ def run(sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, thre
 
 
 def run_questions(questions, protocols, sizes, layers, dtype, new_tokens, threads, out_json, tiny) -> None:
-    """N questions about one clip, with and without media reuse (`bench_questions`)."""
+    """N questions about one clip, with and without media reuse (`bench/questions.py`)."""
     import torch
 
-    from acckv_cli.bench import QWEN25_OMNI_3B, TINY, build_thinker, parse_sizes, synthetic_prompt
-    from acckv_cli.bench_questions import render, run_questions as measure
+    from acckv_cli.bench.config import parse_sizes
+    from acckv_cli.bench.prompts import synthetic_prompt
+    from acckv_cli.bench.questions import render, run_questions as measure
+    from acckv_cli.bench.shapes import build_thinker, shape_for
 
     _check_dtype(dtype)
     try:
@@ -45,7 +48,7 @@ def run_questions(questions, protocols, sizes, layers, dtype, new_tokens, thread
     quiet_libraries()
     if threads:
         torch.set_num_threads(threads)
-    shape = TINY if tiny else QWEN25_OMNI_3B
+    shape = shape_for(tiny)
     thinker = build_thinker(shape, layers, getattr(torch, dtype))
     result = measure(thinker, synthetic_prompt(size, shape), counts, protocol_list, new_tokens=new_tokens,
                      progress=None if tiny else (lambda text: err.print(text, highlight=False)))
@@ -58,8 +61,8 @@ def run_questions(questions, protocols, sizes, layers, dtype, new_tokens, thread
 
 def run_stream(minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot, out_md,
                tiny) -> None:
-    """Streaming vs one-shot prefill against clip length (`bench_stream`)."""
-    from acckv_cli.bench_stream import command
+    """Streaming vs one-shot prefill against clip length (`bench/stream.py`)."""
+    from acckv_cli.bench.stream import command
 
     quiet_libraries()
     command(minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot, out_md, tiny,

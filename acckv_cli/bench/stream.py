@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import time
@@ -37,16 +36,14 @@ from pathlib import Path
 
 import torch
 
-from acckv_cli.bench import (POSITION_ID_PER_SECONDS, QWEN25_OMNI_3B, TINY, PeakRSS, SyntheticPrompt,
-                             build_thinker, machine_info)
-from acckv_cli.bench_questions import SyntheticMediaPrompt
-from acckv_cli.layout import Modality, build_layout
+from acckv_cli.bench.machine import machine_info
+from acckv_cli.bench.memory import PeakRSS
+from acckv_cli.bench.prompts import SyntheticMediaPrompt, synthetic_clip
+from acckv_cli.bench.shapes import ModelShape, build_thinker, shape_for
 
 DEFAULT_MINUTES = (1.0, 2.0, 5.0, 10.0)
 FLAT_TOLERANCE = 0.10   # streaming peak within ±10 % of the shortest clip's
 TIME_RATIO = 1.2        # streaming time per minute ≤ 1.2× one-shot's
-AUDIO_PER_SECOND = 25
-SYSTEM_TOKENS, QUESTION_TOKENS = 30, 12
 
 
 @dataclass
@@ -64,65 +61,10 @@ class StreamBenchConfig:
     tiny: bool = False
     isolate: bool = True     # one process per point (False: in this process, for tests)
 
+    @property
+    def shape(self) -> ModelShape:
+        return shape_for(self.tiny)
 
-# --- the synthetic clip --------------------------------------------------------------------------------
-
-def synthetic_clip(seconds: float, vocab: int, fps: float = 2.0, pair_tokens: int = 8, seed: int = 0) -> SyntheticPrompt:
-    """A Qwen2.5-Omni audio-in-video chat prompt for `seconds` of media: ids [1, L], positions [4, 1, L].
-
-    Same structure and positions as `bench.synthetic_prompt` (2-s chunks of frame pairs then audio, both
-    bos and both eos sharing a position), laid out by time: ⌊seconds·fps/2⌋ frame pairs of `pair_tokens`
-    cells and 25 audio tokens per second.
-    """
-    spg = 2.0 / fps
-    n_pairs, n_audio = int(seconds * fps) // 2, int(seconds * AUDIO_PER_SECOND)
-    per_chunk = int(POSITION_ID_PER_SECONDS * 2)
-    rows = max(d for d in range(1, int(math.isqrt(pair_tokens)) + 1) if pair_tokens % d == 0)
-    cols = pair_tokens // rows
-    D, T, S, Q = int(Modality.DELIM), int(Modality.TEXT), int(Modality.SYSTEM), int(Modality.QUESTION)
-    labels: list[int] = []
-    pos: list[tuple[int, int, int]] = []
-    nxt = 0
-
-    def text(kind: int, count: int = 1) -> None:
-        nonlocal nxt
-        for _ in range(count):
-            labels.append(kind)
-            pos.append((nxt, nxt, nxt))
-            nxt += 1
-
-    text(D), text(T, 2), text(S, SYSTEM_TOKENS), text(D), text(T), text(D), text(T, 2)
-    labels += [D, D]
-    pos += [(nxt, nxt, nxt)] * 2
-    origin = nxt + 1
-    video_t = [round(g * spg * POSITION_ID_PER_SECONDS) for g in range(n_pairs)]
-    pair = audio = 0
-    n_chunks = max(video_t[-1] // per_chunk + 1 if n_pairs else 0, math.ceil(n_audio / per_chunk))
-    for chunk in range(n_chunks):
-        while pair < n_pairs and video_t[pair] < (chunk + 1) * per_chunk:
-            labels += [int(Modality.VIDEO)] * pair_tokens
-            pos += [(origin + video_t[pair], origin + r, origin + c) for r in range(rows) for c in range(cols)]
-            pair += 1
-        stop = min(n_audio, (chunk + 1) * per_chunk)
-        labels += [int(Modality.AUDIO)] * (stop - audio)
-        pos += [(origin + k,) * 3 for k in range(audio, stop)]
-        audio = stop
-    end = max(max(p) for p in pos) + 1
-    labels += [D, D]
-    pos += [(end, end, end)] * 2
-    nxt = end + 1
-    text(Q, QUESTION_TOKENS), text(D), text(T), text(D), text(T, 2)
-    mrope = torch.tensor(pos, dtype=torch.long).T
-    layout = build_layout(mrope, torch.tensor(labels, dtype=torch.int8), float(POSITION_ID_PER_SECONDS), spg)
-    n = len(labels)
-    position_ids = torch.cat([torch.arange(n)[None], mrope])[:, None]
-    gen = torch.Generator().manual_seed(seed + n)
-    input_ids = torch.randint(0, vocab - 8, (1, n), generator=gen)
-    return SyntheticPrompt(input_ids, position_ids, layout, torch.tensor([n, nxt, nxt, nxt]).view(4, 1, 1),
-                           pair_tokens)
-
-
-# --- one point -----------------------------------------------------------------------------------------
 
 def measure(cfg: StreamBenchConfig, mode: str, minutes: float, thinker=None) -> dict:
     """Prefill a clip of `minutes` (one-shot or streamed), answer one question; memory, KV bytes, time."""
@@ -134,7 +76,7 @@ def measure(cfg: StreamBenchConfig, mode: str, minutes: float, thinker=None) -> 
     from acckv_cli.session import ClipSession, MediaCache, snapshot
     from acckv_cli.stream import stream_prefill
 
-    shape = TINY if cfg.tiny else QWEN25_OMNI_3B
+    shape = cfg.shape
     thinker = thinker if thinker is not None else build_thinker(shape, cfg.layers, getattr(torch, cfg.dtype))
     lm = LoadedModel(thinker, None, "bench", torch.device("cpu"), thinker.dtype)
     method, budget = get_method(cfg.method), Budget(cfg.budget)
@@ -180,27 +122,24 @@ def _one_shot_peak(records: list[dict]) -> int:
     return peak
 
 
-# --- the whole run -------------------------------------------------------------------------------------
-
 def run(cfg: StreamBenchConfig, progress=None) -> dict:
     """Every length, one-shot and stream, side by side; the summary with the targets checked."""
     rows: list[dict] = []
     thinker = None
     if not cfg.isolate:
-        shape = TINY if cfg.tiny else QWEN25_OMNI_3B
-        thinker = build_thinker(shape, cfg.layers, getattr(torch, cfg.dtype))
+        thinker = build_thinker(cfg.shape, cfg.layers, getattr(torch, cfg.dtype))
     for minutes in cfg.minutes:
         for mode in ("one-shot", "stream"):
             if progress:
                 progress(f"{mode}: {minutes:g} min")
             rows.append(_worker(cfg, mode, minutes) if cfg.isolate else measure(cfg, mode, minutes, thinker))
-    return {"config": asdict(cfg), "shape": (TINY if cfg.tiny else QWEN25_OMNI_3B).name, "rows": rows,
+    return {"config": asdict(cfg), "shape": cfg.shape.name, "rows": rows,
             "targets": targets(rows), "machine": machine_info()}
 
 
 def _worker(cfg: StreamBenchConfig, mode: str, minutes: float) -> dict:
     args = json.dumps({"config": asdict(cfg), "mode": mode, "minutes": minutes})
-    proc = subprocess.run([sys.executable, "-m", "acckv_cli.bench_stream", "--worker", args],
+    proc = subprocess.run([sys.executable, "-m", "acckv_cli.bench.stream", "--worker", args],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"bench worker ({mode}, {minutes:g} min) failed: "
@@ -224,8 +163,6 @@ def targets(rows: list[dict]) -> dict:
 def _grows(values: list[float]) -> bool:
     return len(values) > 1 and all(b > a for a, b in zip(values, values[1:]))
 
-
-# --- output --------------------------------------------------------------------------------------------
 
 HEADER = ("minutes", "tokens", "peak RSS one-shot (MB)", "peak RSS stream (MB)", "KV peak one-shot (MB)",
           "KV peak stream (MB)", "KV kept (MB)", "s/min one-shot", "s/min stream", "stream / one-shot time")
@@ -331,7 +268,7 @@ def command(minutes: str, layers: int, dtype: str, methods: str | None, media_bu
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m acckv_cli.bench_stream --worker JSON`: measure one point in this fresh process."""
+    """`python -m acckv_cli.bench.stream --worker JSON`: measure one point in this fresh process."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", required=True, help="JSON: {config, mode, minutes}")
     args = parser.parse_args(argv)
@@ -339,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = StreamBenchConfig(**{**spec["config"], "minutes": tuple(spec["config"]["minutes"])})
     torch.set_num_threads(cfg.threads)
     print(json.dumps(measure(cfg, spec["mode"], float(spec["minutes"]))))
+
 
 
 if __name__ == "__main__":

@@ -17,50 +17,15 @@ largest N gives every smaller N. Target: with reuse, N = 10 takes ≤ 1.3× the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 
+from acckv_cli.bench.prompts import SyntheticMediaPrompt
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.model import LoadedModel
-from acckv_cli.prompt import QuestionPrompt
 from acckv_cli.session import ClipSession
 
 TARGET_RATIO = 1.3
-
-
-@dataclass
-class SyntheticMediaPrompt:
-    """A synthetic prompt split like `prompt.MediaPrompt`: system + media prefix, then question + header."""
-
-    input_ids: torch.Tensor   # [1, L] the whole prompt
-    all_positions: torch.Tensor  # [4, 1, L]
-    whole_layout: object
-    length: int               # prefix length (after the closing media delimiters)
-
-    @classmethod
-    def split(cls, prompt) -> "SyntheticMediaPrompt":
-        media = prompt.layout.media_mask.nonzero().squeeze(1)
-        text_after = prompt.layout.post_media_text_mask().nonzero().squeeze(1)
-        questions = (prompt.layout.modality == 2).nonzero().squeeze(1)  # Modality.QUESTION
-        first_question = int(questions[questions > int(media.max())].min())
-        assert int(text_after.min()) < first_question  # the closing delimiters belong to the prefix
-        return cls(prompt.input_ids, prompt.position_ids, prompt.layout, first_question)
-
-    @property
-    def positions(self) -> torch.Tensor:
-        return self.all_positions[:, :, :self.length]
-
-    @property
-    def layout(self):
-        return self.whole_layout.prefix(self.length)
-
-    def question(self, text: str) -> QuestionPrompt:
-        """Every synthetic question has the same tokens (only their count matters for time)."""
-        layout = self.whole_layout.prefix(len(self.whole_layout))
-        layout.extras["question"] = text
-        question_end = self.length + int((layout.modality[self.length:] == 2).sum())
-        return QuestionPrompt(text, self.input_ids, self.all_positions, layout, self.length, question_end)
 
 
 def run_questions(thinker, prompt, counts: tuple[int, ...], protocols: tuple[str, ...], method: str = "acckv",
