@@ -289,30 +289,39 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
         return {"id": item.id, "video": item.video, "question": item.question, "expected": item.answer,
                 "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text}
 
-    try:
-        only_streamed = all(p == STREAM for p in protocols)  # then no frame is decoded before its chunk
-        decoded = media_mod.decode(video, fps=fps, lazy_frames=only_streamed, **decode_sizes(lm))
-        session = None if only_streamed else ClipSession(lm, decoded)
-        streamed = open_session(lm, decoded, STREAM) if STREAM in protocols else None
-    except Exception as exc:  # one bad clip is recorded, not raised
+    def failed(protocol, exc):  # one bad clip (or a protocol it cannot run) is recorded, not raised
         for item in items:
-            for protocol in protocols:
-                for config in configs:
-                    if (item.id, protocol, config.label, config.budget_text) in todo:
-                        yield {**base(item, protocol, config), "error": _one_line(exc)}
+            for config in configs:
+                if (item.id, protocol, config.label, config.budget_text) in todo:
+                    yield {**base(item, protocol, config), "error": _one_line(exc)}
+
+    only_streamed = all(p == STREAM for p in protocols)  # then no frame is decoded before its chunk
+    try:
+        decoded = media_mod.decode(video, fps=fps, lazy_frames=only_streamed, **decode_sizes(lm))
+    except Exception as exc:
+        for protocol in protocols:
+            yield from failed(protocol, exc)
         return
+    sessions: dict[str, ClipSession] = {}
     full = Config("full", "full", {}, "1.0", Budget(1.0))
     for protocol in protocols:
         pending = [c for c in configs if any((i.id, protocol, c.label, c.budget_text) in todo for i in items)]
         if not pending:
             continue
-        shared = None
-        if protocol not in MEDIA_COMPRESSED:  # one full media prefill serves every method's compression
-            needs = AttentionNeeds()
-            for config in configs:
-                needs = needs.union(config.method().attention_needs())
-            shared = session.media_cache(needs=needs)
-        ask = _asker(streamed if protocol == STREAM else session, protocol, shared, max_new_tokens)
+        kind = STREAM if protocol == STREAM else "one-shot"
+        try:  # a stream that cannot run (e.g. Qwen3-Omni) fails its own rows only
+            if kind not in sessions:
+                sessions[kind] = open_session(lm, decoded, STREAM) if kind == STREAM else ClipSession(lm, decoded)
+            session, shared = sessions[kind], None
+            if protocol not in MEDIA_COMPRESSED:  # one full media prefill serves every method's compression
+                needs = AttentionNeeds()
+                for config in configs:
+                    needs = needs.union(config.method().attention_needs())
+                shared = session.media_cache(needs=needs)
+        except Exception as exc:
+            yield from failed(protocol, exc)
+            continue
+        ask = _asker(session, protocol, shared, max_new_tokens)
         try:
             references = dict(zip((i.id for i in items), ask(items, full)))
         except Exception as exc:  # the full cache itself failed (e.g. out of memory): every row says why

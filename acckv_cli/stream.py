@@ -43,7 +43,7 @@ from acckv_cli.layout import Modality
 from acckv_cli.media import DecodedMedia
 from acckv_cli.methods import Budget, CompressionMethod
 from acckv_cli.methods.attention import per_layer_attention
-from acckv_cli.methods.streaming import StreamCompression, can_stream
+from acckv_cli.methods.streaming import StreamCompression, stream_refusal
 from acckv_cli.model import LoadedModel, cast_inputs, processor_kwargs
 from acckv_cli.positions import check_prompt
 from acckv_cli.prompt import MediaPrompt, split_template
@@ -303,9 +303,8 @@ def stream_prefill(lm: LoadedModel, prompt, cache, method: CompressionMethod, bu
     """Prefill `prompt` (any prompt with `layout` and `positions`) into `cache` step by step, compressing
     every layer after each step; `embed(start, end)` gives a step's decoder inputs (`ChunkEncoder.embeds`,
     or token embeddings for the benchmark's synthetic prompts)."""
-    if not can_stream(method):
-        raise StreamUnsupported(f"{method.name} prunes inside one forward of the whole prompt and cannot stream; "
-                                f"pick another method")
+    if (reason := stream_refusal(method)) is not None:
+        raise StreamUnsupported(reason)
     steps = plan_steps(prompt.layout, chunk_seconds)
     positions = prompt.positions
     start_time, embed_s = time.perf_counter(), 0.0

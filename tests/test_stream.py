@@ -20,8 +20,8 @@ from conftest import synthetic_media
 from media_fixtures import run_ffmpeg
 from acckv_cli import media as media_mod
 from acckv_cli.cli import app
-from acckv_cli.methods import Budget, get_method
-from acckv_cli.methods.streaming import MediaCap
+from acckv_cli.methods import METHODS, Budget, get_method
+from acckv_cli.methods.streaming import MediaCap, stream_refusal
 from acckv_cli.model import load_model
 from acckv_cli.pipeline import decode_for_model, decode_sizes
 from acckv_cli.positions import ClipTooLong, check_prompt, longest_clip_s
@@ -109,7 +109,14 @@ def test_keep_everything_stream_equals_one_shot(tiny_lm_w4, long_media, kind, me
     assert streamed.report.summary()["media_kept_ratio"] == 1.0
 
 
-@pytest.mark.parametrize("method", ["acckv", "snapkv", "h2o", "streamingllm", "lookm"])
+STREAMABLE = sorted(name for name, cls in METHODS.items() if stream_refusal(cls()) is None)
+
+
+def test_the_refused_methods_are_exactly_those_that_cannot_keep_the_bound():
+    assert sorted(set(METHODS) - set(STREAMABLE)) == ["fastv", "pyramidkv", "taskfocus"]
+
+
+@pytest.mark.parametrize("method", [m for m in STREAMABLE if m != "full"])  # `full` keeps the whole clip
 def test_cache_never_exceeds_budget_plus_one_step(tiny_lm_w4, long_media, method):
     """At every step, every layer holds at most protected + cap + the step's tokens before compression and at
     most protected + cap after; the whole cache's bytes likewise. The report's kept indices are prompt media
@@ -156,6 +163,9 @@ def test_unstreamable_inputs_are_one_line_errors(q3_lm, tiny_lm_w4, long_media):
         StreamSession(q3_lm, synthetic_media())
     with pytest.raises(StreamUnsupported, match="fastv prunes inside one forward"):
         StreamSession(tiny_lm_w4, long_media["av"]).ask([QUESTION], get_method("fastv"), Budget(0.2), "stream", 1)
+    for name, reason in (("pyramidkv", "pyramid"), ("taskfocus", "question")):
+        with pytest.raises(StreamUnsupported, match=f"{name} cannot stream: .*{reason}"):
+            StreamSession(tiny_lm_w4, long_media["av"]).ask([QUESTION], get_method(name), Budget(0.2), "stream", 1)
     with pytest.raises(Exception, match="StreamSession"):
         ClipSession(tiny_lm_w4, long_media["av"]).media_cache_for("stream", get_method("acckv"), Budget(0.2))
 

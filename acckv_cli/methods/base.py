@@ -195,6 +195,8 @@ class CompressionMethod:
 
     # Methods that change the prefill itself (FastV's prune mode) need the compressed part in one forward.
     single_forward: ClassVar[bool] = False
+    # Why the method cannot compress a cache streamed chunk by chunk (`methods/streaming.py`), if it cannot.
+    cannot_stream: ClassVar[str] = ""
 
     def attention_needs(self) -> AttentionNeeds:
         """Rows of earlier prefill segments whose attention `compress_layer` reads (default: the last 64)."""

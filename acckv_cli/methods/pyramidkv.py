@@ -35,6 +35,8 @@ class PyramidKV(SnapKV):
     name = "pyramidkv"
     summary = "SnapKV scoring with media budgets shrinking linearly with depth (Cai et al. 2024)"
     paper = "arXiv 2406.02069"
+    cannot_stream = ("its per-layer budgets are a pyramid over the whole prompt's media, and a streamed layer "
+                     "would size it from its own cache at every step, exceeding the cap")
     beta: float = 20.0
 
     def __post_init__(self):

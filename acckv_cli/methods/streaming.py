@@ -26,8 +26,11 @@ prompt index of every cached entry ([n], or [KV, n] per KV head), so reports kno
 time; `trace` records every (step, layer) with the entries before and after compression and the KV bytes
 of the whole cache at that moment.
 
-Methods that change the prefill itself or need the whole compressed part in one forward (FastV's hooks:
-`install`, `cached_length`, `finish`) cannot stream and are refused.
+Refused with one line (`stream_refusal`): methods that change the prefill itself or need the whole
+compressed part in one forward (FastV's hooks: `install`, `cached_length`, `finish`), PyramidKV (its
+per-layer budgets are a pyramid over the whole prompt's media count; sized from each layer's own cache at
+every step, shallow layers would settle near twice the cap) and TaskFocus (it picks its modality from the
+question, which a streamed cache never sees).
 """
 
 from __future__ import annotations
@@ -66,12 +69,20 @@ def media_cap(budget: Budget, total_media: int) -> MediaCap:
     return MediaCap(budget.media_tokens(total_media))
 
 
-def can_stream(method: CompressionMethod) -> bool:
-    """False for methods that hook into the prefill itself (FastV): they need one forward of the whole part."""
+def stream_refusal(method: CompressionMethod) -> str | None:
+    """Why `method` cannot compress a streamed cache (a one-line message), or None if it can.
+
+    Refused: methods that hook into the prefill itself (FastV: `install`, `cached_length`, `finish`), which
+    need one forward of the whole part, and methods that declare a reason in `cannot_stream`.
+    """
     kind = type(method)
-    return not (method.single_forward or kind.install is not CompressionMethod.install
-                or kind.cached_length is not CompressionMethod.cached_length
-                or kind.finish is not CompressionMethod.finish)
+    if (method.single_forward or kind.install is not CompressionMethod.install
+            or kind.cached_length is not CompressionMethod.cached_length
+            or kind.finish is not CompressionMethod.finish):
+        return f"{method.name} prunes inside one forward of the whole prompt and cannot stream; pick another method"
+    if kind.cannot_stream:
+        return f"{method.name} cannot stream: {kind.cannot_stream}; pick another method"
+    return None
 
 
 class StreamLayerContext(LayerContext):
@@ -96,9 +107,8 @@ class StreamCompression(Compression):
     """
 
     def __init__(self, method: CompressionMethod, thinker, layout: TokenLayout, budget: Budget):
-        if not can_stream(method):
-            raise CompressionError(f"{method.name} prunes inside one forward of the whole prompt and cannot "
-                                   f"stream; pick another method")
+        if (reason := stream_refusal(method)) is not None:
+            raise CompressionError(reason)
         super().__init__(method, thinker, layout, budget, collect_stats=False)
         self.cap = media_cap(budget, int(layout.media_mask.sum()))
         self.kept: dict[int, torch.Tensor] = {}

@@ -38,6 +38,7 @@ class TaskFocus(CompressionMethod):
     """
 
     name = "taskfocus"
+    cannot_stream = "it picks its modality from the question, which a streamed cache is compressed without"
     summary = "one question-chosen priority modality for every layer, A-R scores within each (naive focus)"
     focus: str = "auto"
     focus_share: float = 0.8
