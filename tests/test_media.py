@@ -1,29 +1,30 @@
-"""Tests of the media layer (acckv_cli.media) on small clips generated once per session with ffmpeg."""
+"""Tests of the media layer (acckv_cli.media, .probe, .frames, .audio) on small clips generated once per
+session with ffmpeg."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from acckv_cli import media
-from acckv_cli.media import (
-    AUDIO_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    DecodedMedia,
-    MediaError,
-    decode,
-    fit_to_pixels,
-    load_audio,
-    probe,
-    resample,
+from acckv_cli import frames
+from acckv_cli.audio import load_audio, resample
+from acckv_cli.errors import MediaError
+from acckv_cli.frames import fit_to_pixels
+from acckv_cli.media import DecodedMedia, decode, probe
+from acckv_cli.preprocess import (
+    VIDEO_MIN_PIXELS,
     resize_frames,
     sample_frame_indices,
+    uses_official_sizing,
+    video_frame_size,
+    video_pixel_range,
 )
-from acckv_cli.preprocess import VIDEO_MIN_PIXELS, uses_official_sizing, video_frame_size, video_pixel_range
+from acckv_cli.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from media_fixtures import SINE_HZ, TRICKY_NAMES, build_media_set, dominant_hz, run_ffmpeg  # tests/ on sys.path
 
 QWEN_MAX_PIXELS = 768 * 28 * 28
@@ -265,7 +266,7 @@ def test_single_frame_video_is_duplicated(clips):
 
 
 def test_8k_video_is_decoded_downscaled(clips, caplog):
-    caplog.set_level(logging.INFO, logger="acckv_cli.media")
+    caplog.set_level(logging.INFO, logger="acckv_cli.frames")
     out = decode(clips["big_8k.mp4"])
     assert (out.info.width, out.info.height) == (7680, 4320)
     t, h, w, c = out.frames.shape
@@ -353,7 +354,7 @@ def test_media_error_is_one_line():
 
 def test_unreadable_file(clips, monkeypatch):
     # Simulated: the tests may run as root, who can read a chmod-0 file.
-    monkeypatch.setattr(media.os, "access", lambda *args, **kwargs: False)
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
     with pytest.raises(MediaError, match="permission denied"):
         probe(clips["av.mp4"])
 
@@ -397,13 +398,18 @@ def test_decode_with_min_pixels_sizes_frames_like_qwen(clips):
 
 def test_decode_with_min_pixels_in_chunks(clips, monkeypatch):
     whole = decode(clips["av.mp4"], min_pixels=VIDEO_MIN_PIXELS)
-    monkeypatch.setattr(media, "DECODE_CHUNK_BYTES", 160 * 120 * 3 * 4)  # 4 native frames per batch
+    batches = []
+    get_batch = frames._get_batch
+    monkeypatch.setattr(frames, "_get_batch", lambda reader, info, idx: batches.append(len(idx)) or
+                        get_batch(reader, info, idx))
+    monkeypatch.setattr(frames, "DECODE_CHUNK_BYTES", 160 * 120 * 3 * 4)  # 4 native frames per batch
     chunked = decode(clips["av.mp4"], min_pixels=VIDEO_MIN_PIXELS)
+    assert batches == [4, 2]  # the 6 sampled frames, decoded 4 at a time
     assert np.array_equal(whole.frames, chunked.frames)
 
 
 def test_8k_video_with_min_pixels_is_decoded_at_twice_the_target(clips, caplog):
-    caplog.set_level(logging.INFO, logger="acckv_cli.media")
+    caplog.set_level(logging.INFO, logger="acckv_cli.frames")
     out = decode(clips["big_8k.mp4"], min_pixels=VIDEO_MIN_PIXELS)
     assert out.frames.shape == (2, 560, 1008, 3) and (560, 1008) == video_frame_size(4320, 7680, 2)
     h, w = fit_to_pixels(4320, 7680, 4 * 560 * 1008)  # about twice the target's sides
