@@ -33,13 +33,9 @@ def file_url(abs_path: str) -> str:
     return "file:" + abs_path
 
 
-def stderr_reason(stderr: str, prefer: tuple[str, ...] = ()) -> str:
-    """The most telling line of an ffmpeg failure, shortened for a one-line message.
-
-    ``prefer`` lists patterns tried first (e.g. "moov atom not found" explains a truncated MP4 better
-    than the generic "Invalid data found when processing input").
-    """
-    for pattern in (*prefer, r"Error opening input: (.+)", r"Invalid data found[^\n]*"):
+def stderr_reason(stderr: str) -> str:
+    """The most telling line of an ffmpeg failure, shortened for a one-line message."""
+    for pattern in (r"Error opening input: (.+)", r"Invalid data found[^\n]*"):
         match = re.search(pattern, stderr)
         if match:
             return (match.group(1) if match.groups() else match.group(0)).strip()[:160]

@@ -1,24 +1,24 @@
 """What a media file holds: its audio and video streams, codecs, frame size and rate, sample rate, channels.
 
-Probing parses the stderr of ``ffmpeg -i`` (imageio-ffmpeg ships no ffprobe). The exact frame count needs
-an index of the video stream, which decord builds when frames are read (:func:`acckv_cli.media.probe` adds
-it). User mistakes (missing file, text file named ``.mp4``, truncated download...) raise :class:`MediaError`
-whose message is a single line naming the file.
+The container is opened in-process with PyAV (``av``: FFmpeg's own libraries, bundled in its wheels), which
+reads the same fields ``ffmpeg -i`` prints, as numbers rather than text: exact durations and frame rates
+(``30000/1001``, not ``29.97``) and channel counts of any layout. ``benchmarks/probe_parity.py`` compares it
+with the parser of ``ffmpeg -i``'s text it replaced, on every kind of file the tests use.
+
+The exact frame count needs an index of the video stream, which decord builds when frames are read
+(:func:`acckv_cli.media.probe` adds it). User mistakes (missing file, text file named ``.mp4``, truncated
+download...) raise :class:`MediaError` whose message is a single line naming the file.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
-import re
-import subprocess
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from acckv_cli.errors import MediaError
-from acckv_cli.ffmpeg import ffmpeg_executable, file_url, stderr_reason
-
-logger = logging.getLogger(__name__)
+from acckv_cli.ffmpeg import file_url
 
 VIDEO_EXTENSIONS = {
     ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".flv", ".wmv", ".3gp",
@@ -36,13 +36,8 @@ _MAGIC = (
     (0, b"OggS", "Ogg"), (0, b"fLaC", "FLAC"), (0, b"ID3", "MP3"), (0, b"FLV", "FLV"),
     (0, b"\x00\x00\x01\xba", "MPEG-PS"), (0, b"\x30\x26\xb2\x75", "ASF/WMV"),
 )
-# Channel layout names printed by ffmpeg -> channel count.
-_LAYOUT_CHANNELS = {
-    "mono": 1, "stereo": 2, "downmix": 2, "2.1": 3, "3.0": 3, "3.0(back)": 3, "4.0": 4, "quad": 4,
-    "quad(side)": 4, "3.1": 4, "5.0": 5, "5.0(side)": 5, "4.1": 5, "5.1": 6, "5.1(side)": 6, "6.0": 6,
-    "6.0(front)": 6, "hexagonal": 6, "6.1": 7, "6.1(back)": 7, "6.1(front)": 7, "7.0": 7, "7.0(front)": 7,
-    "7.1": 8, "7.1(wide)": 8, "7.1(wide-side)": 8, "octagonal": 8,
-}
+# FFmpeg log lines that explain a failed open better than its error code ("Invalid data found ...").
+_TELLING_LOGS = ("moov atom not found",)
 
 
 @dataclass
@@ -104,89 +99,86 @@ def _sniff_container(abs_path: str) -> str | None:
 # ------------------------------------------------------------------------------------------- probing
 
 
-def _run_ffmpeg_probe(abs_path: str, shown: str) -> str:
-    """Run ``ffmpeg -i`` (no output file) and return its stderr, where it prints the stream summary."""
-    cmd = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-i", file_url(abs_path)]
-    logger.debug("probe: %s", cmd)
+def _import_av() -> Any:
     try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise MediaError(f"timed out after {PROBE_TIMEOUT_S:.0f} s while reading {shown}") from exc
-    # Exit status is always non-zero here (no output file was given); the stderr content decides.
-    return proc.stderr.decode("utf-8", errors="replace")
+        import av
+    except ImportError as exc:
+        raise MediaError("reading media files needs the `av` package (PyAV): pip install av") from exc
+    return av
 
 
-def _parse_duration(stderr: str) -> float | None:
-    match = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", stderr)
-    if not match:
-        return None  # "Duration: N/A"
-    hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+@contextlib.contextmanager
+def _ffmpeg_log(av: Any) -> Iterator[list[tuple[int, str, str]]]:
+    """FFmpeg's log lines (level, context, message) while the block runs: captured, never printed.
+
+    PyAV's global log settings are restored after. Repeats are kept: PyAV would otherwise withhold a line
+    it saw last time (a second open of the same truncated file) and flush it into a later capture.
+    """
+    level, skip_repeated = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)
+    try:
+        with av.logging.Capture(local=True) as logs:
+            yield logs
+    finally:
+        av.logging.set_skip_repeated(skip_repeated)
+        av.logging.set_level(level)
 
 
-def _parse_rate(text: str, unit: str) -> float | None:
-    """Parse ffmpeg's ``25 fps`` / ``29.97 fps`` / ``1k tbr`` notation."""
-    match = re.search(rf"(\d+(?:\.\d+)?)(k?) {unit}\b", text)
-    if not match:
-        return None
-    value = float(match.group(1)) * (1000.0 if match.group(2) else 1.0)
-    return value if value > 0 else None
+def _open_container(av: Any, abs_path: str, shown: str) -> Any:
+    """``av.open`` the file, or raise a one-line MediaError saying why FFmpeg could not open it."""
+    with _ffmpeg_log(av) as logs:
+        try:
+            return av.open(file_url(abs_path), timeout=PROBE_TIMEOUT_S)
+        except av.error.ExitError as exc:  # the I/O interrupt of `timeout`
+            raise MediaError(f"timed out after {PROBE_TIMEOUT_S:.0f} s while reading {shown}") from exc
+        except av.FFmpegError as exc:
+            reason = (exc.strerror or type(exc).__name__).strip()[:160]
+            container = _sniff_container(abs_path)
+            if container:
+                told = [message.strip() for _, _, message in logs if message.strip() in _TELLING_LOGS]
+                raise MediaError(f"{shown} looks like {container} but is corrupt or truncated "
+                                 f"({(told or [reason])[0]})") from exc
+            raise MediaError(f"{shown} is not a recognised audio or video file ({reason})") from exc
 
 
-def _parse_channels(text: str) -> int | None:
-    match = re.search(r"\d+ Hz, ([^,]+)", text)
-    if not match:
-        return None
-    layout = match.group(1).strip()
-    counted = re.match(r"(\d+) channels", layout)
-    if counted:
-        return int(counted.group(1))
-    return _LAYOUT_CHANNELS.get(layout)
-
-
-def _parse_streams(stderr: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """First real video stream and first audio stream described in ffmpeg's input summary."""
-    video = audio = None
-    for kind, desc in re.findall(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (.*)$", stderr, flags=re.M):
-        codec_match = re.match(r"[\w.-]+", desc)
-        codec = codec_match.group(0) if codec_match else None
-        if kind == "Video" and video is None and "(attached pic)" not in desc:  # cover art is not video
-            size = re.search(r", (\d+)x(\d+)", desc)
-            video = {
-                "codec": codec,
-                "width": int(size.group(1)) if size else None,
-                "height": int(size.group(2)) if size else None,
-                "fps": _parse_rate(desc, "fps") or _parse_rate(desc, "tbr"),
-            }
-        elif kind == "Audio" and audio is None:
-            rate = re.search(r"(\d+) Hz", desc)
-            audio = {"codec": codec, "rate": int(rate.group(1)) if rate else None, "channels": _parse_channels(desc)}
-    return video, audio
+def _rate(value: Any) -> float | None:
+    """A stream rate (a Fraction, 0 or None) as a positive float, or None."""
+    return float(value) if value else None
 
 
 def probe_container(path: str | os.PathLike) -> MediaInfo:
-    """Describe a file from its container: streams, codecs, size, rate, duration; frame count left unknown."""
-    abs_path = check_path(path)
-    shown = quoted(path)
-    stderr = _run_ffmpeg_probe(abs_path, shown)
-    if not re.search(r"^Input #0", stderr, flags=re.M):
-        container = _sniff_container(abs_path)
-        if container:
-            reason = stderr_reason(stderr, prefer=(r"moov atom not found",))
-            raise MediaError(f"{shown} looks like {container} but is corrupt or truncated ({reason})")
-        raise MediaError(f"{shown} is not a recognised audio or video file ({stderr_reason(stderr)})")
-    video, audio = _parse_streams(stderr)
-    if video is None and audio is None:
-        raise MediaError(f"{shown} contains no audio or video stream")
-    info = MediaInfo(
-        path=os.fspath(path),
-        duration_s=_parse_duration(stderr) or 0.0,
-        has_video=video is not None,
-        has_audio=audio is not None,
-    )
-    if video:
-        info.video_codec, info.width, info.height = video["codec"], video["width"], video["height"]
-        info.native_fps = video["fps"]
-    if audio:
-        info.audio_codec, info.audio_rate, info.audio_channels = audio["codec"], audio["rate"], audio["channels"]
+    """Describe a file from its container: streams, codecs, size, rates, duration; frame count left unknown.
+
+    The first video stream that is not cover art and the first audio stream are described. Raises
+    MediaError for unreadable files and files with no audio or video stream. A container that states no
+    duration gives ``duration_s == 0.0``.
+    """
+    abs_path, shown = check_path(path), quoted(path)
+    av = _import_av()
+    with _open_container(av, abs_path, shown) as container:
+        streams = container.streams
+        cover_art = av.stream.Disposition.attached_pic  # a picture attached to an audio file is not video
+        video = next((s for s in streams.video if not s.disposition & cover_art), None)
+        audio = next(iter(streams.audio), None)
+        if video is None and audio is None:
+            raise MediaError(f"{shown} contains no audio or video stream")
+        duration = container.duration  # microseconds (av.time_base); None when the container states none
+        info = MediaInfo(path=os.fspath(path), duration_s=duration / av.time_base if duration else 0.0,
+                         has_video=video is not None, has_audio=audio is not None)
+        if video is not None:
+            ctx = video.codec_context
+            info.video_codec = _codec_name(ctx)
+            info.width, info.height = (ctx.width or None, ctx.height or None) if ctx is not None else (None, None)
+            info.native_fps = _rate(video.average_rate) or _rate(video.base_rate)
+        if audio is not None:
+            ctx = audio.codec_context
+            info.audio_codec = _codec_name(ctx)
+            if ctx is not None:
+                info.audio_rate, info.audio_channels = ctx.sample_rate or None, ctx.channels or None
     return info
+
+
+def _codec_name(ctx: Any) -> str | None:
+    """FFmpeg's name of the stream's codec ("mp3"), not of the decoder PyAV would pick ("mp3float")."""
+    return ctx.codec.canonical_name if ctx is not None and ctx.codec is not None else None

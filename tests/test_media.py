@@ -352,6 +352,30 @@ def test_media_error_is_one_line():
     assert str(MediaError("first line\nsecond line")) == "first line second line"
 
 
+def test_probe_reports_the_same_reason_every_time_and_restores_pyav_logging(clips):
+    """FFmpeg's "moov atom not found" explains a truncated MP4; PyAV withholds a repeated log line unless told."""
+    import av
+
+    before = av.logging.get_level(), av.logging.get_skip_repeated()
+    for _ in range(3):
+        with pytest.raises(MediaError, match=r"MP4/MOV but is corrupt or truncated \(moov atom not found\)$"):
+            probe(clips["truncated.mp4"])
+        with pytest.raises(MediaError, match=r"not a recognised audio or video file \(Invalid data found"):
+            probe(clips["text.mp4"])
+    assert (av.logging.get_level(), av.logging.get_skip_repeated()) == before
+
+
+def test_probe_timeout_is_one_line(clips, monkeypatch):
+    import av
+
+    def stalled(*args, **kwargs):
+        raise av.error.ExitError(0, "Immediate exit requested")
+
+    monkeypatch.setattr(av, "open", stalled)
+    with pytest.raises(MediaError, match=r"^timed out after 120 s while reading '.*av\.mp4'$"):
+        probe(clips["av.mp4"])
+
+
 def test_unreadable_file(clips, monkeypatch):
     # Simulated: the tests may run as root, who can read a chmod-0 file.
     monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
@@ -432,13 +456,17 @@ def _channel_mean_reference(path: Path, rate: int = 16000) -> np.ndarray:
 
 
 def test_multichannel_audio_is_the_mean_of_the_channels(clips, tmp_path):
-    """Stereo and 5.1 become the plain channel mean (librosa's mono), not ffmpeg's louder downmix."""
+    """Stereo, 5.1 and 7.1.4 become the plain channel mean (librosa's mono), not ffmpeg's louder downmix."""
     surround = tmp_path / "surround.wav"
     run_ffmpeg("-f", "lavfi", "-i", "aevalsrc=0.4*sin(2*PI*440*t)|0.3*sin(2*PI*550*t)|0.5*sin(2*PI*330*t)"
                "|0.6*sin(2*PI*60*t)|0.2*sin(2*PI*880*t)|0.2*sin(2*PI*990*t):s=48000:c=5.1:d=1",
                "-c:a", "pcm_f32le", str(surround))
     assert probe(surround).audio_channels == 6
-    for path in (clips["stereo.wav"], surround):
+    immersive = tmp_path / "immersive.wav"  # a layout ffmpeg names "7.1.4": the count, not a name, matters
+    run_ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=0.5:a=0.2:seed=1,aformat=channel_layouts=7.1.4:sample_rates=48000",
+               "-c:a", "pcm_f32le", str(immersive))
+    assert probe(immersive).audio_channels == 12
+    for path in (clips["stereo.wav"], surround, immersive):
         ours, reference = load_audio(path), _channel_mean_reference(path)
         assert len(ours) == len(reference)
         np.testing.assert_allclose(ours, reference, atol=1e-5)
