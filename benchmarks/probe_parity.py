@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from media_fixtures import build_media_set, run_ffmpeg  # noqa: E402
 
-from acckv_cli import frames, media  # noqa: E402
+from acckv_cli import media  # noqa: E402
 from acckv_cli.errors import MediaError  # noqa: E402
 from acckv_cli.ffmpeg import ffmpeg_executable, file_url, stderr_reason  # noqa: E402
 from acckv_cli.probe import MediaInfo, _sniff_container, check_path, probe_container, quoted  # noqa: E402
@@ -111,12 +111,13 @@ def legacy_probe_container(path: str | os.PathLike) -> MediaInfo:
 
 
 def full_probe(container_probe: Callable[[Any], MediaInfo]) -> Callable[[Any], MediaInfo]:
-    """`media.probe` on top of either container probe: decord's exact frame count and rate for videos."""
+    """`media.probe` (decord adds the exact frame count and rate of videos) on top of either container probe."""
     def run(path: Any) -> MediaInfo:
-        info = container_probe(path)
-        if info.has_video:
-            frames.fill_video_counts(info, frames.open_video_reader(info, max_pixels=media.DEFAULT_MAX_PIXELS))
-        return info
+        media.probe_container, saved = container_probe, media.probe_container
+        try:
+            return media.probe(path)
+        finally:
+            media.probe_container = saved
     return run
 
 
