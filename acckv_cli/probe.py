@@ -164,7 +164,7 @@ def probe_container(path: str | os.PathLike) -> MediaInfo:
         if video is None and audio is None:
             raise MediaError(f"{shown} contains no audio or video stream")
         duration = container.duration  # microseconds (av.time_base); None when the container states none
-        info = MediaInfo(path=os.fspath(path), duration_s=duration / av.time_base if duration else 0.0,
+        info = MediaInfo(path=os.fspath(path), duration_s=duration / av.time_base if duration and duration > 0 else 0.0,
                          has_video=video is not None, has_audio=audio is not None)
         if video is not None:
             ctx = video.codec_context
