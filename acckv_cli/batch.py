@@ -1,6 +1,6 @@
 """`acckv batch`: many clips × questions into one JSONL (or CSV) file, resumable and shardable.
 
-Work list: a folder (searched recursively for the video and audio extensions of `acckv_cli.media`; hidden
+Work list: a folder (searched recursively for the video and audio extensions of `acckv_cli.probe`; hidden
 files and folders skipped) or a JSONL/CSV manifest of rows {video, question[, answer, id]}, crossed with
 `--question`/`--questions` where a row (or the folder) has no question. Items are sorted by video path
 (stable, so a manifest keeps its row order per video) and numbered; `--shard I/N` keeps the items whose
@@ -35,7 +35,7 @@ from pathlib import Path
 from acckv_cli.errors import Fail
 from acckv_cli.manifests import read_manifest_rows
 from acckv_cli.terminal import classify, notice
-from acckv_cli.media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from acckv_cli.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from acckv_cli.pipeline import DEFAULT_PROTOCOL
 
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS

@@ -1,8 +1,9 @@
-"""Locate an ffmpeg executable without root: the one on PATH, else the binary shipped by imageio-ffmpeg."""
+"""Locate an ffmpeg executable without root (the one on PATH, else imageio-ffmpeg's), and name local files to FFmpeg."""
 
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 
 from acckv_cli.errors import FFmpegNotFound
@@ -21,3 +22,22 @@ def ffmpeg_executable() -> str:
         raise FFmpegNotFound(
             "no ffmpeg executable found: install ffmpeg or `pip install imageio-ffmpeg`"
         ) from exc
+
+
+def file_url(abs_path: str) -> str:
+    """FFmpeg input URL for a local file (for the ffmpeg executable and for PyAV alike).
+
+    The explicit ``file:`` protocol and absolute path mean a leading dash is never taken for an option
+    and a colon in the name (``http:x.mp4``) is never taken for a protocol.
+    """
+    return "file:" + abs_path
+
+
+def stderr_reason(stderr: str) -> str:
+    """The most telling line of an ffmpeg failure, shortened for a one-line message."""
+    for pattern in (r"Error opening input: (.+)", r"Invalid data found[^\n]*"):
+        match = re.search(pattern, stderr)
+        if match:
+            return (match.group(1) if match.groups() else match.group(0)).strip()[:160]
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1][:160] if lines else "unknown error"

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from acckv_cli.media import MediaError, MediaInfo
+from acckv_cli.errors import MediaError
+from acckv_cli.probe import MediaInfo
 
 RESERVE = 512  # positions for the system prompt, question, assistant header and answer
 

@@ -12,18 +12,20 @@ processor. For a video file it (version 0.0.9, decord backend):
   soxr's HQ filter.
 
 The processor then finds the frames already on its grid and leaves them alone. This module holds the
-pure rules; :mod:`acckv_cli.media` applies them while decoding.
+pure rules (frame indices, sizes, the resize filter); :mod:`acckv_cli.frames` applies them while decoding.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 FACTOR = 28  # patch 14 × spatial merge 2: one LLM token per 28×28 pixels of a frame pair
 VIDEO_MIN_PIXELS = 128 * FACTOR * FACTOR  # 100,352
 VIDEO_MAX_PIXELS = 768 * FACTOR * FACTOR  # 602,112
 VIDEO_TOTAL_PIXELS = 128000 * FACTOR * FACTOR * 0.9  # qwen-omni-utils: MODEL_SEQ_LEN · 28² · 0.9
-FRAME_FACTOR = 2
+FRAME_FACTOR = 2  # Qwen's vision encoder merges frames in temporal patches of 2: frame counts are even
 MAX_RATIO = 200
 
 
@@ -104,3 +106,72 @@ def uses_official_sizing(pixel_range: tuple[int, int]) -> bool:
     under the cap while decoding, then rounded to the 28-pixel grid by the processor.
     """
     return tuple(pixel_range) == (VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS)
+
+
+# ------------------------------------------------------------------------------------------- sampling
+
+
+def check_sampling_args(fps: float, min_frames: int, max_frames: int | None) -> None:
+    if not fps >= 1:  # also rejects NaN
+        raise ValueError(
+            f"--fps must be >= 1 (got {fps}): lower rates desynchronise Qwen2.5-Omni's interleaved "
+            "audio/video chunks"
+        )
+    if min_frames < 1 or (max_frames is not None and (max_frames < FRAME_FACTOR or min_frames > max_frames)):
+        raise ValueError(
+            f"need 1 <= min_frames <= max_frames and max_frames >= {FRAME_FACTOR} "
+            f"(got min_frames={min_frames}, max_frames={max_frames})"
+        )
+
+
+def sample_frame_indices(
+    n_frames: int, native_fps: float, fps: float = 2.0, min_frames: int = 4, max_frames: int | None = 768
+) -> tuple[np.ndarray, float]:
+    """Frame indices to decode and the effective sampling rate, following Qwen's ``smart_nframes``.
+
+    The count is ``duration * fps`` clamped to ``[min_frames, min(max_frames, n_frames)]`` and floored to
+    an even number (Qwen's temporal patch is 2 frames); a one-frame video yields its frame twice.
+    ``max_frames=None`` lifts Qwen's 768-frame cap, so a long clip keeps the requested rate (the model's
+    position range is then the limit: ``acckv_cli.positions``).
+    Indices are spread uniformly over the whole video. The returned rate, ``count / duration``, is what
+    the processor must be told so that video timestamps line up with the audio.
+    """
+    check_sampling_args(fps, min_frames, max_frames)
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if not native_fps > 0:
+        raise ValueError(f"native_fps must be > 0, got {native_fps}")
+    wanted = n_frames / native_fps * fps
+    count = min(max(wanted, min_frames), max_frames if max_frames is not None else n_frames, n_frames)
+    count = max(FRAME_FACTOR, int(count // FRAME_FACTOR) * FRAME_FACTOR)
+    indices = _linspace_indices(n_frames, count)
+    sample_fps = count * native_fps / n_frames
+    return indices, float(sample_fps)
+
+
+def _linspace_indices(n_frames: int, count: int) -> np.ndarray:
+    """``torch.linspace(0, n_frames - 1, count).round()`` in float32, as qwen-omni-utils computes it.
+
+    float64 (``np.linspace``) rounds differently at some exact halves once videos have more than about
+    13,000 frames: one frame in 768 would then differ from Qwen's.
+    """
+    import torch
+
+    return torch.linspace(0, n_frames - 1, count, dtype=torch.float32).round().long().numpy().astype(np.int64)
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize (T, H, W, 3) uint8 frames as qwen-omni-utils does: torchvision's antialiased bicubic filter.
+
+    Same call as ``fetch_video`` (``torchvision.transforms.functional.resize`` on a uint8 tensor, which
+    rounds and clamps back to uint8), so the same decoded frames give the same pixels.
+    """
+    if frames.shape[1:3] == (height, width):
+        return frames
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tv_functional
+
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    out = tv_functional.resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return np.ascontiguousarray(out.permute(0, 2, 3, 1).numpy())

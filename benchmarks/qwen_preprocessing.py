@@ -95,7 +95,7 @@ def compare(lm, path: Path, official_fps: bool) -> dict:
     ref = run_official(lm.processor, str(path), question)
     t2 = time.perf_counter()
     row = {"clip": path.name, "acckv_s": t1 - t0, "official_s": t2 - t1}
-    from acckv_cli.media import sample_frame_indices
+    from acckv_cli.preprocess import sample_frame_indices
 
     idx, _ = sample_frame_indices(decoded.info.n_frames, decoded.info.native_fps)
     row["frames"] = (len(decoded.frames), len(ref.frame_indices))

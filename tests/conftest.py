@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from acckv_cli.layout import layout_for_inputs
-from acckv_cli.media import DecodedMedia, MediaInfo
+from acckv_cli.media import DecodedMedia
 from acckv_cli.model import LoadedModel, build_inputs
+from acckv_cli.probe import MediaInfo
 from acckv_cli.testing import build_tiny_thinker
 from acckv_cli.testing_qwen3 import build_tiny_qwen3_thinker
 

@@ -1,29 +1,30 @@
-"""Tests of the media layer (acckv_cli.media) on small clips generated once per session with ffmpeg."""
+"""Tests of the media layer (acckv_cli.media, .probe, .frames, .audio) on small clips generated once per
+session with ffmpeg."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from acckv_cli import media
-from acckv_cli.media import (
-    AUDIO_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    DecodedMedia,
-    MediaError,
-    decode,
-    fit_to_pixels,
-    load_audio,
-    probe,
-    resample,
+from acckv_cli import frames
+from acckv_cli.audio import load_audio, resample
+from acckv_cli.errors import MediaError
+from acckv_cli.frames import fit_to_pixels
+from acckv_cli.media import DecodedMedia, decode, probe
+from acckv_cli.preprocess import (
+    VIDEO_MIN_PIXELS,
     resize_frames,
     sample_frame_indices,
+    uses_official_sizing,
+    video_frame_size,
+    video_pixel_range,
 )
-from acckv_cli.preprocess import VIDEO_MIN_PIXELS, uses_official_sizing, video_frame_size, video_pixel_range
+from acckv_cli.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from media_fixtures import SINE_HZ, TRICKY_NAMES, build_media_set, dominant_hz, run_ffmpeg  # tests/ on sys.path
 
 QWEN_MAX_PIXELS = 768 * 28 * 28
@@ -265,7 +266,7 @@ def test_single_frame_video_is_duplicated(clips):
 
 
 def test_8k_video_is_decoded_downscaled(clips, caplog):
-    caplog.set_level(logging.INFO, logger="acckv_cli.media")
+    caplog.set_level(logging.INFO, logger="acckv_cli.frames")
     out = decode(clips["big_8k.mp4"])
     assert (out.info.width, out.info.height) == (7680, 4320)
     t, h, w, c = out.frames.shape
@@ -351,9 +352,33 @@ def test_media_error_is_one_line():
     assert str(MediaError("first line\nsecond line")) == "first line second line"
 
 
+def test_probe_reports_the_same_reason_every_time_and_restores_pyav_logging(clips):
+    """FFmpeg's "moov atom not found" explains a truncated MP4; PyAV withholds a repeated log line unless told."""
+    import av
+
+    before = av.logging.get_level(), av.logging.get_skip_repeated()
+    for _ in range(3):
+        with pytest.raises(MediaError, match=r"MP4/MOV but is corrupt or truncated \(moov atom not found\)$"):
+            probe(clips["truncated.mp4"])
+        with pytest.raises(MediaError, match=r"not a recognised audio or video file \(Invalid data found"):
+            probe(clips["text.mp4"])
+    assert (av.logging.get_level(), av.logging.get_skip_repeated()) == before
+
+
+def test_probe_timeout_is_one_line(clips, monkeypatch):
+    import av
+
+    def stalled(*args, **kwargs):
+        raise av.error.ExitError(0, "Immediate exit requested")
+
+    monkeypatch.setattr(av, "open", stalled)
+    with pytest.raises(MediaError, match=r"^timed out after 120 s while reading '.*av\.mp4'$"):
+        probe(clips["av.mp4"])
+
+
 def test_unreadable_file(clips, monkeypatch):
     # Simulated: the tests may run as root, who can read a chmod-0 file.
-    monkeypatch.setattr(media.os, "access", lambda *args, **kwargs: False)
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
     with pytest.raises(MediaError, match="permission denied"):
         probe(clips["av.mp4"])
 
@@ -397,13 +422,18 @@ def test_decode_with_min_pixels_sizes_frames_like_qwen(clips):
 
 def test_decode_with_min_pixels_in_chunks(clips, monkeypatch):
     whole = decode(clips["av.mp4"], min_pixels=VIDEO_MIN_PIXELS)
-    monkeypatch.setattr(media, "DECODE_CHUNK_BYTES", 160 * 120 * 3 * 4)  # 4 native frames per batch
+    batches = []
+    get_batch = frames._get_batch
+    monkeypatch.setattr(frames, "_get_batch", lambda reader, info, idx: batches.append(len(idx)) or
+                        get_batch(reader, info, idx))
+    monkeypatch.setattr(frames, "DECODE_CHUNK_BYTES", 160 * 120 * 3 * 4)  # 4 native frames per batch
     chunked = decode(clips["av.mp4"], min_pixels=VIDEO_MIN_PIXELS)
+    assert batches == [4, 2]  # the 6 sampled frames, decoded 4 at a time
     assert np.array_equal(whole.frames, chunked.frames)
 
 
 def test_8k_video_with_min_pixels_is_decoded_at_twice_the_target(clips, caplog):
-    caplog.set_level(logging.INFO, logger="acckv_cli.media")
+    caplog.set_level(logging.INFO, logger="acckv_cli.frames")
     out = decode(clips["big_8k.mp4"], min_pixels=VIDEO_MIN_PIXELS)
     assert out.frames.shape == (2, 560, 1008, 3) and (560, 1008) == video_frame_size(4320, 7680, 2)
     h, w = fit_to_pixels(4320, 7680, 4 * 560 * 1008)  # about twice the target's sides
@@ -426,13 +456,17 @@ def _channel_mean_reference(path: Path, rate: int = 16000) -> np.ndarray:
 
 
 def test_multichannel_audio_is_the_mean_of_the_channels(clips, tmp_path):
-    """Stereo and 5.1 become the plain channel mean (librosa's mono), not ffmpeg's louder downmix."""
+    """Stereo, 5.1 and 7.1.4 become the plain channel mean (librosa's mono), not ffmpeg's louder downmix."""
     surround = tmp_path / "surround.wav"
     run_ffmpeg("-f", "lavfi", "-i", "aevalsrc=0.4*sin(2*PI*440*t)|0.3*sin(2*PI*550*t)|0.5*sin(2*PI*330*t)"
                "|0.6*sin(2*PI*60*t)|0.2*sin(2*PI*880*t)|0.2*sin(2*PI*990*t):s=48000:c=5.1:d=1",
                "-c:a", "pcm_f32le", str(surround))
     assert probe(surround).audio_channels == 6
-    for path in (clips["stereo.wav"], surround):
+    immersive = tmp_path / "immersive.wav"  # a layout ffmpeg names "7.1.4": the count, not a name, matters
+    run_ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=0.5:a=0.2:seed=1,aformat=channel_layouts=7.1.4:sample_rates=48000",
+               "-c:a", "pcm_f32le", str(immersive))
+    assert probe(immersive).audio_channels == 12
+    for path in (clips["stereo.wav"], surround, immersive):
         ours, reference = load_audio(path), _channel_mean_reference(path)
         assert len(ours) == len(reference)
         np.testing.assert_allclose(ours, reference, atol=1e-5)

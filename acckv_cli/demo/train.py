@@ -25,14 +25,14 @@ import torch
 from PIL import Image
 
 from acckv_cli.demo.auxiliary import AuxiliaryHeads, batch_targets, encoder_outputs
-from acckv_cli.media import fit_to_pixels
+from acckv_cli.frames import fit_to_pixels
 from acckv_cli.synth.avqa import FAMILIES, all_questions, answer_vocabulary, make_example, question_corpus
 from acckv_cli.synth.render import render_clip
 from acckv_cli.testing import DEFAULT_SYSTEM_PROMPT, TinySpec, build_tiny_thinker
 
 log = logging.getLogger("acckv_cli.demo.train")
 
-# `acckv` decodes 320×240 clips at 193×145 under this pixel cap (media.fit_to_pixels) and the processor
+# `acckv` decodes 320×240 clips at 193×145 under this pixel cap (frames.fit_to_pixels) and the processor
 # rounds that to 196×140: 7×5 = 35 LLM tokens per frame pair, i.e. 35 video tokens per second at 2 fps
 # against 25 audio tokens per second — video dominates, as with real videos.
 DEMO_SPEC = TinySpec(text_layers=4, hidden=128, heads=4, kv_heads=2, intermediate=384, vision_hidden=64,
@@ -213,9 +213,10 @@ def lr_at(step: int, steps: int, base: float, warmup: int) -> float:
 def quick_validation(thinker, processor, n: int = 45) -> dict:
     """Full-cache greedy accuracy per family on in-memory validation clips (no file encoding)."""
     from acckv_cli.evaluate import answer_matches
-    from acckv_cli.media import DecodedMedia, MediaInfo
+    from acckv_cli.media import DecodedMedia
     from acckv_cli.methods import Budget, get_method
     from acckv_cli.model import LoadedModel
+    from acckv_cli.probe import MediaInfo
     from acckv_cli.session import ClipSession
 
     thinker.eval()
