@@ -212,13 +212,16 @@ class AccKV(CompressionMethod):
         if self.coverage == "none":
             return idx[scores[..., idx].topk(k, dim=-1).indices].sort(dim=-1).values
         bins = (ctx.layout.time_s.to(idx.device)[idx] / self.coverage_seconds).floor().long()
-        values, sizes = bins.unique(return_counts=True)
-        parts = []
-        for b, share in zip(values, _largest_remainder(k, sizes)):
-            if share:
-                members = idx[bins == b]
-                parts.append(members[scores[..., members].topk(share, dim=-1).indices])
-        return torch.cat(parts, dim=-1).sort(dim=-1).values
+        _, group, sizes = bins.unique(return_inverse=True, return_counts=True)
+        # Rank every token within its time bin by score, then keep each bin's share: one sort for all bins
+        # (a loop of one topk per bin cost 2,400 calls per layer on a 10-minute clip).
+        by_score = scores[..., idx].sort(dim=-1, descending=True, stable=True).indices          # [..., n]
+        by_bin = group[by_score].sort(dim=-1, stable=True).indices                              # bins ascending
+        order = by_score.gather(-1, by_bin)        # members grouped by bin, best score first within a bin
+        starts = (sizes.cumsum(0) - sizes).repeat_interleave(sizes)
+        rank = torch.arange(idx.numel(), device=idx.device) - starts
+        chosen = order[..., rank < _largest_remainder(k, sizes).repeat_interleave(sizes)]
+        return idx[chosen].sort(dim=-1).values
 
     # --- C-C step 1 ------------------------------------------------------------------------------------
     def merge(self, ctx: LayerContext, keep: torch.Tensor, scores: torch.Tensor):
@@ -335,13 +338,13 @@ def centroid_merge(ctx: LayerContext, keep: torch.Tensor, scores: torch.Tensor):
             {n: round(v, 2) for n, v in merged.items()})
 
 
-def _largest_remainder(k: int, sizes: torch.Tensor) -> list[int]:
-    """Split k slots over groups in proportion to their sizes (largest-remainder rounding), capped at size."""
+def _largest_remainder(k: int, sizes: torch.Tensor) -> torch.Tensor:
+    """int64 [groups]: k slots split over groups in proportion to their sizes (largest-remainder rounding),
+    capped at each group's size."""
     exact = k * sizes.float() / sizes.sum()
     share = exact.floor().long()
-    for i in (exact - share).argsort(descending=True)[: k - int(share.sum())]:
-        share[i] += 1
-    return [min(int(s), int(n)) for s, n in zip(share, sizes)]
+    share[(exact - share).argsort(descending=True)[: k - int(share.sum())]] += 1
+    return torch.minimum(share, sizes)
 
 
 def _give_overflow(quota: dict, counts: dict, slots: int) -> dict:
