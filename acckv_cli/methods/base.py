@@ -279,6 +279,18 @@ def gather_entries(tensor: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return tensor.gather(2, keep[None, :, :, None].expand(1, -1, -1, tensor.shape[-1]))
 
 
+def shrink_layer(layer, result: "LayerResult", keep: torch.Tensor) -> None:
+    """Replace a cache layer's keys and values by what `result` keeps: `keep`'s entries ([k] or [KV, k]), or
+    the method's own (merged) tensors. Nothing evicted: the tensors stay as they are (no copy)."""
+    if result.keys is None and keep.ndim == 1 and keep.shape[-1] == layer.keys.shape[2]:
+        return
+    if result.keys is None:
+        layer.keys = gather_entries(layer.keys, keep).contiguous()
+        layer.values = gather_entries(layer.values, keep).contiguous()
+    else:
+        layer.keys, layer.values = result.keys.contiguous(), result.values.contiguous()
+
+
 def recent_media(media: torch.Tensor, n: int) -> torch.Tensor:
     """Mask of the last `n` tokens of `media` by position."""
     idx = media.nonzero().squeeze(1)
@@ -370,13 +382,7 @@ class Compression:
         keep = result.keep.to(layer.keys.device)
         # what the layer's full compressed part costs (a layer pruned during prefill holds less already)
         before = (layer.keys.nbytes + layer.values.nbytes) // layer.keys.shape[2] * len(self.layout)
-        if result.keys is None and keep.shape[-1] == ctx.length:
-            pass  # nothing evicted: keep the tensors as they are (no copy)
-        elif result.keys is None:
-            layer.keys = gather_entries(layer.keys, keep).contiguous()
-            layer.values = gather_entries(layer.values, keep).contiguous()
-        else:
-            layer.keys, layer.values = result.keys.contiguous(), result.values.contiguous()
+        shrink_layer(layer, result, keep)
         record = {"layer": idx, "keep": keep.cpu(), "budget": self.method.layer_budget(ctx),
                   "media_budget": self.method.media_slots(ctx),
                   "kv_bytes_before": before, "kv_bytes_after": layer.keys.nbytes + layer.values.nbytes,

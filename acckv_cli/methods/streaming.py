@@ -41,7 +41,7 @@ import torch
 
 from acckv_cli.layout import TokenLayout
 from acckv_cli.methods.base import (Compression, CompressionError, CompressionMethod, LayerContext,
-                                    gather_entries)
+                                    shrink_layer)
 from acckv_cli.methods.budget import Budget, BudgetError
 
 
@@ -167,13 +167,7 @@ class StreamCompression(Compression):
     def _apply(self, layer, result, slots: torch.Tensor) -> torch.Tensor:
         """Shrink the layer to the kept entries; return their prompt indices ([k] or [KV, k])."""
         keep = result.keep.to(layer.keys.device)
-        if result.keys is None and keep.ndim == 1 and keep.shape[-1] == layer.keys.shape[2]:
-            pass  # nothing evicted: keep the tensors as they are (no copy)
-        elif result.keys is None:
-            layer.keys = gather_entries(layer.keys, keep).contiguous()
-            layer.values = gather_entries(layer.values, keep).contiguous()
-        else:
-            layer.keys, layer.values = result.keys.contiguous(), result.values.contiguous()
+        shrink_layer(layer, result, keep)
         keep = keep.cpu()
         if slots.ndim == 1:
             return slots[keep]
