@@ -9,8 +9,9 @@ thinker of `acckv bench` (hidden 2048, 16/2 heads, MLP 11008, vocabulary 151,936
   then the same question.
 
 Both keep the same fixed number of media entries (`--budget`, a count) with the same method. Each point
-runs in a fresh process (`--worker`), so one run's freed memory never hides the next one's peak; the
-order alternates one-shot and stream per length so background load hits both alike.
+runs in a fresh process (`--worker`), so one run's freed memory never hides the next one's peak; the two
+modes of one length run back to back (one-shot first), so a change of background load between lengths hits
+both alike, but not one within a pair: run it on an idle machine.
 
 Measured per point: peak RSS above the process's RSS after building the model (Linux VmHWM; the synthetic
 prompt is built inside the measured block, so its per-token bookkeeping counts), the KV bytes the cache

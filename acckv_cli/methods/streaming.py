@@ -35,6 +35,7 @@ question, which a streamed cache never sees).
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import torch
@@ -98,6 +99,9 @@ class StreamLayerContext(LayerContext):
         raise ValueError(f"unknown query selector {selector!r}")
 
 
+TRACE_FIELDS = ("step", "layer", "start", "end", "before", "after", "kv_bytes", "protected", "media_budget")
+
+
 class StreamCompression(Compression):
     """Hooks that compress every layer after each prefill step (`begin_step` before the step's forward).
 
@@ -113,7 +117,9 @@ class StreamCompression(Compression):
         self.cap = media_cap(budget, int(layout.media_mask.sum()))
         self.kept: dict[int, torch.Tensor] = {}
         self.stats: dict[int, dict] = {}
-        self.trace: list[dict] = []
+        self._trace = array("q")  # TRACE_FIELDS per (step, layer), 72 bytes a row (a dict would be ~10×)
+        self.peak_entries: dict[int, int] = {}
+        self.peak_kv_bytes = 0  # the most KV bytes the whole cache held (one layer holding a step uncompressed)
         self.step: tuple[int, int] | None = None
         self.n_steps = 0
 
@@ -145,9 +151,10 @@ class StreamCompression(Compression):
         self.kept[idx] = self._apply(layer, result, slots)
         self.stats[idx] = {**result.stats, "layer_budget": self.method.layer_budget(ctx),
                            "media_budget": self.method.media_slots(ctx)}
-        self.trace.append({"step": self.n_steps, "layer": idx, "start": start, "end": end, "before": n + end - start,
-                           "after": int(layer.keys.shape[2]), "kv_bytes": total_bytes,
-                           "protected": int(ctx.protected.sum()), "media_budget": self.method.media_slots(ctx)})
+        self._trace.extend((self.n_steps, idx, start, end, n + end - start, int(layer.keys.shape[2]), total_bytes,
+                            int(ctx.protected.sum()), self.method.media_slots(ctx)))
+        self.peak_entries[idx] = max(self.peak_entries.get(idx, 0), n + end - start)
+        self.peak_kv_bytes = max(self.peak_kv_bytes, total_bytes)
         if idx == len(self.decoder_layers) - 1:
             self.n_steps += 1
         return output
@@ -186,10 +193,13 @@ class StreamCompression(Compression):
             record = {"layer": idx, "keep": keep.sort(dim=-1).values, "budget": stats.pop("layer_budget"),
                       "media_budget": stats.pop("media_budget"), "kv_bytes_before": per_entry * len(self.layout),
                       "kv_bytes_after": layer.keys.nbytes + layer.values.nbytes,
-                      "peak_entries": max(t["before"] for t in self.trace if t["layer"] == idx), **stats}
+                      "peak_entries": self.peak_entries[idx], **stats}
             self.layers.append(record)
 
     @property
-    def peak_kv_bytes(self) -> int:
-        """The most KV bytes the whole cache held at any moment (one layer holding a step uncompressed)."""
-        return max((t["kv_bytes"] for t in self.trace), default=0)
+    def trace(self) -> list[dict]:
+        """Every (step, layer) as a dict of `TRACE_FIELDS`: the step's prompt range, the layer's entries before
+        and after compression, the whole cache's KV bytes at that moment, its protected entries and media cap.
+        Built on demand from a flat int64 array, so recording costs 72 bytes per (step, layer)."""
+        n = len(TRACE_FIELDS)
+        return [dict(zip(TRACE_FIELDS, self._trace[i:i + n])) for i in range(0, len(self._trace), n)]
