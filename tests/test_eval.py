@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from acckv_cli import evaluate as ev
+from acckv_cli.eval_summary import plot_summary, summarise, write_summary
 from acckv_cli.cli import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -60,11 +61,11 @@ def test_run_eval_rows_resume_and_errors(tiny_lm, tmp_path):
     rows = ev.run_eval(tiny_lm, items, ["full", "snapkv", "random"], ["0.6"], out, resume=True)
     keys = [ev.result_key(r["id"], r["protocol"], r["method"], r["budget"]) for r in rows]
     assert len(keys) == len(set(keys)) == 12
-    summary = ev.summarise(rows)
+    summary = summarise(rows)
     full = next(e for e in summary if e["method"] == "full" and e["protocol"] == "context")
     assert full["n"] == 2 and full["errors"] == 1 and full["kv_kept"] == 1.0 and full["media_kept"] == 1.0
-    ev.write_summary(summary, out)
-    ev.plot_summary(summary, out / "accuracy.png")
+    write_summary(summary, out)
+    plot_summary(summary, out / "accuracy.png")
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     header = (out / "summary.csv").read_text().splitlines()[0]
     assert "protocol" in header and "first_word" in header and "kl" in header
@@ -87,7 +88,7 @@ def validation_rows(tmp_path_factory):
     items = ev.synthavqa_items("validation", 6, data)
     rows = ev.run_eval(load_model(), items, ["full", "random", "acckv"], ["0.02", "0.005"], data / "out",
                        ("query-aware", "context", "prefill"))
-    return {(e["protocol"], e["method"], e["budget"]): e for e in ev.summarise(rows)}
+    return {(e["protocol"], e["method"], e["budget"]): e for e in summarise(rows)}
 
 
 def test_yardstick_falls_when_almost_all_media_is_evicted(validation_rows):

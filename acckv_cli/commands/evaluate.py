@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from acckv_cli import evaluate as ev
+from acckv_cli.eval_summary import COLUMNS, plot_summary, summarise, write_summary
 from acckv_cli.commands.batch import check_output
 from acckv_cli.errors import Fail
 from acckv_cli.options import MethodSpec, RunOptions, parse_budget, parse_protocol
@@ -48,10 +49,10 @@ def run(split: str, clips: int, manifest: str | None, methods: list[str], budget
     if items is None:
         items = ev.synthavqa_items(split, clips, Path(data_dir))
     rows = _run_with_progress(lm, items, labels, budget_list, out_path, protocol_list, resume, opts)
-    summary = ev.summarise(rows)
-    ev.write_summary(summary, out_path)
+    summary = summarise(rows)
+    write_summary(summary, out_path)
     metric = "first_word" if any("first_word" in e for e in summary) else "agreement"
-    ev.plot_summary(summary, out_path / "accuracy.png", metric)
+    plot_summary(summary, out_path / "accuracy.png", metric)
     if as_json:
         sys.stdout.write(json.dumps({"summary": summary, "out_dir": str(out_path)}) + "\n")
         return
@@ -72,7 +73,7 @@ def _run_with_progress(lm, items, labels, budgets, out_path, protocols, resume, 
 
 def summary_table(summary: list[dict], model: str) -> Table:
     table = Table(title=f"answers from the compressed cache — {model}", title_justify="left")
-    columns = [c for c in ev.COLUMNS if any(e.get(c) is not None for e in summary)]
+    columns = [c for c in COLUMNS if any(e.get(c) is not None for e in summary)]
     for c in columns:
         table.add_column(c, justify="left" if c in ("protocol", "method") else "right")
     for e in summary:
