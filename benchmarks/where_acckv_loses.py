@@ -8,12 +8,13 @@ clip's exact ground truth, and splits every (protocol, method, budget) by
 so a loss can be read against where the answer's media were. It also prints the mean share of the
 evidence span's media entries each method kept (`evidence_kept`) in the same buckets.
 
-    python benchmarks/where_acckv_loses.py results/eval-test/results.jsonl --methods full,random,acckv
+    python benchmarks/where_acckv_loses.py results/eval-test/results.jsonl.gz --methods full,random,acckv
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -41,7 +42,9 @@ def main() -> None:
     parser.add_argument("--budgets", default="1.0,0.2,0.1,0.05")
     args = parser.parse_args()
     methods, budgets = args.methods.split(","), args.budgets.split(",")
-    rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+    text = (gzip.decompress(args.results.read_bytes()).decode() if args.results.suffix == ".gz"
+            else args.results.read_text())  # the committed results are gzipped
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     cells: dict[tuple, list] = defaultdict(list)
     for row in rows:
         if "error" in row or row["method"] not in methods or row["budget"] not in budgets:
