@@ -116,7 +116,8 @@ def plot_summary(summary: list[dict], path: Path, metric: str = "first_word") ->
                       .get(metric, metric))
         ax.set_title(f"protocol: {protocol}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        if ax.get_legend_handles_labels()[0]:  # every row an error: nothing to label
+            ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

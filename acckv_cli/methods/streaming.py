@@ -149,10 +149,10 @@ class StreamCompression(Compression):
                                  layer.values, self.layout.select(rows), self.cap, self.shared, n)
         result = self.method.compress_layer(ctx)
         self.kept[idx] = self._apply(layer, result, slots)
-        self.stats[idx] = {**result.stats, "layer_budget": self.method.layer_budget(ctx),
-                           "media_budget": self.method.media_slots(ctx)}
+        media_budget = self.method.media_slots(ctx)
+        self.stats[idx] = {**result.stats, "layer_budget": self.method.layer_budget(ctx), "media_budget": media_budget}
         self._trace.extend((self.n_steps, idx, start, end, n + end - start, int(layer.keys.shape[2]), total_bytes,
-                            int(ctx.protected.sum()), self.method.media_slots(ctx)))
+                            int(ctx.protected.sum()), media_budget))
         self.peak_entries[idx] = max(self.peak_entries.get(idx, 0), n + end - start)
         self.peak_kv_bytes = max(self.peak_kv_bytes, total_bytes)
         if idx == len(self.decoder_layers) - 1:
