@@ -1,3 +1,3 @@
-from acckv_cli.cli import main
+from acckv_cli.cli.app import main
 
 main()

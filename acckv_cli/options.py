@@ -11,7 +11,6 @@ import enum
 from dataclasses import dataclass, field
 from typing import Optional
 
-import typer
 
 from acckv_cli.errors import UsageError
 
@@ -111,7 +110,7 @@ class RunOptions:
 
     def load(self):
         """The model these options name (the built-in one by default)."""
-        from acckv_cli.model import load_model
+        from acckv_cli.model.load import load_model
         return load_model(self.model, self.device.value, self.dtype.value)
 
 
@@ -121,32 +120,5 @@ def parse_budget(text: str):
 
 
 def parse_protocol(text: str) -> str:
-    from acckv_cli.session import check_protocol
+    from acckv_cli.answer.session import check_protocol
     return check_protocol(text.strip())
-
-
-# --- command-line form: one definition and one help text per shared option -------------------------------
-
-PROTOCOL_HELP = ("Where the cache is compressed relative to the question: query-aware (media + question "
-                 "compressed, then the assistant header and the answer run through the compressed cache), "
-                 "context (media compressed before any question; one compressed cache serves every question), "
-                 "prefill (the whole prompt prefilled before compressing: the first answer token comes from the "
-                 "full cache, so short answers cannot see compression) or stream (long clips: decoded, encoded "
-                 "and prefilled 2 s at a time, the cache compressed after each chunk so memory stays flat; then "
-                 "as context).")
-MODEL = typer.Option(None, "--model", help="Hub id (already cached) or local folder of a Qwen2.5-Omni or Qwen3-Omni "
-                                           "checkpoint (full or thinker-only); default: the built-in model.")
-METHOD = typer.Option("acckv", "--method", "-m", help="KV compression method: NAME or NAME:key=value,... "
-                                                     "(`acckv methods --options` lists them).")
-METHOD_OPTIONS = typer.Option(None, "--option", "-o", help="A hyperparameter of --method as KEY=VALUE, "
-                                                            "repeatable (e.g. -o tau=0.9 -o merge=none).")
-BUDGET = typer.Option("0.2", "--budget", "-b", help="Media entries kept per layer: a ratio of the media tokens "
-                                                     "(0.2, 20%) or a count (160); text is always kept on top.")
-PROTOCOL = typer.Option("query-aware", "--protocol", help=PROTOCOL_HELP)
-DEVICE = typer.Option(Device.auto, "--device", help="Where the model runs.")
-DTYPE = typer.Option(Dtype.auto, "--dtype", help="Weights dtype (auto: bfloat16 on a GPU, float32 on a CPU).")
-FPS = typer.Option(2.0, "--fps", help="Frames sampled per second (at least 1, as Qwen's audio/video interleave needs).")
-MAX_PIXELS = typer.Option(None, "--max-pixels", help="Pixel cap per frame (default: the model's range).")
-MAX_NEW_TOKENS = typer.Option(32, "--max-new-tokens", help="Longest answer in tokens.")
-OFFICIAL_FPS = typer.Option(False, "--official-fps", help="Tell the processor no frame rate (it then assumes 2 fps), "
-                                                          "exactly as Qwen's README call; default: the true sampled rate.")

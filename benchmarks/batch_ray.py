@@ -3,7 +3,7 @@
 Items: the four sample clips × their questions (samples/README.md), the clips linked `--reps` times under
 new names so there are many videos (each copy is its own video: decoded, encoded and prefilled once for its
 questions). Each measurement starts a fresh local Ray instance with N workers of `--cpus-per-worker` CPUs
-(= torch threads) each, runs every item through `acckv_cli.ray_batch.run` (the code behind
+(= torch threads) each, runs every item through `acckv_cli.batch.ray_workers.run` (the code behind
 `acckv batch --workers N`) into a JSONL file, and checks the file has every item exactly once.
 
 Throughput is items per second from the moment every worker has loaded the model to the last record
@@ -72,8 +72,8 @@ def build_manifest(folder: Path, reps: int) -> Path:
 
 
 def measure(items, options, workers: int, cpus_per_worker: float, out: Path) -> dict:
-    from acckv_cli.batch import LineWriter
-    from acckv_cli.ray_batch import RayConfig, RayStats, cluster, run
+    from acckv_cli.batch.local import LineWriter
+    from acckv_cli.batch.ray_workers import RayConfig, RayStats, cluster, run
 
     cfg = RayConfig(workers, None, 0.0, cpus_per_worker)
     stamps: list[float] = []
@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write all numbers to this JSON file")
     args = ap.parse_args()
 
-    from acckv_cli.batch import Options, collect_items
+    from acckv_cli.batch.local import Options, collect_items
     from acckv_cli.methods import Budget
 
     counts = [int(w) for w in args.workers.split(",")]

@@ -30,7 +30,7 @@ from acckv_cli.bench.machine import machine_info  # noqa: E402
 from acckv_cli.bench.prefill import capture_prefill, replay  # noqa: E402
 from acckv_cli.bench.prompts import synthetic_prompt  # noqa: E402
 from acckv_cli.bench.shapes import QWEN25_OMNI_3B, build_thinker  # noqa: E402
-from acckv_cli.layout import Modality  # noqa: E402
+from acckv_cli.model.layout import Modality  # noqa: E402
 from acckv_cli.methods import Budget, attention  # noqa: E402
 from acckv_cli.methods.base import LayerContext  # noqa: E402
 

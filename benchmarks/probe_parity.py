@@ -1,4 +1,4 @@
-"""Probing with PyAV (`acckv_cli.probe`) against the parser of `ffmpeg -i`'s text it replaced, file by file.
+"""Probing with PyAV (`acckv_cli.media.probe`) against the parser of `ffmpeg -i`'s text it replaced, file by file.
 
 Probes every kind of file the tests use (the fixture set of tests/media_fixtures.py: mp4/mkv/webm/mov/avi with
 and without audio, wav/flac/mp3/ogg/m4a/opus, one frame, 8K, 4K, cover art, awkward names, no streams,
@@ -11,7 +11,7 @@ the time per call and what importing `av` costs a fresh interpreter.
     python benchmarks/probe_parity.py [--repeat 15] > benchmarks/probe-parity.txt
 
 The former parser is kept below as the baseline (its path checks and error wording are shared with
-`acckv_cli.probe`, unchanged); nothing else uses it.
+`acckv_cli.media.probe`, unchanged); nothing else uses it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from media_fixtures import build_media_set, run_ffmpeg  # noqa: E402
 
 from acckv_cli import media  # noqa: E402
 from acckv_cli.errors import MediaError  # noqa: E402
-from acckv_cli.ffmpeg import ffmpeg_executable, file_url, stderr_reason  # noqa: E402
-from acckv_cli.probe import MediaInfo, _sniff_container, check_path, probe_container, quoted  # noqa: E402
+from acckv_cli.media.ffmpeg import ffmpeg_executable, file_url, stderr_reason  # noqa: E402
+from acckv_cli.media.probe import MediaInfo, _sniff_container, check_path, probe_container, quoted  # noqa: E402
 
 # ----------------------------------------------------------------------- baseline: parse `ffmpeg -i`'s text
 
@@ -262,7 +262,7 @@ def main() -> None:
     runs = max(5, args.repeat // 2)
     bare = fresh_interpreter_ms("pass", runs)
     print("python -X importtime, cumulative: " + ", ".join(
-        f"{module} {importtime_ms(module):.0f}" for module in ("av", "acckv_cli.probe", "acckv_cli.media")))
+        f"{module} {importtime_ms(module):.0f}" for module in ("av", "acckv_cli.media.probe", "acckv_cli.media.decode")))
     print(f"wall, median of {runs}: `import av` {fresh_interpreter_ms('import av', runs) - bare:.0f} "
           f"more than a bare interpreter ({bare:.0f})")
     shutil.rmtree(directory)

@@ -57,7 +57,7 @@ CLIPS: dict[str, list[str]] = {
 
 
 def make_clip(directory: Path, name: str) -> Path:
-    from acckv_cli.ffmpeg import ffmpeg_executable
+    from acckv_cli.media.ffmpeg import ffmpeg_executable
 
     out = directory / name
     if name not in CLIPS:
@@ -70,8 +70,9 @@ def make_clip(directory: Path, name: str) -> Path:
 
 def acckv_inputs(lm, path: Path, question: str, official_fps: bool):
     """acckv's own route: decode for the model, then build_inputs (the `ask` pipeline up to the processor)."""
-    from acckv_cli import media, pipeline
-    from acckv_cli.model import build_inputs
+    from acckv_cli.media import decode as media
+    from acckv_cli.answer import pipeline
+    from acckv_cli.model.load import build_inputs
 
     if hasattr(pipeline, "decode_for_model"):
         decoded = pipeline.decode_for_model(lm, str(path), fps=2.0, official_fps=official_fps)
@@ -86,7 +87,7 @@ def compare(lm, path: Path, official_fps: bool) -> dict:
     import numpy as np
     import torch
 
-    from acckv_cli.reference import audio_agreement, pixels_from_patches, run_official
+    from acckv_cli.media.reference import audio_agreement, pixels_from_patches, run_official
 
     question = "What happens?"
     t0 = time.perf_counter()
@@ -95,7 +96,7 @@ def compare(lm, path: Path, official_fps: bool) -> dict:
     ref = run_official(lm.processor, str(path), question)
     t2 = time.perf_counter()
     row = {"clip": path.name, "acckv_s": t1 - t0, "official_s": t2 - t1}
-    from acckv_cli.preprocess import sample_frame_indices
+    from acckv_cli.media.preprocess import sample_frame_indices
 
     idx, _ = sample_frame_indices(decoded.info.n_frames, decoded.info.native_fps)
     row["frames"] = (len(decoded.frames), len(ref.frame_indices))
@@ -126,8 +127,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from acckv_cli.model import LoadedModel
-    from acckv_cli.reference import published_like_processor
+    from acckv_cli.model.load import LoadedModel
+    from acckv_cli.media.reference import published_like_processor
 
     directory = Path(args.clips)
     directory.mkdir(parents=True, exist_ok=True)

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import torch
 
-from acckv_cli.evaluate import synthavqa_items
-from acckv_cli.layout import Modality
-from acckv_cli.media import decode
+from acckv_cli.evaluation.evaluate import synthavqa_items
+from acckv_cli.model.layout import Modality
+from acckv_cli.media.decode import decode
 from acckv_cli.methods import Budget, LayerResult, get_method
 from acckv_cli.methods.acckv import redistributed_scores
 from acckv_cli.methods.full import Full
-from acckv_cli.model import load_model
-from acckv_cli.session import ClipSession
+from acckv_cli.model.load import load_model
+from acckv_cli.answer.session import ClipSession
 from acckv_cli.synth.avqa import make_example
 
 CLASSES = ("video-object", "video-empty", "audio-sound", "audio-silent")

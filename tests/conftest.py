@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from acckv_cli.layout import layout_for_inputs
-from acckv_cli.media import DecodedMedia
-from acckv_cli.model import LoadedModel, build_inputs
-from acckv_cli.probe import MediaInfo
-from acckv_cli.testing import build_tiny_thinker
-from acckv_cli.testing_qwen3 import build_tiny_qwen3_thinker
+from acckv_cli.model.layout import layout_for_inputs
+from acckv_cli.media.decode import DecodedMedia
+from acckv_cli.model.load import LoadedModel, build_inputs
+from acckv_cli.media.probe import MediaInfo
+from acckv_cli.testing.tiny import build_tiny_thinker
+from acckv_cli.testing.qwen3 import build_tiny_qwen3_thinker
 
 torch.set_num_threads(2)
 
@@ -40,7 +40,7 @@ def tiny_lm(tiny):
 def tiny_lm_w4(tiny):
     """The tiny model with a 4-s audio window (instead of 30 s), so soundtracks longer than the window stay
     short and fast in tests."""
-    from acckv_cli.testing import build_processor
+    from acckv_cli.testing.tiny import build_processor
 
     thinker, processor = tiny
     return LoadedModel(thinker, build_processor(processor.tokenizer, feature_chunk_seconds=4), "tiny-w4",

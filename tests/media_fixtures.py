@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acckv_cli.ffmpeg import ffmpeg_executable
+from acckv_cli.media.ffmpeg import ffmpeg_executable
 
 SINE_HZ = 440.0
 W, H = 160, 120

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 
 import references
-from acckv_cli.layout import Modality, build_layout, layout_for_inputs
+from acckv_cli.model.layout import Modality, build_layout, layout_for_inputs
 from acckv_cli.methods import Budget, LayerContext, get_method
 from acckv_cli.methods.acckv import AccKV, redistributed_scores
 from acckv_cli.methods.attention import attention_rows
 from acckv_cli.methods.taskfocus import question_focus
-from acckv_cli.testing import TinySpec, build_tiny_thinker
+from acckv_cli.testing.tiny import TinySpec, build_tiny_thinker
 
 N_LAYERS = 6  # enough depth for a pyramid and for several FastV layers after K = 2
 

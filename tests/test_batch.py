@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from acckv_cli.batch import collect_items
-from acckv_cli.cli import app
+from acckv_cli.batch.local import collect_items
+from acckv_cli.cli.app import app
 from media_fixtures import RECIPES, run_ffmpeg
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -103,10 +103,10 @@ def test_each_video_is_decoded_encoded_and_prefilled_once(full_run):
 
 
 def test_decode_runs_once_per_video(folder, monkeypatch, tmp_path):
-    from acckv_cli import media
-    from acckv_cli.batch import LineWriter, Options, run_items
+    from acckv_cli.media import decode as media
+    from acckv_cli.batch.local import LineWriter, Options, run_items
     from acckv_cli.methods import Budget
-    from acckv_cli.model import load_model
+    from acckv_cli.model.load import load_model
 
     calls = []
     real = media.decode
@@ -122,8 +122,8 @@ def test_reused_media_does_not_pile_up_notices():
     """ask_decoded may add a notice to the shared media (audio over the window, encoded whole): once per answer."""
     from conftest import synthetic_media
     from acckv_cli.methods import Budget
-    from acckv_cli.model import load_model
-    from acckv_cli.pipeline import ask_decoded
+    from acckv_cli.model.load import load_model
+    from acckv_cli.answer.pipeline import ask_decoded
 
     decoded = synthetic_media(seconds=31, video=False)
     before = list(decoded.notices)

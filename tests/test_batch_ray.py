@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from acckv_cli.batch import collect_items
-from acckv_cli.ray_batch import MAX_ATTEMPTS
+from acckv_cli.batch.local import collect_items
+from acckv_cli.batch.ray_workers import MAX_ATTEMPTS
 from test_batch import FAST, QUESTIONS, SAMPLES, folder, full_run, invoke, questions_file, read_lines  # noqa: F401
 
 # What may differ between two runs of the same item: how long it took.

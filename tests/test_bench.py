@@ -13,7 +13,7 @@ import torch
 from acckv_cli.bench.config import parse_sizes
 from acckv_cli.bench.prompts import synthetic_prompt
 from acckv_cli.bench.shapes import QWEN25_OMNI_3B, TINY
-from acckv_cli.layout import Modality
+from acckv_cli.model.layout import Modality
 
 EXACT = ("acckv-nocal", "snapkv", "pyramidkv", "h2o", "lookm", "streamingllm", "random", "taskfocus")
 
@@ -90,7 +90,7 @@ def test_synthetic_prompt_has_the_real_modality_mix(n):
 def test_cli_bench_command_runs(tmp_path):
     """`acckv bench` passes its options through to the same run (a short one: two methods, one budget)."""
     from typer.testing import CliRunner
-    from acckv_cli.cli import app
+    from acckv_cli.cli.app import app
     path = tmp_path / "b.json"
     result = CliRunner().invoke(app, ["bench", "--tiny", "--sizes", "512", "--layers", "1", "--decode-steps", "1",
                                       "--methods", "acckv,snapkv", "--budgets", "0.2", "--repeat", "1",
@@ -108,7 +108,7 @@ def test_parse_sizes_and_cli_help():
     with pytest.raises(ValueError):
         parse_sizes("10")
     from typer.testing import CliRunner
-    from acckv_cli.cli import app
+    from acckv_cli.cli.app import app
     result = CliRunner().invoke(app, ["bench", "--help"])
     assert result.exit_code == 0 and "--sizes" in result.output and "--tiny" not in result.output
     assert TINY.head_dim == 16 and QWEN25_OMNI_3B.head_dim == 128

@@ -12,8 +12,8 @@ import pytest
 
 from acckv_cli.bench.prompts import synthetic_clip
 from acckv_cli.bench.stream import StreamBenchConfig, main, markdown, run
-from acckv_cli.layout import Modality
-from acckv_cli.stream import plan_steps
+from acckv_cli.model.layout import Modality
+from acckv_cli.answer.stream import plan_steps
 from acckv_cli.synth.long import LATE_S, make_long_example, write_long_set
 
 

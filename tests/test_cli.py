@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from acckv_cli.cli import app
+from acckv_cli.cli.app import app
 from acckv_cli.methods import METHODS
-from acckv_cli.model import load_model
+from acckv_cli.model.load import load_model
 from media_fixtures import TRICKY_NAMES, build_media_set
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

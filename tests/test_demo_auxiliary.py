@@ -92,6 +92,6 @@ def test_audio_targets_name_what_plays_and_what_is_seen():
 @pytest.fixture(scope="module")
 def demo_processor():
     from acckv_cli.demo.train import DEMO_SPEC
-    from acckv_cli.testing import build_processor
+    from acckv_cli.testing.tiny import build_processor
 
     return build_processor(min_pixels=DEMO_SPEC.min_pixels, max_pixels=DEMO_SPEC.max_pixels)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from acckv_cli.cli import app
-from acckv_cli.model import DEMO_DIR, DEMO_NAME, load_model
+from acckv_cli.cli.app import app
+from acckv_cli.model.load import DEMO_DIR, DEMO_NAME, load_model
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CASES = [

@@ -78,7 +78,7 @@ def test_auxiliary_targets_line_up_with_encoder_outputs(demo):
 def test_training_frames_have_the_size_inference_decodes_files_at():
     """Rendered training frames must reach the processor at the size `acckv` decodes an mp4 at, or the
     model trains on one token grid (6×5 per frame pair) and is asked on another (7×5)."""
-    from acckv_cli.media import decode
+    from acckv_cli.media.decode import decode
     from acckv_cli.synth.render import render_frames
 
     samples = Path(__file__).resolve().parent.parent / "samples"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from acckv_cli import evaluate as ev
-from acckv_cli.eval_summary import plot_summary, summarise, write_summary
-from acckv_cli.cli import app
+from acckv_cli.evaluation import evaluate as ev
+from acckv_cli.evaluation.summary import plot_summary, summarise, write_summary
+from acckv_cli.cli.app import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -83,7 +83,7 @@ def test_first_token_kl():
 @pytest.fixture(scope="module")
 def validation_rows(tmp_path_factory):
     """Six SynthAVQA validation clips on the demo model: full vs random eviction at tiny media budgets."""
-    from acckv_cli.model import load_model
+    from acckv_cli.model.load import load_model
     data = tmp_path_factory.mktemp("synthavqa")
     items = ev.synthavqa_items("validation", 6, data)
     rows = ev.run_eval(load_model(), items, ["full", "random", "acckv"], ["0.02", "0.005"], data / "out",

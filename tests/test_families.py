@@ -16,12 +16,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from acckv_cli.cli import app
-from acckv_cli.families import (QWEN2_5_OMNI, QWEN3_OMNI, UnsupportedModel, family_for_checkpoint, family_for_config,
+from acckv_cli.cli.app import app
+from acckv_cli.model.families import (QWEN2_5_OMNI, QWEN3_OMNI, UnsupportedModel, family_for_checkpoint, family_for_config,
                                 family_for_processor, family_of)
-from acckv_cli.model import ModelUnavailable, load_model, processor_kwargs
-from acckv_cli.testing import as_full_checkpoint, save_tiny_thinker
-from acckv_cli.testing_qwen3 import save_tiny_qwen3_thinker
+from acckv_cli.model.load import ModelUnavailable, load_model, processor_kwargs
+from acckv_cli.testing.tiny import as_full_checkpoint, save_tiny_thinker
+from acckv_cli.testing.qwen3 import save_tiny_qwen3_thinker
 from conftest import Prompt, synthetic_media
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def test_qwen3_never_truncates_audio(q3_lm, tiny_lm):
 
 def test_use_audio_in_video_is_set_for_video_with_its_soundtrack(q3_lm, q3_av_prompt):
     """The processor output does not carry the flag; without it get_rope_index gives plain 1-D positions."""
-    from acckv_cli.layout import layout_for_inputs
+    from acckv_cli.model.layout import layout_for_inputs
 
     _, flag = processor_kwargs(q3_lm, synthetic_media())
     assert flag is True and q3_av_prompt.use_audio_in_video is True

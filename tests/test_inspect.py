@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from acckv_cli.cli import app
-from acckv_cli.inspection import takeover_layer
+from acckv_cli.cli.app import app
+from acckv_cli.answer.inspection import takeover_layer
 from acckv_cli.methods import Budget
-from acckv_cli.model import load_model
-from acckv_cli.pipeline import ask_clip
+from acckv_cli.model.load import load_model
+from acckv_cli.answer.pipeline import ask_clip
 from media_fixtures import RECIPES, run_ffmpeg
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from acckv_cli.layout import Modality, build_layout, layout_for_inputs
+from acckv_cli.model.layout import Modality, build_layout, layout_for_inputs
 from conftest import Prompt, synthetic_media
 
 
@@ -96,7 +96,7 @@ def test_audio_really_reaches_the_prompt(av_prompt):
 
 def test_use_audio_in_video_travels_beside_the_inputs(tiny_lm, av_prompt):
     """Pitfall: the processor output does not carry the flag; without it positions silently change."""
-    from acckv_cli.prompt import MediaPrompt
+    from acckv_cli.model.prompt import MediaPrompt
     from conftest import synthetic_media
 
     assert "use_audio_in_video" not in av_prompt.inputs and av_prompt.use_audio_in_video

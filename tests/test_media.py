@@ -1,4 +1,4 @@
-"""Tests of the media layer (acckv_cli.media, .probe, .frames, .audio) on small clips generated once per
+"""Tests of the media layer (acckv_cli.media.decode, .probe, .frames, .audio) on small clips generated once per
 session with ffmpeg."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acckv_cli import frames
-from acckv_cli.audio import load_audio, resample
+from acckv_cli.media import frames
+from acckv_cli.media.audio import load_audio, resample
 from acckv_cli.errors import MediaError
-from acckv_cli.frames import fit_to_pixels
-from acckv_cli.media import DecodedMedia, decode, probe
-from acckv_cli.preprocess import (
+from acckv_cli.media.frames import fit_to_pixels
+from acckv_cli.media.decode import DecodedMedia, decode, probe
+from acckv_cli.media.preprocess import (
     VIDEO_MIN_PIXELS,
     resize_frames,
     sample_frame_indices,
@@ -24,7 +24,7 @@ from acckv_cli.preprocess import (
     video_frame_size,
     video_pixel_range,
 )
-from acckv_cli.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from acckv_cli.media.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from media_fixtures import SINE_HZ, TRICKY_NAMES, build_media_set, dominant_hz, run_ffmpeg  # tests/ on sys.path
 
 QWEN_MAX_PIXELS = 768 * 28 * 28
@@ -266,7 +266,7 @@ def test_single_frame_video_is_duplicated(clips):
 
 
 def test_8k_video_is_decoded_downscaled(clips, caplog):
-    caplog.set_level(logging.INFO, logger="acckv_cli.frames")
+    caplog.set_level(logging.INFO, logger="acckv_cli.media.frames")
     out = decode(clips["big_8k.mp4"])
     assert (out.info.width, out.info.height) == (7680, 4320)
     t, h, w, c = out.frames.shape
@@ -433,7 +433,7 @@ def test_decode_with_min_pixels_in_chunks(clips, monkeypatch):
 
 
 def test_8k_video_with_min_pixels_is_decoded_at_twice_the_target(clips, caplog):
-    caplog.set_level(logging.INFO, logger="acckv_cli.frames")
+    caplog.set_level(logging.INFO, logger="acckv_cli.media.frames")
     out = decode(clips["big_8k.mp4"], min_pixels=VIDEO_MIN_PIXELS)
     assert out.frames.shape == (2, 560, 1008, 3) and (560, 1008) == video_frame_size(4320, 7680, 2)
     h, w = fit_to_pixels(4320, 7680, 4 * 560 * 1008)  # about twice the target's sides
@@ -499,8 +499,8 @@ def test_demo_model_still_sees_196x140_frames():
     import torch
     from transformers import Qwen2_5OmniProcessor
 
-    from acckv_cli.model import DEMO_DIR, LoadedModel, build_inputs
-    from acckv_cli.pipeline import decode_for_model, decode_sizes
+    from acckv_cli.model.load import DEMO_DIR, LoadedModel, build_inputs
+    from acckv_cli.answer.pipeline import decode_for_model, decode_sizes
 
     lm = LoadedModel(None, Qwen2_5OmniProcessor.from_pretrained(DEMO_DIR), "demo", torch.device("cpu"),
                      torch.float32)
@@ -514,9 +514,9 @@ def test_demo_model_still_sees_196x140_frames():
 def test_published_config_model_decodes_at_qwens_size(clips):
     import torch
 
-    from acckv_cli.model import LoadedModel
-    from acckv_cli.pipeline import decode_for_model, decode_sizes
-    from acckv_cli.testing import build_processor
+    from acckv_cli.model.load import LoadedModel
+    from acckv_cli.answer.pipeline import decode_for_model, decode_sizes
+    from acckv_cli.testing.tiny import build_processor
 
     lm = LoadedModel(None, build_processor(None, 30, *PUBLISHED_SIZE.values()), "published", torch.device("cpu"),
                      torch.float32)

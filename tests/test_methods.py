@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from acckv_cli.layout import Modality
+from acckv_cli.model.layout import Modality
 from acckv_cli.methods import METHODS, Budget, BudgetError, CompressionError, get_method
 from acckv_cli.methods.acckv import redistributed_scores
 from acckv_cli.methods.base import gather_entries, kept_mask
@@ -166,7 +166,7 @@ def test_kept_entries_are_the_top_scored(tiny, av_prompt, name):
 
 
 def test_hooks_are_removed_and_model_is_unchanged(tiny, av_prompt):
-    from acckv_cli.testing import build_tiny_thinker
+    from acckv_cli.testing.tiny import build_tiny_thinker
 
     thinker, _ = tiny
     config = thinker.get_decoder().layers[0].self_attn.config

@@ -18,11 +18,11 @@ import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from acckv_cli.families import QWEN2_5_OMNI, QWEN3_OMNI
+from acckv_cli.model.families import QWEN2_5_OMNI, QWEN3_OMNI
 from acckv_cli.methods import Budget, CompressionError, get_method
 from acckv_cli.methods.attention import attention_rows, per_layer_attention
 from acckv_cli.methods.base import kept_mask
-from acckv_cli.session import ClipSession
+from acckv_cli.answer.session import ClipSession
 from conftest import Prompt, synthetic_media
 
 

@@ -16,7 +16,7 @@ import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from acckv_cli.testing_qwen3 import build_tiny_qwen3_thinker
+from acckv_cli.testing.qwen3 import build_tiny_qwen3_thinker
 
 MEDIA_KEYS = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid", "input_features",
               "feature_attention_mask")
@@ -172,7 +172,7 @@ def test_video_only_and_audio_only_prompts(q3):
 def test_save_and_reload(q3, av, tmp_path):
     from transformers import AutoProcessor, Qwen3OmniMoeThinkerForConditionalGeneration
 
-    from acckv_cli.testing_qwen3 import save_tiny_qwen3_thinker
+    from acckv_cli.testing.qwen3 import save_tiny_qwen3_thinker
 
     thinker, _ = q3
     save_tiny_qwen3_thinker(tmp_path)
@@ -232,7 +232,7 @@ def test_token_layout_and_positions(q3, av):
 
 def test_float_positions_and_layout_times(q3):
     """At 3 fps, spg·13 = 8.67: temporal positions are fractional; TokenLayout times need float positions."""
-    from acckv_cli.layout import Modality, SpecialIds, build_layout, label_tokens
+    from acckv_cli.model.layout import Modality, SpecialIds, build_layout, label_tokens
 
     thinker, processor = q3
     cfg, tok = thinker.config, processor.tokenizer

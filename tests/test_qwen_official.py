@@ -43,16 +43,16 @@ pytestmark = [  # librosa reads video soundtracks through audioread, as qwen-omn
     pytest.mark.filterwarnings("ignore::DeprecationWarning:audioread"),
 ]
 
-from acckv_cli.media import decode  # noqa: E402
-from acckv_cli.model import LoadedModel, build_inputs  # noqa: E402
-from acckv_cli.pipeline import decode_for_model, decode_sizes  # noqa: E402
-from acckv_cli.preprocess import (  # noqa: E402
+from acckv_cli.media.decode import decode  # noqa: E402
+from acckv_cli.model.load import LoadedModel, build_inputs  # noqa: E402
+from acckv_cli.answer.pipeline import decode_for_model, decode_sizes  # noqa: E402
+from acckv_cli.media.preprocess import (  # noqa: E402
     VIDEO_MAX_PIXELS,
     VIDEO_MIN_PIXELS,
     sample_frame_indices,
     video_frame_size,
 )
-from acckv_cli.reference import audio_agreement, published_like_processor, run_official  # noqa: E402
+from acckv_cli.media.reference import audio_agreement, published_like_processor, run_official  # noqa: E402
 from media_fixtures import run_ffmpeg  # noqa: E402  (tests/ is on sys.path)
 
 QUESTION = "What happens?"

@@ -16,14 +16,14 @@ from transformers import AttentionInterface, DynamicCache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from conftest import FAMILIES, synthetic_media
-from acckv_cli.generation import embed_prompt, forward_segment, greedy_decode, split_words
-from acckv_cli.layout import layout_for_inputs
+from acckv_cli.model.generation import embed_prompt, forward_segment, greedy_decode, split_words
+from acckv_cli.model.layout import layout_for_inputs
 from acckv_cli.methods import Budget, CompressionError, get_method
 from acckv_cli.methods.attention import per_layer_attention
 from acckv_cli.methods.h2o import H2O
 from acckv_cli.methods.stash import AttentionNeeds
-from acckv_cli.model import build_inputs
-from acckv_cli.session import ClipSession, ProtocolError, check_protocol
+from acckv_cli.model.load import build_inputs
+from acckv_cli.answer.session import ClipSession, ProtocolError, check_protocol
 
 QUESTIONS = ["What instrument plays?", "What colour is the square?", "Which instrument plays while the star is visible?"]
 

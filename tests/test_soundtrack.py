@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import synthetic_media
-from acckv_cli import soundtrack
-from acckv_cli.layout import Modality
+from acckv_cli.model import soundtrack
+from acckv_cli.model.layout import Modality
 from acckv_cli.methods import Budget, get_method
-from acckv_cli.session import ClipSession
+from acckv_cli.answer.session import ClipSession
 
 
 def encode_window(lm, audio, index):

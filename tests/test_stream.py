@@ -18,15 +18,15 @@ from typer.testing import CliRunner
 
 from conftest import synthetic_media
 from media_fixtures import run_ffmpeg
-from acckv_cli import media as media_mod
-from acckv_cli.cli import app
+from acckv_cli.media import decode as media_mod
+from acckv_cli.cli.app import app
 from acckv_cli.methods import METHODS, Budget, get_method
 from acckv_cli.methods.streaming import MediaCap, stream_refusal
-from acckv_cli.model import load_model
-from acckv_cli.pipeline import decode_for_model, decode_sizes
-from acckv_cli.positions import ClipTooLong, check_prompt, longest_clip_s
-from acckv_cli.session import ClipSession
-from acckv_cli.stream import ChunkEncoder, StreamPrompt, StreamSession, StreamUnsupported, plan_steps
+from acckv_cli.model.load import load_model
+from acckv_cli.answer.pipeline import decode_for_model, decode_sizes
+from acckv_cli.model.positions import ClipTooLong, check_prompt, longest_clip_s
+from acckv_cli.answer.session import ClipSession
+from acckv_cli.answer.stream import ChunkEncoder, StreamPrompt, StreamSession, StreamUnsupported, plan_steps
 
 QUESTION = "What instrument plays?"
 KINDS = {"av": {}, "video": {"audio": False}, "audio": {"video": False}}

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the package may not be installed in the test environment
     sys.path.insert(0, str(ROOT))
 
-from acckv_cli.ffmpeg import ffmpeg_executable  # noqa: E402
+from acckv_cli.media.ffmpeg import ffmpeg_executable  # noqa: E402
 from acckv_cli.synth import (  # noqa: E402
     COLOURS, INSTRUMENTS, MODEL_RATE, ClipSpec, SoundEvent, VisualEvent, note_to_hz, render_audio, render_clip,
     render_frame, write_mp4,

@@ -10,5 +10,5 @@ Three modes, one module each, on shared pieces:
 
 Shared: `shapes` (the model's shape and the random thinker), `prompts` (synthetic audio-video prompts
 with their `TokenLayout`), `memory` (peak RSS of a phase), `machine` (what the bench ran on).
-The command itself is declared in `acckv_cli/cli.py`; its bodies are in `acckv_cli/commands/bench.py`.
+The command itself is declared in `acckv_cli/cli/app.py`; its bodies are in `acckv_cli/cli/commands/bench.py`.
 """

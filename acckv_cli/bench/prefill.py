@@ -17,10 +17,10 @@ import torch
 
 from acckv_cli.bench.memory import PeakRSS
 from acckv_cli.bench.prompts import SyntheticPrompt
-from acckv_cli.layout import TokenLayout
+from acckv_cli.model.layout import TokenLayout
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.methods.base import Compression
-from acckv_cli.model import last_position_logits
+from acckv_cli.model.load import last_position_logits
 
 # AccKV without cross-calibration: holds exactly the budget, so it provides the KV-bytes check and the
 # compressed caches that decode is timed on (calibration may legitimately go below the budget).

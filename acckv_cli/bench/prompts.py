@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from acckv_cli.bench.shapes import POSITION_ID_PER_SECONDS, ModelShape
-from acckv_cli.layout import Modality, TokenLayout, build_layout
-from acckv_cli.prompt import QuestionPrompt
+from acckv_cli.model.layout import Modality, TokenLayout, build_layout
+from acckv_cli.model.prompt import QuestionPrompt
 
 FPS = 2.0
 SECOND_PER_GRID = 2 / FPS            # temporal_patch_size 2 / fps

@@ -22,8 +22,8 @@ import torch
 
 from acckv_cli.bench.prompts import SyntheticMediaPrompt
 from acckv_cli.methods import Budget, get_method
-from acckv_cli.model import LoadedModel
-from acckv_cli.session import ClipSession
+from acckv_cli.model.load import LoadedModel
+from acckv_cli.answer.session import ClipSession
 
 TARGET_RATIO = 1.3
 

@@ -5,7 +5,7 @@ thinker of `acckv bench` (hidden 2048, 16/2 heads, MLP 11008, vocabulary 151,936
 
 * **one-shot** — the `context` protocol: system + media prefilled in one forward (the method compresses
   each layer after it), then one question;
-* **stream** — `acckv_cli.stream.stream_prefill`: 2-s steps, every layer compressed after every step,
+* **stream** — `acckv_cli.answer.stream.stream_prefill`: 2-s steps, every layer compressed after every step,
   then the same question.
 
 Both keep the same fixed number of media entries (`--budget`, a count) with the same method. Each point
@@ -73,9 +73,9 @@ def measure(cfg: StreamBenchConfig, mode: str, minutes: float, thinker=None) -> 
 
     from acckv_cli.methods import get_method
     from acckv_cli.methods.budget import Budget
-    from acckv_cli.model import LoadedModel
-    from acckv_cli.session import ClipSession, MediaCache, snapshot
-    from acckv_cli.stream import stream_prefill
+    from acckv_cli.model.load import LoadedModel
+    from acckv_cli.answer.session import ClipSession, MediaCache, snapshot
+    from acckv_cli.answer.stream import stream_prefill
 
     shape = cfg.shape
     thinker = thinker if thinker is not None else build_thinker(shape, cfg.layers, getattr(torch, cfg.dtype))

@@ -25,10 +25,10 @@ import torch
 from PIL import Image
 
 from acckv_cli.demo.auxiliary import AuxiliaryHeads, batch_targets, encoder_outputs
-from acckv_cli.frames import fit_to_pixels
+from acckv_cli.media.frames import fit_to_pixels
 from acckv_cli.synth.avqa import FAMILIES, all_questions, answer_vocabulary, make_example, question_corpus
 from acckv_cli.synth.render import render_clip
-from acckv_cli.testing import DEFAULT_SYSTEM_PROMPT, TinySpec, build_tiny_thinker
+from acckv_cli.testing.tiny import DEFAULT_SYSTEM_PROMPT, TinySpec, build_tiny_thinker
 
 log = logging.getLogger("acckv_cli.demo.train")
 
@@ -212,12 +212,12 @@ def lr_at(step: int, steps: int, base: float, warmup: int) -> float:
 @torch.no_grad()
 def quick_validation(thinker, processor, n: int = 45) -> dict:
     """Full-cache greedy accuracy per family on in-memory validation clips (no file encoding)."""
-    from acckv_cli.evaluate import answer_matches
-    from acckv_cli.media import DecodedMedia
+    from acckv_cli.evaluation.evaluate import answer_matches
+    from acckv_cli.media.decode import DecodedMedia
     from acckv_cli.methods import Budget, get_method
-    from acckv_cli.model import LoadedModel
-    from acckv_cli.probe import MediaInfo
-    from acckv_cli.session import ClipSession
+    from acckv_cli.model.load import LoadedModel
+    from acckv_cli.media.probe import MediaInfo
+    from acckv_cli.answer.session import ClipSession
 
     thinker.eval()
     lm = LoadedModel(thinker, processor, "demo", torch.device("cpu"), torch.float32)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from acckv_cli.layout import Modality
+from acckv_cli.model.layout import Modality
 from acckv_cli.methods.attention import HEAD_REDUCTIONS
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, gather_entries
 from acckv_cli.methods.merge import MERGE_RULES, mean_cosine_to_anchors, merge_into_kept

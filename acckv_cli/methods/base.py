@@ -8,7 +8,7 @@ framework then shrinks the cache for real and records per-layer statistics. Forw
 compressed part is complete (an earlier prefill segment) are only recorded (`stash.Stash`); forwards after
 it (the rest of the prompt, decoding) run against the compressed cache.
 
-Usage (one segment, the `prefill` protocol; `acckv_cli.session` runs the others)::
+Usage (one segment, the `prefill` protocol; `acckv_cli.answer.session` runs the others)::
 
     method = get_method("acckv")
     with method(thinker, layout, Budget(0.2)) as run:
@@ -29,7 +29,7 @@ from typing import ClassVar
 import torch
 
 from acckv_cli.errors import CompressionError
-from acckv_cli.layout import Modality, TokenLayout
+from acckv_cli.model.layout import Modality, TokenLayout
 from acckv_cli.methods import attention as attn
 from acckv_cli.methods.budget import Budget
 from acckv_cli.methods.stash import AttentionNeeds, LayerStash, Stash

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from acckv_cli.families import family_of
-from acckv_cli.layout import Modality
+from acckv_cli.model.families import family_of
+from acckv_cli.model.layout import Modality
 from acckv_cli.methods.attention import HEAD_REDUCTIONS
 from acckv_cli.methods.base import (CompressionError, CompressionMethod, LayerContext, LayerResult,
                                     keep_top)

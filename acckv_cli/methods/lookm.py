@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from acckv_cli.layout import Modality
+from acckv_cli.model.layout import Modality
 from acckv_cli.methods.attention import HEAD_REDUCTIONS
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, kept_mask
 from acckv_cli.methods.h2o import heavy_hitters_and_recent

@@ -1,7 +1,7 @@
 """Streaming compression: any method applied after every prefill step, so the cache stays bounded.
 
 `Compression` compresses the compressed part once, when its last segment is prefilled. A long clip
-prefilled chunk by chunk (`acckv_cli.stream`) must be compressed after *each* chunk instead, or the cache
+prefilled chunk by chunk (`acckv_cli.answer.stream`) must be compressed after *each* chunk instead, or the cache
 would hold the whole clip before the first eviction. `StreamCompression` does that with the same hooks:
 after a layer's attention has appended the step's new entries, the method sees that layer's cache —
 its kept entries from earlier steps plus the step's — and keeps the protected text plus `MediaCap`
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from acckv_cli.layout import TokenLayout
+from acckv_cli.model.layout import TokenLayout
 from acckv_cli.methods.base import (Compression, CompressionError, CompressionMethod, LayerContext,
                                     shrink_layer)
 from acckv_cli.methods.budget import Budget, BudgetError

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from acckv_cli.layout import Modality
+from acckv_cli.model.layout import Modality
 from acckv_cli.methods.acckv import redistributed_scores
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult
 from acckv_cli.methods.registry import register

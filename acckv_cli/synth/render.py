@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ffmpeg import ffmpeg_executable
+from acckv_cli.media.ffmpeg import ffmpeg_executable
 from .audio import FILE_RATE, MODEL_RATE, render_audio, write_wav
 from .events import ClipSpec
 from .video import iter_frames, render_frames

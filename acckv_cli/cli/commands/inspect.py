@@ -1,0 +1,44 @@
+"""`acckv inspect`: where the question's attention goes, per layer and per second (one prefill, full cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from acckv_cli.errors import Fail
+from acckv_cli.answer.inspection import inspect_clip, plot, render_layers, render_timeline
+from acckv_cli.media.decode import probe
+from acckv_cli.options import RunOptions
+from acckv_cli.answer.pipeline import check_question
+from acckv_cli.terminal import err, notice, out, quiet_libraries
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def run(video: str, question: str, opts: RunOptions, plot_path: str | None, as_json: bool) -> None:
+    check_question(question)
+    if plot_path is not None:
+        if os.path.splitext(plot_path)[1].lower() not in PLOT_SUFFIXES:
+            raise Fail(f"--plot must name a .png file (or .pdf, .svg), not {plot_path!r}", 2)
+        folder = os.path.dirname(os.path.abspath(plot_path))
+        if not os.path.isdir(folder):
+            raise Fail(f"folder of --plot does not exist: {folder!r}", 2)
+    probe(video)  # fail fast on a bad file before loading the model
+    quiet_libraries()
+    lm = opts.load()
+    result = inspect_clip(lm, video, question, opts.fps, opts.max_pixels, opts.official_fps)
+    if plot_path is not None:
+        try:
+            plot(result, plot_path)
+        except OSError as exc:
+            raise Fail(f"cannot write --plot {plot_path!r}: {exc.strerror or exc}", 2) from None
+    for text in result["notices"]:
+        notice(text)
+    if plot_path is not None:
+        err.print(f"wrote {plot_path}", highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(render_layers(result))
+    out.print(render_timeline(result))

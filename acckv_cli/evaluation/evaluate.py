@@ -1,0 +1,365 @@
+"""`acckv eval`: what compression does to answers, per protocol × method × budget, on SynthAVQA or a manifest.
+
+Every answer is computed from the compressed cache under a named protocol (`acckv_cli.answer.session`), and is
+compared with the full cache's answer to the same prompt under the same protocol:
+
+* first-word accuracy (the answer starts with the expected answer) and exact-answer accuracy;
+* agreement of the first answer token with the full cache's, and the KL divergence KL(full ‖ compressed)
+  of the first answer token's distribution — 0 exactly when nothing that answer depends on was evicted.
+
+Each clip is decoded and encoded once; under `query-aware` (and `prefill`) its media is prefilled once and
+every (method, budget, question) compresses its own copy; under `context` each (method, budget) compresses
+the media once for all the clip's questions. Rows are appended one JSON line per (item, protocol, method,
+budget) and flushed, so a killed run resumes where it stopped (`--resume`). Method specs take parameters:
+`acckv:tau=0.9,budget_split=joint`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from acckv_cli import __version__
+from acckv_cli.methods import Budget, get_method
+from acckv_cli.errors import UsageError
+from acckv_cli.evaluation.manifests import read_manifest_rows
+from acckv_cli.methods.stash import AttentionNeeds
+from acckv_cli.model.load import LoadedModel
+from acckv_cli.options import MethodSpec
+from acckv_cli.answer.pipeline import STREAM, decode_sizes, open_session
+from acckv_cli.answer.session import MEDIA_COMPRESSED, Answer, ClipSession, check_protocol
+
+log = logging.getLogger(__name__)
+_ARTICLES = {"a", "an", "the"}
+
+# AccKV with one component off (the paper's Table-6 ablations), the paper read literally, and the measured
+# departures reverted one at a time (docs/acckv-defaults.md).
+ABLATIONS = {
+    "acckv-paper": "acckv:redistribution=paper,budget_split=proportional,coverage=none,calibration=true,tau=0.6",
+    "acckv-no-AR": "acckv:redistribution=none",
+    "acckv-no-AF": "acckv:focusing=false",
+    "acckv-no-CC": "acckv:merge_target=none,calibration=false",
+    "acckv-calibrated": "acckv:calibration=true,tau=0.6",
+    "acckv-calibrated-0.9": "acckv:calibration=true,tau=0.9",
+    "acckv-no-coverage": "acckv:coverage=none",
+    "acckv-all-rows": "acckv:score_queries=all",
+    "acckv-xmodal-merge": "acckv:cross_modal_merge=true",
+}
+
+
+def normalise(text: str) -> list[str]:
+    """Lower-case words without punctuation or articles."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return [w for w in words if w not in _ARTICLES]
+
+
+def answer_matches(answer: str, expected: str) -> bool:
+    """Exact match of the normalised answer with the ground truth ("A flute." matches "flute")."""
+    return normalise(answer) == normalise(expected)
+
+
+def answer_starts_with(answer: str, expected: str) -> bool:
+    """The answer's first word(s) are the expected answer ("green blue" starts with "green")."""
+    want = normalise(expected)
+    return bool(want) and normalise(answer)[:len(want)] == want
+
+
+# --- method specs ----------------------------------------------------------------------------------------
+
+def parse_method_spec(spec: str) -> tuple[str, dict]:
+    """`name`, `name:key=value,...` or an ablation alias → (name, params); a bad spec is a UsageError."""
+    parsed = MethodSpec.parse(spec, ABLATIONS)
+    return parsed.name, parsed.params
+
+
+# --- data ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Item:
+    id: str
+    video: str
+    question: str
+    answer: str | None = None
+    family: str | None = None
+    evidence: tuple[float, float] | None = None  # seconds [start, end) holding the answer (SynthAVQA)
+
+
+def read_manifest(path: str | Path) -> list[Item]:
+    """The items of a JSONL or CSV manifest (the reader `batch` uses); every row needs a question here, and may
+    carry `evidence`: [start, end] seconds of the clip that hold the answer (long SynthAVQA manifests do)."""
+    path = Path(path)
+    items = []
+    for row in read_manifest_rows(path):
+        question = row.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise UsageError(f"{path}:{row['_line']}: missing \"question\" (eval asks each row's own question)")
+        answer = row.get("answer")
+        items.append(Item(str(row.get("id") or f"{path.stem}-{row['_line']}"), row["video"], question.strip(),
+                          None if answer in (None, "") else str(answer), row.get("family") or None,
+                          _evidence(row.get("evidence"), path, row["_line"])))
+    return items
+
+
+def _evidence(value, path: Path, line: int) -> tuple[float, float] | None:
+    """A manifest row's evidence span [start, end) in seconds, or None when the row has none."""
+    if value in (None, ""):
+        return None
+    try:
+        start, end = (float(x) for x in (json.loads(value) if isinstance(value, str) else value))
+    except (TypeError, ValueError):
+        raise UsageError(f"{path}:{line}: \"evidence\" must be [start, end] in seconds, not {value!r}") from None
+    return start, end
+
+
+def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
+    """Write (or reuse) the first `n` clips of a SynthAVQA split as mp4 files and return their questions."""
+    from acckv_cli.synth.avqa import make_example, question_evidence
+    from acckv_cli.synth.render import write_mp4
+
+    folder = data_dir / split
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for index in range(n):
+        example = make_example(split, index)
+        clip = folder / f"{example.key}.mp4"
+        if not clip.exists():
+            write_mp4(example.spec, clip)
+        for k, qa in enumerate(example.questions):
+            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family,
+                              question_evidence(example.spec, qa.question)))
+    return items
+
+
+def code_version() -> str:
+    """Package version plus the git commit when run from a checkout (never through a shell)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=5)
+        if head.returncode == 0:
+            return f"{__version__}+{head.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+# --- running ---------------------------------------------------------------------------------------------
+
+FULL_BUDGET = [("1.0", Budget(1.0))]  # the full cache ignores budgets: run it once
+DEFAULT_PROTOCOLS = ("query-aware", "context")
+
+
+@dataclass
+class Config:
+    """One compared setting: a method spec (label), its parsed name and parameters, and a budget."""
+
+    label: str
+    name: str
+    params: dict
+    budget_text: str
+    budget: Budget
+
+    def method(self):
+        return get_method(self.name, **self.params)
+
+
+def configs_for(methods: list[str], budgets: list[str]) -> list[Config]:
+    parsed = [(b, Budget.parse(b)) for b in budgets]
+    out = []
+    for label in methods:
+        name, params = parse_method_spec(label)
+        out += [Config(label, name, params, b_text, b) for b_text, b in (FULL_BUDGET if name == "full" else parsed)]
+    return out
+
+
+def result_key(item_id: str, protocol: str, method: str, budget: str) -> str:
+    return f"{item_id}|{protocol}|{method}|{budget}"
+
+
+def load_done(path: Path) -> set[str]:
+    """Keys of complete result lines (a trailing partial line from a killed run is ignored)."""
+    done = set()
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            done.add(result_key(row["id"], row["protocol"], row["method"], row["budget"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return done
+
+
+def repair_tail(path: Path) -> None:
+    """Drop a partial last line (no newline) left by a killed run before appending."""
+    if path.exists() and path.stat().st_size:
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def first_token_kl(reference: torch.Tensor, logits: torch.Tensor) -> float:
+    """KL(full ‖ compressed) of the first answer token's distribution, from fp32 logits [V]."""
+    p, q = reference.log_softmax(-1), logits.log_softmax(-1)
+    return max(0.0, float((p.exp() * (p - q)).sum()))
+
+
+def compare(answer: Answer, reference: Answer, item: Item) -> dict:
+    """The row fields of one compressed answer against the full cache's answer to the same prompt."""
+    summary = answer.report.summary()
+    row = {"answer": answer.text, "full_answer": reference.text,
+           "kv_kept": summary["kv_kept_ratio"], "media_kept": summary["media_kept_ratio"],
+           "first_token_agrees": int(answer.first_logits.argmax()) == int(reference.first_logits.argmax()),
+           "first_token_kl": round(first_token_kl(reference.first_logits, answer.first_logits), 8),
+           **where_kept(answer, item.evidence)}
+    if item.answer is not None:
+        row["first_word_correct"] = answer_starts_with(answer.text, item.answer)
+        row["exact_correct"] = answer_matches(answer.text, item.answer)
+    return row
+
+
+def where_kept(answer: Answer, evidence: tuple[float, float] | None) -> dict:
+    """Where the kept media entries lie in time (mean over layers and KV heads).
+
+    kept_time:     mean time of the kept media, as a fraction of the clip (0 start, 1 end; ≈ 0.5 when
+                   kept uniformly; → 1 for a recency prior);
+    evidence_kept: share of the media entries inside the answer's evidence span that were kept (compare
+                   with media_kept: a method that finds the evidence keeps more of it than the average).
+    """
+    from acckv_cli.answer.report import kept_share
+
+    layout = answer.layout
+    media = layout.media_mask
+    if not answer.kept or not media.any():
+        return {}
+    kept = torch.stack([kept_share(keep, len(layout)) for keep in answer.kept.values()]).mean(0)
+    t = layout.time_s
+    duration = max(float(t[media].max()), 1e-6)
+    out = {"kept_time": round(float((kept[media] * t[media]).sum() / kept[media].sum().clamp(min=1e-9)) / duration, 4)}
+    if evidence is not None:
+        inside = media & (t >= evidence[0]) & (t < evidence[1])
+        if inside.any():
+            out["evidence_kept"] = round(float(kept[inside].mean()), 4)
+    return out
+
+
+def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: list[str], out_dir: Path,
+             protocols: tuple[str, ...] = DEFAULT_PROTOCOLS, resume: bool = False, max_new_tokens: int = 4,
+             fps: float = 2.0, progress=None) -> list[dict]:
+    """Evaluate every item under every (protocol, method, budget); append rows to `out_dir/results.jsonl`."""
+    for protocol in protocols:
+        check_protocol(protocol)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / "results.jsonl"
+    if not resume and results_path.exists():
+        results_path.unlink()
+    repair_tail(results_path)
+    done = load_done(results_path)
+    configs = configs_for(methods, budgets)
+    version = code_version()
+    clips: dict[str, list[Item]] = {}
+    for item in items:  # one session per clip, whatever the manifest order
+        clips.setdefault(item.video, []).append(item)
+    with results_path.open("a") as sink:
+        for video, clip_items in clips.items():
+            todo = {(item.id, p, c.label, c.budget_text) for item in clip_items for p in protocols for c in configs
+                    if result_key(item.id, p, c.label, c.budget_text) not in done}
+            if todo:
+                for row in evaluate_clip(lm, video, clip_items, configs, protocols, todo, max_new_tokens, fps):
+                    row.update(model=lm.name, seed=0, code_version=version)
+                    sink.write(json.dumps(row) + "\n")
+                    sink.flush()
+            if progress:
+                progress(len(clip_items))
+    return [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+
+
+def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], protocols, todo: set,
+                  max_new_tokens: int, fps: float):
+    """Rows for the pending (item, protocol, method, budget) combinations of one clip."""
+    from acckv_cli.media import decode as media_mod
+
+    def base(item, protocol, config):
+        return {"id": item.id, "video": item.video, "question": item.question, "expected": item.answer,
+                "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text}
+
+    def failed(protocol, exc):  # one bad clip (or a protocol it cannot run) is recorded, not raised
+        for item in items:
+            for config in configs:
+                if (item.id, protocol, config.label, config.budget_text) in todo:
+                    yield {**base(item, protocol, config), "error": _one_line(exc)}
+
+    only_streamed = all(p == STREAM for p in protocols)  # then no frame is decoded before its chunk
+    try:
+        decoded = media_mod.decode(video, fps=fps, lazy_frames=only_streamed, **decode_sizes(lm))
+    except Exception as exc:
+        for protocol in protocols:
+            yield from failed(protocol, exc)
+        return
+    sessions: dict[str, ClipSession] = {}
+    full = Config("full", "full", {}, "1.0", Budget(1.0))
+    for protocol in protocols:
+        pending = [c for c in configs if any((i.id, protocol, c.label, c.budget_text) in todo for i in items)]
+        if not pending:
+            continue
+        kind = STREAM if protocol == STREAM else "one-shot"
+        try:  # a stream that cannot run (e.g. Qwen3-Omni) fails its own rows only
+            if kind not in sessions:
+                sessions[kind] = open_session(lm, decoded, STREAM) if kind == STREAM else ClipSession(lm, decoded)
+            session, shared = sessions[kind], None
+            if protocol not in MEDIA_COMPRESSED:  # one full media prefill serves every method's compression
+                needs = AttentionNeeds()
+                for config in configs:
+                    needs = needs.union(config.method().attention_needs())
+                shared = session.media_cache(needs=needs)
+        except Exception as exc:
+            yield from failed(protocol, exc)
+            continue
+        ask = _asker(session, protocol, shared, max_new_tokens)
+        try:
+            references = dict(zip((i.id for i in items), ask(items, full)))
+        except Exception as exc:  # the full cache itself failed (e.g. out of memory): every row says why
+            references = {i.id: exc for i in items}
+        for config in pending:
+            wanted = [i for i in items if (i.id, protocol, config.label, config.budget_text) in todo]
+            try:
+                answers = ask(wanted, config)
+            except Exception as exc:
+                answers = [exc] * len(wanted)
+            for item, answer in zip(wanted, answers):
+                row = base(item, protocol, config)
+                reference = references[item.id]
+                if isinstance(answer, Exception) or isinstance(reference, Exception):
+                    row["error"] = _one_line(answer if isinstance(answer, Exception) else reference)
+                else:
+                    row.update(compare(answer, reference, item))
+                yield row
+
+
+def _asker(session: ClipSession, protocol: str, shared, max_new_tokens: int):
+    """`ask(items, config) -> answers` under `protocol` (context and stream compress the media once per config)."""
+    def ask(items: list[Item], config: Config) -> list[Answer | Exception]:
+        method = config.method()
+        media_cache = shared if shared is not None else session.media_cache(method, config.budget)
+        out = []
+        for item in items:
+            try:
+                out.append(session.answer(item.question, media_cache, protocol, method, config.budget,
+                                          max_new_tokens))
+            except Exception as exc:  # one failing question is recorded, not raised
+                out.append(exc)
+        return out
+    return ask
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --- summaries -----------------------------------------------------------------------------------------
