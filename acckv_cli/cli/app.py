@@ -75,7 +75,11 @@ def methods(as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 @app.command("eval")
 def eval_cmd(
     split: str = typer.Option("test", "--split", help="SynthAVQA split: validation or test (ignored with --manifest)."),
-    clips: int = typer.Option(40, "--clips", "-n", help="SynthAVQA clips to use (3 questions each)."),
+    clips: int = typer.Option(40, "--clips", "-n", help="SynthAVQA clips to use per suite (3 or 5 questions each)."),
+    suites: Optional[list[str]] = typer.Option(None, "--suite", help="SynthAVQA suite, repeatable or comma list: "
+                                               "core (one large shape and one long tone per answer), sparse (brief "
+                                               "sounds, small or brief shapes, 8-30 s), long (sparse events, "
+                                               "60-180 s); default core."),
     manifest: Optional[str] = typer.Option(None, "--manifest", help="JSONL or CSV of video, question[, answer, "
                                                                     "family, id] instead of SynthAVQA."),
     method_specs: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Method to compare, repeatable: NAME "
@@ -104,7 +108,7 @@ def eval_cmd(
     exact accuracy per question family, agreement and KL of the first answer token with the full cache."""
     from acckv_cli.cli.commands import evaluate as body
     run(lambda: body.run(split, clips, manifest, method_specs or [], budgets, protocols, ablation, out_dir,
-                         data_dir, resume, overwrite,
+                         data_dir, resume, overwrite, suites or ["core"],
                          o.RunOptions.build(model, device, dtype, fps, None, max_new_tokens, official_fps), as_json))
 
 

@@ -88,6 +88,7 @@ class Item:
     answer: str | None = None
     family: str | None = None
     evidence: tuple[float, float] | None = None  # seconds [start, end) holding the answer (SynthAVQA)
+    suite: str | None = None                      # SynthAVQA suite (core, sparse, long); None for a manifest
 
 
 def read_manifest(path: str | Path) -> list[Item]:
@@ -117,22 +118,32 @@ def _evidence(value, path: Path, line: int) -> tuple[float, float] | None:
     return start, end
 
 
-def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
-    """Write (or reuse) the first `n` clips of a SynthAVQA split as mp4 files and return their questions."""
+SUITES = ("core", "sparse", "long")
+
+
+def synthavqa_items(split: str, n: int, data_dir: Path, suite: str = "core") -> list[Item]:
+    """Write (or reuse) the first `n` clips of a SynthAVQA suite's split as mp4 files and return their questions.
+
+    `core` is the original generator (one large shape and one sustained tone per segment); `sparse` and `long`
+    hold brief, small events whose evidence is a few percent of the media (`acckv_cli.synth.sparse`).
+    """
     from acckv_cli.synth.avqa import make_example, question_evidence
     from acckv_cli.synth.render import write_mp4
+    from acckv_cli.synth.sparse import make_sparse_example
 
-    folder = data_dir / split
+    if suite not in SUITES:
+        raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    folder = data_dir / split if suite == "core" else data_dir / suite / split
     folder.mkdir(parents=True, exist_ok=True)
     items = []
     for index in range(n):
-        example = make_example(split, index)
+        example = make_example(split, index) if suite == "core" else make_sparse_example(suite, split, index)
         clip = folder / f"{example.key}.mp4"
         if not clip.exists():
             write_mp4(example.spec, clip)
         for k, qa in enumerate(example.questions):
-            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family,
-                              question_evidence(example.spec, qa.question)))
+            evidence = question_evidence(example.spec, qa.question) if suite == "core" else qa.evidence
+            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family, evidence, suite))
     return items
 
 
@@ -286,7 +297,8 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
 
     def base(item, protocol, config):
         return {"id": item.id, "video": item.video, "question": item.question, "expected": item.answer,
-                "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text}
+                "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text,
+                **({"suite": item.suite} if item.suite else {})}
 
     def failed(protocol, exc):  # one bad clip (or a protocol it cannot run) is recorded, not raised
         for item in items:

@@ -14,13 +14,14 @@ METRICS = ("first_word", "exact", "agreement", "kl")
 
 def summarise(rows: list[dict]) -> list[dict]:
     """Per (protocol, method, budget): accuracy per family and overall, agreement and KL with the full cache."""
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+    groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["protocol"], row["method"], row["budget"]), []).append(row)
+        groups.setdefault((row.get("suite"), row["protocol"], row["method"], row["budget"]), []).append(row)
     out = []
-    for (protocol, method, budget), group in groups.items():
+    for (suite, protocol, method, budget), group in groups.items():
         ok = [r for r in group if "error" not in r]
-        entry = {"protocol": protocol, "method": method, "budget": budget, "n": len(group),
+        entry = {**({"suite": suite} if suite else {}), "protocol": protocol, "method": method, "budget": budget,
+                 "n": len(group),
                  "errors": len(group) - len(ok), "kv_kept": _mean(r["kv_kept"] for r in ok),
                  "media_kept": _mean(r["media_kept"] for r in ok)}
         scored = [r for r in ok if "first_word_correct" in r]
@@ -36,8 +37,41 @@ def summarise(rows: list[dict]) -> list[dict]:
             if values:
                 entry[key] = _mean(values)
         out.append(entry)
-    return sorted(out, key=lambda e: (e["protocol"], e["method"] != "full", e["method"],
-                                      -float(Budget.parse(e["budget"]).value)))
+    return sorted(out, key=lambda e: (SUITE_ORDER.get(e.get("suite"), 9), e["protocol"], e["method"] != "full",
+                                      e["method"], -float(Budget.parse(e["budget"]).value)))
+
+
+SUITE_ORDER = {None: 0, "core": 1, "sparse": 2, "long": 3}
+CALIBRATION_BUDGETS = ("0.1", "0.05")
+
+
+def calibration(summary: list[dict]) -> list[str]:
+    """Per suite and protocol, what random eviction and the evidence oracle keep of the full cache's accuracy:
+    the yardstick's reading, one line each ("random keeps 88.9 % of the full cache at 10 % and 70.0 % at 5 %;
+    oracle 98.0 % at 5 %"). Only settings the run measured are named."""
+    lines = []
+    keys = sorted({(e.get("suite"), e["protocol"]) for e in summary}, key=lambda k: (SUITE_ORDER.get(k[0], 9), k[1]))
+    for suite, protocol in keys:
+        rows = [e for e in summary if e.get("suite") == suite and e["protocol"] == protocol]
+        full = next((e.get("first_word") for e in rows if e["method"] == "full"), None)
+        if not full:
+            continue
+
+        def kept(method: str, budget: str) -> float | None:
+            value = next((e.get("first_word") for e in rows if e["method"] == method
+                          and Budget.parse(e["budget"]).value == Budget.parse(budget).value), None)
+            return None if value is None else 100 * value / full
+
+        parts = []
+        for method in ("random", "oracle"):
+            shares = [(b, kept(method, b)) for b in CALIBRATION_BUDGETS]
+            shares = [f"{v:.1f} % at {float(b) * 100:g} %" for b, v in shares if v is not None]
+            if shares:
+                parts.append(f"{method} keeps {' and '.join(shares)} of the full cache's accuracy")
+        if parts:
+            where = f"{suite or 'manifest'}, {protocol}"
+            lines.append(f"{where}: {'; '.join(parts)} (full cache {100 * full:.1f} %)")
+    return lines
 
 
 def _mean(values) -> float | None:
@@ -45,13 +79,15 @@ def _mean(values) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-COLUMNS = ("protocol", "method", "budget", "n", "errors", "media_kept", "kv_kept", "audio", "video", "alignment",
-           "first_word", "exact", "agreement", "kl", "evidence_kept", "kept_time")
+COLUMNS = ("suite", "protocol", "method", "budget", "n", "errors", "media_kept", "kv_kept", "audio", "order", "count",
+           "video", "alignment", "first_word", "exact", "agreement", "kl", "evidence_kept", "kept_time")
 
 
 def write_summary(summary: list[dict], out_dir: Path) -> None:
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    (out_dir / "summary.md").write_text(summary_markdown(summary))
+    lines = calibration(summary)
+    (out_dir / "summary.md").write_text(summary_markdown(summary) + ("\n" + "\n".join(f"- {x}" for x in lines) + "\n"
+                                                                     if lines else ""))
     columns = sorted({k for e in summary for k in e}, key=_column_order)
     with (out_dir / "summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -69,7 +105,7 @@ def summary_markdown(summary: list[dict]) -> str:
             v = e.get(c)
             if v is None:
                 cells.append("–")
-            elif c in ("n", "errors", "protocol", "budget"):
+            elif c in ("n", "errors", "suite", "protocol", "budget"):
                 cells.append(str(v))
             elif c == "method":
                 cells.append(f"`{v}`")
@@ -88,19 +124,19 @@ def _column_order(name: str) -> tuple[int, str]:
 
 
 def plot_summary(summary: list[dict], path: Path, metric: str = "first_word") -> None:
-    """Accuracy (or agreement) versus media kept, one panel per protocol, one line per method."""
+    """Accuracy (or agreement) versus media kept, one panel per (suite,) protocol, one line per method."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    protocols = sorted({e["protocol"] for e in summary})
-    fig, axes = plt.subplots(1, len(protocols), figsize=(6.5 * len(protocols), 4.5), squeeze=False)
+    panels = sorted({(e.get("suite"), e["protocol"]) for e in summary}, key=lambda k: (SUITE_ORDER.get(k[0], 9), k[1]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
     colours = plt.get_cmap("tab20").colors
     methods = sorted({e["method"] for e in summary if e["method"] != "full"})
-    for ax, protocol in zip(axes[0], protocols):
+    for ax, (suite, protocol) in zip(axes[0], panels):
         by_method: dict[str, list[tuple[float, float]]] = {}
         for e in summary:
-            if e["protocol"] != protocol or e.get(metric) is None:
+            if (e.get("suite"), e["protocol"]) != (suite, protocol) or e.get(metric) is None:
                 continue
             if e["method"] == "full":
                 ax.axhline(e[metric] * 100, color="black", linestyle="--", label="full cache")
@@ -114,7 +150,7 @@ def plot_summary(summary: list[dict], path: Path, metric: str = "first_word") ->
         ax.set_xlabel("media entries kept (% of the prompt's media, measured)")
         ax.set_ylabel({"first_word": "first-word accuracy (%)", "agreement": "first token = full cache's (%)"}
                       .get(metric, metric))
-        ax.set_title(f"protocol: {protocol}")
+        ax.set_title(f"{suite}, protocol: {protocol}" if suite else f"protocol: {protocol}")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # every row an error: nothing to label
             ax.legend(fontsize=7, ncol=2)

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from acckv_cli.evaluation import evaluate as ev
-from acckv_cli.evaluation.summary import COLUMNS, plot_summary, summarise, write_summary
+from acckv_cli.evaluation.summary import COLUMNS, calibration, plot_summary, summarise, write_summary
 from acckv_cli.cli.commands.batch import check_output
 from acckv_cli.errors import Fail
 from acckv_cli.options import MethodSpec, RunOptions, parse_budget, parse_protocol
@@ -20,8 +20,14 @@ DEFAULT_METHODS = ("full", "acckv", "snapkv", "h2o", "pyramidkv", "lookm", "fast
 
 
 def run(split: str, clips: int, manifest: str | None, methods: list[str], budgets: str, protocols: str,
-        ablation: bool, out_dir: str, data_dir: str, resume: bool, overwrite: bool, opts: RunOptions,
-        as_json: bool) -> None:
+        ablation: bool, out_dir: str, data_dir: str, resume: bool, overwrite: bool, suites: list[str],
+        opts: RunOptions, as_json: bool) -> None:
+    suite_list = list(dict.fromkeys(s.strip() for text in suites for s in text.split(",") if s.strip()))
+    for suite in suite_list:
+        if suite not in ev.SUITES:
+            raise Fail(f"unknown suite {suite!r}; choose from {', '.join(ev.SUITES)}", 2)
+    if manifest is not None and suite_list != ["core"]:
+        raise Fail("--suite chooses generated SynthAVQA clips; it cannot be combined with --manifest", 2)
     protocol_list = tuple(parse_protocol(p) for p in protocols.split(",") if p.strip())
     if not protocol_list:
         raise Fail("--protocols needs at least one protocol", 2)
@@ -47,16 +53,19 @@ def run(split: str, clips: int, manifest: str | None, methods: list[str], budget
     for text in lm.notices:
         notice(text)
     if items is None:
-        items = ev.synthavqa_items(split, clips, Path(data_dir))
+        items = [item for suite in suite_list for item in ev.synthavqa_items(split, clips, Path(data_dir), suite)]
     rows = _run_with_progress(lm, items, labels, budget_list, out_path, protocol_list, resume, opts)
     summary = summarise(rows)
     write_summary(summary, out_path)
     metric = "first_word" if any("first_word" in e for e in summary) else "agreement"
     plot_summary(summary, out_path / "accuracy.png", metric)
     if as_json:
-        sys.stdout.write(json.dumps({"summary": summary, "out_dir": str(out_path)}) + "\n")
+        sys.stdout.write(json.dumps({"summary": summary, "calibration": calibration(summary),
+                                     "out_dir": str(out_path)}) + "\n")
         return
     out.print(summary_table(summary, lm.name))
+    for line in calibration(summary):
+        out.print(f"calibration — {line}", highlight=False)
     out.print(f"results: {out_path / 'results.jsonl'}, {out_path / 'summary.csv'}, {out_path / 'accuracy.png'}")
 
 
