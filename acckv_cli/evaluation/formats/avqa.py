@@ -1,5 +1,5 @@
-"""AVQA (Yang et al., ACM MM 2022, "AVQA: A Dataset for Audio-Visual Question Answering on Videos"): 57,015
-four-option questions on 57,015 VGGSound clips of 10 s.
+"""AVQA (Yang et al., ACM MM 2022, "AVQA: A Dataset for Audio-Visual Question Answering on Videos"):
+four-option questions on 10-s VGGSound clips of real-life audio-visual events.
 
 Layout followed: `train_qa.json` / `val_qa.json` of the official repository github.com/AlyssaYoung/AVQA
 (`data/annotation/`, the files the dataset site mn.cs.tsinghua.edu.cn/avqa links): a list of objects with

@@ -1,6 +1,6 @@
-"""MUSIC-AVQA (Li et al., CVPR 2022, "Learning to Answer Questions in Dynamic Audio-Visual Scenarios"): 45,867
-open questions on 9,288 music performance videos, answered with one word from a vocabulary of 42 ("two",
-"yes", "cello", "left", …).
+"""MUSIC-AVQA (Li et al., CVPR 2022, "Learning to Answer Questions in Dynamic Audio-Visual Scenarios"): over 45k
+open questions on 9,288 music performance videos, each answered with one word ("two", "yes", "cello",
+"left", …).
 
 Layout followed: `avqa-{train,val,test}.json` of the official repository github.com/GeWu-Lab/MUSIC-AVQA
 (`data/json/`, as its `net_grd_avst/dataloader_avst.py` and `main_avst.py` read them): a list of objects with
