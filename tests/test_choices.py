@@ -82,6 +82,8 @@ def test_manifest_rows_with_options_or_choices(tmp_path):
     got = read_rows(path)
     assert [(r.get("options"), r["answer"]) for r in got] == [(["flute", "drum"], "B"),
                                                               (["red", "blue", "green"], "C"), (None, "two")]
+    assert got[0]["video"] == str(tmp_path / "a.mp4")
+    assert read_rows(path, media_root=SAMPLES)[0]["video"] == str(SAMPLES / "a.mp4")  # --media-root
     csv_path = tmp_path / "m.csv"
     csv_path.write_text('video,question,options,answer\na.mp4,Q?,"[""x"", ""y""]",y\nb.mp4,Q?,red | blue,A\n')
     assert [(r["options"], r["answer"]) for r in read_rows(csv_path)] == [(["x", "y"], "B"), (["red", "blue"], "A")]
