@@ -255,8 +255,9 @@ def test_batch_runs_a_benchmark_file_and_records_the_letter_read(tmp_path):
                                 "--out", str(out), "--budget", "0.5", "--max-new-tokens", "2", "--resume"])
     assert again.exit_code == 0 and len(out.read_text().splitlines()) == 3
     table = tmp_path / "r.csv"
-    assert runner.invoke(app, ["batch", str(path), "--benchmark", "daily-omni", "--media-root", str(root), "--out",
-                               str(table), "--format", "csv", "--budget", "0.5", "--max-new-tokens", "2"]).exit_code == 0
+    as_csv = runner.invoke(app, ["batch", str(path), "--benchmark", "daily-omni", "--media-root", str(root), "--out",
+                                 str(table), "--format", "csv", "--budget", "0.5", "--max-new-tokens", "2"])
+    assert as_csv.exit_code == 0, as_csv.stderr
     by_id = {r["id"]: r for r in csv.DictReader(table.read_text().splitlines())}
     assert by_id["G_VTkkb34gw-1"]["options"] == "Violin | Drum | Bell | Flute"
     assert by_id["G_VTkkb34gw-1"]["choice"] == (first["choice"] or "")  # the same letter read in both formats
