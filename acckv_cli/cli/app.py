@@ -24,6 +24,9 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 
 VIDEO_HELP = "Video (mp4, mkv, webm, mov, avi) or audio file (wav, flac, mp3, ogg)."
 JSON_HELP = "Print JSON on stdout instead of tables."
+BENCHMARK_HELP = ("Read the manifest as this benchmark's own annotation file: worldsense, daily-omni, videomme, avqa, "
+                  "music-avqa or omnivideobench (docs/benchmarks.md).")
+MEDIA_ROOT_HELP = "Folder the videos of the manifest or benchmark file are found in (default: the file's folder)."
 
 
 @app.callback()
@@ -81,7 +84,9 @@ def eval_cmd(
                                                "sounds, small or brief shapes, 8-30 s), long (sparse events, "
                                                "60-180 s); default core."),
     manifest: Optional[str] = typer.Option(None, "--manifest", help="JSONL or CSV of video, question[, answer, "
-                                                                    "family, id] instead of SynthAVQA."),
+                                                                    "options, family, id] instead of SynthAVQA."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", "--format", help=BENCHMARK_HELP),
+    media_root: Optional[str] = typer.Option(None, "--media-root", help=MEDIA_ROOT_HELP),
     method_specs: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Method to compare, repeatable: NAME "
                                                      "or NAME:key=value,... (default: full, acckv and every "
                                                      "baseline)."),
@@ -109,7 +114,8 @@ def eval_cmd(
     from acckv_cli.cli.commands import evaluate as body
     run(lambda: body.run(split, clips, manifest, method_specs or [], budgets, protocols, ablation, out_dir,
                          data_dir, resume, overwrite, suites or ["core"],
-                         o.RunOptions.build(model, device, dtype, fps, None, max_new_tokens, official_fps), as_json))
+                         o.RunOptions.build(model, device, dtype, fps, None, max_new_tokens, official_fps), as_json,
+                         benchmark, media_root))
 
 
 @app.command("inspect")
@@ -141,6 +147,8 @@ def batch_command(
     questions: Optional[str] = typer.Option(None, "--questions", "-q", help="File with one question per line, each "
                                                                             "asked of every video."),
     fmt: o.Format = typer.Option(o.Format.jsonl, "--format", help="Format of --out."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", help=BENCHMARK_HELP),
+    media_root: Optional[str] = typer.Option(None, "--media-root", help=MEDIA_ROOT_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue an existing --out, skipping finished items."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only items whose index is I modulo N."),
@@ -171,7 +179,7 @@ def batch_command(
     run(lambda: body.run(source, out_path, question, questions, fmt, resume, overwrite, shard,
                          o.RunOptions.build(model, device, dtype, fps, max_pixels, max_new_tokens, official_fps),
                          o.MethodSpec.parse(method, extra=method_options), budget, protocol, workers, ray_address,
-                         gpus_per_worker, cpus_per_worker))
+                         gpus_per_worker, cpus_per_worker, benchmark, media_root))
 
 
 @app.command()

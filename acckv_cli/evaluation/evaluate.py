@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,9 @@ import torch
 from acckv_cli import __version__
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.errors import UsageError
-from acckv_cli.evaluation.manifests import read_manifest_rows
+from acckv_cli.evaluation.choices import format_question
+from acckv_cli.evaluation.manifests import read_rows
+from acckv_cli.evaluation.scoring import answer_matches, answer_starts_with, normalise, score_answer  # noqa: F401
 from acckv_cli.methods.stash import AttentionNeeds
 from acckv_cli.model.load import LoadedModel
 from acckv_cli.options import MethodSpec
@@ -36,7 +37,6 @@ from acckv_cli.answer.pipeline import STREAM, decode_sizes, open_session
 from acckv_cli.answer.session import MEDIA_COMPRESSED, Answer, ClipSession, check_protocol
 
 log = logging.getLogger(__name__)
-_ARTICLES = {"a", "an", "the"}
 
 # AccKV with one component off (the paper's Table-6 ablations), the paper read literally, and the measured
 # departures reverted one at a time (docs/acckv-defaults.md).
@@ -51,23 +51,6 @@ ABLATIONS = {
     "acckv-all-rows": "acckv:score_queries=all",
     "acckv-xmodal-merge": "acckv:cross_modal_merge=true",
 }
-
-
-def normalise(text: str) -> list[str]:
-    """Lower-case words without punctuation or articles."""
-    words = re.findall(r"[a-z0-9]+", text.lower())
-    return [w for w in words if w not in _ARTICLES]
-
-
-def answer_matches(answer: str, expected: str) -> bool:
-    """Exact match of the normalised answer with the ground truth ("A flute." matches "flute")."""
-    return normalise(answer) == normalise(expected)
-
-
-def answer_starts_with(answer: str, expected: str) -> bool:
-    """The answer's first word(s) are the expected answer ("green blue" starts with "green")."""
-    want = normalise(expected)
-    return bool(want) and normalise(answer)[:len(want)] == want
 
 
 # --- method specs ----------------------------------------------------------------------------------------
@@ -89,21 +72,29 @@ class Item:
     family: str | None = None
     evidence: tuple[float, float] | None = None  # seconds [start, end) holding the answer (SynthAVQA)
     suite: str | None = None                      # SynthAVQA suite (core, sparse, long); None for a manifest
+    options: tuple[str, ...] | None = None  # multiple choice: the options' texts; `answer` is then a letter
+
+    @property
+    def prompt(self) -> str:
+        """What the model is asked: the question, or for multiple choice the question with its lettered options
+        and the instruction to answer with a letter (`choices.format_question`)."""
+        return format_question(self.question, list(self.options)) if self.options else self.question
 
 
-def read_manifest(path: str | Path) -> list[Item]:
-    """The items of a JSONL or CSV manifest (the reader `batch` uses); every row needs a question here, and may
-    carry `evidence`: [start, end] seconds of the clip that hold the answer (long SynthAVQA manifests do)."""
+def read_manifest(path: str | Path, benchmark: str | None = None, media_root: str | Path | None = None) -> list[Item]:
+    """The items of a JSONL or CSV manifest (the reader `batch` uses), or of a benchmark's own annotation file
+    (`benchmark`: its layout's name); every row needs a question here, and may carry `options` (multiple
+    choice) and `evidence`: [start, end] seconds of the clip that hold the answer (long SynthAVQA manifests do)."""
     path = Path(path)
     items = []
-    for row in read_manifest_rows(path):
+    for row in read_rows(path, benchmark, media_root):
         question = row.get("question")
         if not isinstance(question, str) or not question.strip():
             raise UsageError(f"{path}:{row['_line']}: missing \"question\" (eval asks each row's own question)")
-        answer = row.get("answer")
+        answer, options = row.get("answer"), row.get("options")
         items.append(Item(str(row.get("id") or f"{path.stem}-{row['_line']}"), row["video"], question.strip(),
                           None if answer in (None, "") else str(answer), row.get("family") or None,
-                          _evidence(row.get("evidence"), path, row["_line"])))
+                          _evidence(row.get("evidence"), path, row["_line"]), options=tuple(options) if options else None))
     return items
 
 
@@ -143,7 +134,7 @@ def synthavqa_items(split: str, n: int, data_dir: Path, suite: str = "core") -> 
             write_mp4(example.spec, clip)
         for k, qa in enumerate(example.questions):
             evidence = question_evidence(example.spec, qa.question) if suite == "core" else qa.evidence
-            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family, evidence, suite))
+            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family, evidence, suite=suite))
     return items
 
 
@@ -228,9 +219,7 @@ def compare(answer: Answer, reference: Answer, item: Item) -> dict:
            "first_token_agrees": int(answer.first_logits.argmax()) == int(reference.first_logits.argmax()),
            "first_token_kl": round(first_token_kl(reference.first_logits, answer.first_logits), 8),
            **where_kept(answer, item.evidence)}
-    if item.answer is not None:
-        row["first_word_correct"] = answer_starts_with(answer.text, item.answer)
-        row["exact_correct"] = answer_matches(answer.text, item.answer)
+    row.update(score_answer(answer.text, item.answer, item.options))
     return row
 
 
@@ -298,7 +287,8 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
     def base(item, protocol, config):
         return {"id": item.id, "video": item.video, "question": item.question, "expected": item.answer,
                 "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text,
-                **({"suite": item.suite} if item.suite else {})}
+                **({"suite": item.suite} if item.suite else {}),
+                **({"options": list(item.options)} if item.options else {})}
 
     def failed(protocol, exc):  # one bad clip (or a protocol it cannot run) is recorded, not raised
         for item in items:
@@ -361,7 +351,7 @@ def _asker(session: ClipSession, protocol: str, shared, max_new_tokens: int):
         out = []
         for item in items:
             try:
-                out.append(session.answer(item.question, media_cache, protocol, method, config.budget,
+                out.append(session.answer(item.prompt, media_cache, protocol, method, config.budget,
                                           max_new_tokens))
             except Exception as exc:  # one failing question is recorded, not raised
                 out.append(exc)

@@ -1,5 +1,10 @@
 """`acckv eval`'s summaries: rows of results.jsonl → one row per (protocol, method, budget), written as CSV,
-JSON and Markdown, and plotted (accuracy against budget)."""
+JSON and Markdown, and plotted (accuracy against budget); and one row per (protocol, method, budget, family)
+for benchmarks whose categories are too many for columns (`summary_families.csv/md`).
+
+Accuracy of a row: `choice` for multiple-choice questions (the letter read, or the option's text, is the
+truth's; an unparseable answer is wrong and also counted in `unparsed`), the first word for free answers
+(with `exact` and `normalised` beside it). The family columns use each question's own kind of accuracy."""
 
 from __future__ import annotations
 
@@ -9,7 +14,31 @@ from pathlib import Path
 
 from acckv_cli.methods.budget import Budget
 
-METRICS = ("first_word", "exact", "agreement", "kl")
+METRICS = ("choice", "first_word", "exact", "normalised", "agreement", "kl")
+
+
+def _correct(row: dict) -> float:
+    """A scored row's accuracy: the choice for multiple choice, the first word for a free answer."""
+    return float(row["choice_correct"] if "choice_correct" in row else row["first_word_correct"])
+
+
+def _scores(ok: list[dict]) -> dict:
+    """Accuracy fields of a group of rows without errors (only those its rows have), agreement and KL."""
+    out: dict = {}
+    choice = [r for r in ok if "choice_correct" in r]
+    if choice:
+        out["choice"] = _mean(float(r["choice_correct"]) for r in choice)
+        out["unparsed"] = sum(r.get("choice") is None for r in choice)  # wrong, and counted apart
+    free = [r for r in ok if "first_word_correct" in r]
+    if free:
+        out["first_word"] = _mean(float(r["first_word_correct"]) for r in free)
+        out["exact"] = _mean(float(r["exact_correct"]) for r in free)
+        normalised = [float(r["normalised_correct"]) for r in free if "normalised_correct" in r]
+        if normalised:  # absent from results written before the normalised match existed
+            out["normalised"] = _mean(normalised)
+    out["agreement"] = _mean(float(r["first_token_agrees"]) for r in ok)
+    out["kl"] = _mean(r["first_token_kl"] for r in ok)
+    return out
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -24,14 +53,10 @@ def summarise(rows: list[dict]) -> list[dict]:
                  "n": len(group),
                  "errors": len(group) - len(ok), "kv_kept": _mean(r["kv_kept"] for r in ok),
                  "media_kept": _mean(r["media_kept"] for r in ok)}
-        scored = [r for r in ok if "first_word_correct" in r]
-        if scored:
-            for family in sorted({r["family"] for r in scored if r.get("family")}):
-                entry[family] = _mean(float(r["first_word_correct"]) for r in scored if r.get("family") == family)
-            entry["first_word"] = _mean(float(r["first_word_correct"]) for r in scored)
-            entry["exact"] = _mean(float(r["exact_correct"]) for r in scored)
-        entry["agreement"] = _mean(float(r["first_token_agrees"]) for r in ok)
-        entry["kl"] = _mean(r["first_token_kl"] for r in ok)
+        scored = [r for r in ok if "first_word_correct" in r or "choice_correct" in r]
+        for family in sorted({r["family"] for r in scored if r.get("family")}):
+            entry[family] = _mean(_correct(r) for r in scored if r.get("family") == family)
+        entry.update(_scores(ok))
         for key in ("evidence_kept", "kept_time"):
             values = [r[key] for r in ok if r.get(key) is not None]
             if values:
@@ -74,30 +99,56 @@ def calibration(summary: list[dict]) -> list[str]:
     return lines
 
 
+def summarise_families(rows: list[dict]) -> list[dict]:
+    """Per (protocol, method, budget, family): n, errors, accuracy, agreement and KL — the per-category report
+    of a benchmark (WorldSense has 26 task types: too many for columns of the main summary)."""
+    groups: dict[tuple[str, str, str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["protocol"], row["method"], row["budget"], row.get("family") or "–"), []).append(row)
+    out = []
+    for (protocol, method, budget, family), group in groups.items():
+        ok = [r for r in group if "error" not in r]
+        out.append({"protocol": protocol, "method": method, "budget": budget, "family": family, "n": len(group),
+                    "errors": len(group) - len(ok), **(_scores(ok) if ok else {})})
+    return sorted(out, key=lambda e: (e["protocol"], e["family"], e["method"] != "full", e["method"],
+                                      -float(Budget.parse(e["budget"]).value)))
+
+
 def _mean(values) -> float | None:
     values = list(values)
     return round(sum(values) / len(values), 4) if values else None
 
 
 COLUMNS = ("suite", "protocol", "method", "budget", "n", "errors", "media_kept", "kv_kept", "audio", "order", "count",
-           "video", "alignment", "first_word", "exact", "agreement", "kl", "evidence_kept", "kept_time")
+           "video", "alignment", "choice", "unparsed", "first_word", "exact", "normalised", "agreement", "kl",
+           "evidence_kept", "kept_time")
+FAMILY_COLUMNS = ("protocol", "family", "method", "budget", "n", "errors", "choice", "unparsed", "first_word",
+                  "exact", "normalised", "agreement", "kl")
 
 
-def write_summary(summary: list[dict], out_dir: Path) -> None:
+def write_summary(summary: list[dict], out_dir: Path, families: list[dict] | None = None) -> None:
+    """summary.json/md/csv, and with `families` the per-category summary_families.md/csv beside them."""
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     lines = calibration(summary)
     (out_dir / "summary.md").write_text(summary_markdown(summary) + ("\n" + "\n".join(f"- {x}" for x in lines) + "\n"
                                                                      if lines else ""))
-    columns = sorted({k for e in summary for k in e}, key=_column_order)
-    with (out_dir / "summary.csv").open("w", newline="") as f:
+    _write_csv(out_dir / "summary.csv", summary)
+    if families:
+        (out_dir / "summary_families.md").write_text(summary_markdown(families, FAMILY_COLUMNS))
+        _write_csv(out_dir / "summary_families.csv", families)
+
+
+def _write_csv(path: Path, entries: list[dict]) -> None:
+    columns = sorted({k for e in entries for k in e}, key=_column_order)
+    with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(summary)
+        writer.writerows(entries)
 
 
-def summary_markdown(summary: list[dict]) -> str:
+def summary_markdown(summary: list[dict], order: tuple[str, ...] = COLUMNS) -> str:
     """The summary as a Markdown table (what the README shows): percentages with one decimal, KL with 4."""
-    columns = [c for c in COLUMNS if any(e.get(c) is not None for e in summary)]
+    columns = [c for c in order if any(e.get(c) is not None for e in summary)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for e in summary:
         cells = []
@@ -105,7 +156,7 @@ def summary_markdown(summary: list[dict]) -> str:
             v = e.get(c)
             if v is None:
                 cells.append("–")
-            elif c in ("n", "errors", "suite", "protocol", "budget"):
+            elif c in ("n", "errors", "unparsed", "suite", "protocol", "budget", "family"):
                 cells.append(str(v))
             elif c == "method":
                 cells.append(f"`{v}`")
@@ -120,6 +171,8 @@ def summary_markdown(summary: list[dict]) -> str:
 
 
 def _column_order(name: str) -> tuple[int, str]:
+    if name == "family":  # the per-family table's key, after the method
+        return (COLUMNS.index("budget"), name)
     return (COLUMNS.index(name) if name in COLUMNS else len(COLUMNS), name)
 
 
@@ -148,7 +201,8 @@ def plot_summary(summary: list[dict], path: Path, metric: str = "first_word") ->
             ax.plot([p[0] * 100 for p in points], [p[1] * 100 for p in points], marker="os^D"[i % 4],
                     color=colours[i % len(colours)], linewidth=2.5 if method == "acckv" else 1.2, label=method)
         ax.set_xlabel("media entries kept (% of the prompt's media, measured)")
-        ax.set_ylabel({"first_word": "first-word accuracy (%)", "agreement": "first token = full cache's (%)"}
+        ax.set_ylabel({"first_word": "first-word accuracy (%)", "choice": "multiple-choice accuracy (%)",
+                       "agreement": "first token = full cache's (%)"}
                       .get(metric, metric))
         ax.set_title(f"{suite}, protocol: {protocol}" if suite else f"protocol: {protocol}")
         ax.grid(alpha=0.3)

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from acckv_cli.evaluation import evaluate as ev
-from acckv_cli.evaluation.summary import COLUMNS, calibration, plot_summary, summarise, write_summary
+from acckv_cli.evaluation.summary import COLUMNS, calibration, plot_summary, summarise, summarise_families, write_summary
 from acckv_cli.cli.commands.batch import check_output
 from acckv_cli.errors import Fail
 from acckv_cli.options import MethodSpec, RunOptions, parse_budget, parse_protocol
@@ -21,7 +21,7 @@ DEFAULT_METHODS = ("full", "acckv", "snapkv", "h2o", "pyramidkv", "lookm", "fast
 
 def run(split: str, clips: int, manifest: str | None, methods: list[str], budgets: str, protocols: str,
         ablation: bool, out_dir: str, data_dir: str, resume: bool, overwrite: bool, suites: list[str],
-        opts: RunOptions, as_json: bool) -> None:
+        opts: RunOptions, as_json: bool, benchmark: str | None = None, media_root: str | None = None) -> None:
     suite_list = list(dict.fromkeys(s.strip() for text in suites for s in text.split(",") if s.strip()))
     for suite in suite_list:
         if suite not in ev.SUITES:
@@ -43,11 +43,15 @@ def run(split: str, clips: int, manifest: str | None, methods: list[str], budget
         raise Fail("--split must be validation or test (the train split is for training only)", 2)
     if manifest is not None and not Path(manifest).is_file():
         raise Fail(f"manifest not found: {manifest!r}", 2)
+    if manifest is None and (benchmark is not None or media_root is not None):
+        raise Fail(f"{'--benchmark' if benchmark is not None else '--media-root'} needs --manifest FILE (the "
+                   "benchmark's annotation file)", 2)
     if clips < 1:
         raise Fail("--clips must be at least 1", 2)
     out_path = Path(out_dir)
     check_output(str(out_path / "results.jsonl"), resume, overwrite, "--out-dir", creates_folder=True)
-    items = ev.read_manifest(manifest) if manifest else None  # a bad manifest fails before the model loads
+    # a bad manifest (or benchmark file) fails before the model loads; a missing video only fails its own rows
+    items = ev.read_manifest(manifest, benchmark, media_root) if manifest else None
     quiet_libraries()
     lm = opts.load()
     for text in lm.notices:
@@ -55,18 +59,19 @@ def run(split: str, clips: int, manifest: str | None, methods: list[str], budget
     if items is None:
         items = [item for suite in suite_list for item in ev.synthavqa_items(split, clips, Path(data_dir), suite)]
     rows = _run_with_progress(lm, items, labels, budget_list, out_path, protocol_list, resume, opts)
-    summary = summarise(rows)
-    write_summary(summary, out_path)
-    metric = "first_word" if any("first_word" in e for e in summary) else "agreement"
+    summary, families = summarise(rows), summarise_families(rows)
+    write_summary(summary, out_path, families)
+    metric = next((m for m in ("first_word", "choice") if any(m in e for e in summary)), "agreement")
     plot_summary(summary, out_path / "accuracy.png", metric)
     if as_json:
-        sys.stdout.write(json.dumps({"summary": summary, "calibration": calibration(summary),
+        sys.stdout.write(json.dumps({"summary": summary, "families": families, "calibration": calibration(summary),
                                      "out_dir": str(out_path)}) + "\n")
         return
     out.print(summary_table(summary, lm.name))
     for line in calibration(summary):
         out.print(f"calibration — {line}", highlight=False)
-    out.print(f"results: {out_path / 'results.jsonl'}, {out_path / 'summary.csv'}, {out_path / 'accuracy.png'}")
+    out.print(f"results: {out_path / 'results.jsonl'}, {out_path / 'summary.csv'}, {out_path / 'accuracy.png'}; "
+              f"per family: {out_path / 'summary_families.md'}")
 
 
 def _run_with_progress(lm, items, labels, budgets, out_path, protocols, resume, opts: RunOptions) -> list[dict]:
