@@ -42,6 +42,8 @@ def run(split: str, clips: int, manifest: str | None, methods: list[str], budget
     out_path = Path(out_dir)
     check_output(str(out_path / "results.jsonl"), resume, overwrite, "--out-dir", creates_folder=True)
     items = ev.read_manifest(manifest) if manifest else None  # a bad manifest fails before the model loads
+    if items is not None:
+        ev.check_evidence(items, labels)  # e.g. the oracle on rows without "evidence": before the model loads
     quiet_libraries()
     lm = opts.load()
     for text in lm.notices:
