@@ -173,6 +173,10 @@ def test_manifest_evidence_one_or_several_spans(tmp_path):
     csv = tmp_path / "m.csv"
     csv.write_text('video,question,evidence\na.mp4,q1,"[[0, 1], [2, 3]]"\na.mp4,q2,\n')
     assert [i.evidence for i in ev.read_manifest(csv)] == [((0.0, 1.0), (2.0, 3.0)), ()]
+    # what generators return: core SynthAVQA one (start, end) pair or None, the new suites lists of spans
+    assert ev.Item("i", "a.mp4", "q", evidence=(0.5, 1.5)).evidence == ((0.5, 1.5),)
+    assert ev.Item("i", "a.mp4", "q", evidence=[[0, 1], [2, 3]]).evidence == ((0.0, 1.0), (2.0, 3.0))
+    assert ev.Item("i", "a.mp4", "q", evidence=None).evidence == ()
     from acckv_cli.errors import UsageError
     path.write_text(json.dumps({"video": "a.mp4", "question": "q", "evidence": [[2, 1]]}) + "\n")
     with pytest.raises(UsageError, match=r"m.jsonl:1: \"evidence\""):

@@ -91,6 +91,9 @@ class Item:
     family: str | None = None
     evidence: Spans = ()  # spans [start, end) in seconds holding the answer (several: counting, order)
 
+    def __post_init__(self):
+        self.evidence = as_spans(self.evidence)  # None, one [s, e] or a list of spans, as generators return them
+
 
 def read_manifest(path: str | Path) -> list[Item]:
     """The items of a JSONL or CSV manifest (the reader `batch` uses); every row needs a question here, and may
@@ -143,7 +146,7 @@ def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
             write_mp4(example.spec, clip)
         for k, qa in enumerate(example.questions):
             items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family,
-                              as_spans(question_evidence(example.spec, qa.question))))
+                              question_evidence(example.spec, qa.question)))
     return items
 
 
