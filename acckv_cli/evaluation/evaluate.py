@@ -16,6 +16,7 @@ budget) and flushed, so a killed run resumes where it stopped (`--resume`). Meth
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -25,11 +26,12 @@ from pathlib import Path
 import torch
 
 from acckv_cli import __version__
-from acckv_cli.methods import Budget, get_method
+from acckv_cli.methods import METHODS, Budget, get_method
 from acckv_cli.errors import UsageError
 from acckv_cli.evaluation.choices import format_question
 from acckv_cli.evaluation.manifests import read_rows
 from acckv_cli.evaluation.scoring import answer_matches, answer_starts_with, normalise, score_answer  # noqa: F401
+from acckv_cli.methods.evidence import Spans, as_spans, evidence_mask, union
 from acckv_cli.methods.stash import AttentionNeeds
 from acckv_cli.model.load import LoadedModel
 from acckv_cli.options import MethodSpec
@@ -70,9 +72,12 @@ class Item:
     question: str
     answer: str | None = None
     family: str | None = None
-    evidence: tuple[float, float] | None = None  # seconds [start, end) holding the answer (SynthAVQA)
+    evidence: Spans = ()  # spans [start, end) in seconds holding the answer (several: counting, order)
     suite: str | None = None                      # SynthAVQA suite (core, sparse, long); None for a manifest
     options: tuple[str, ...] | None = None  # multiple choice: the options' texts; `answer` is then a letter
+
+    def __post_init__(self):
+        self.evidence = as_spans(self.evidence)  # None, one [s, e] or a list of spans, as generators return them
 
     @property
     def prompt(self) -> str:
@@ -84,7 +89,8 @@ class Item:
 def read_manifest(path: str | Path, benchmark: str | None = None, media_root: str | Path | None = None) -> list[Item]:
     """The items of a JSONL or CSV manifest (the reader `batch` uses), or of a benchmark's own annotation file
     (`benchmark`: its layout's name); every row needs a question here, and may carry `options` (multiple
-    choice) and `evidence`: [start, end] seconds of the clip that hold the answer (long SynthAVQA manifests do)."""
+    choice) and `evidence`: the seconds of the clip that hold the answer, one span [start, end] or several
+    [[start, end], ...] (SynthAVQA manifests do; the `oracle` method needs it)."""
     path = Path(path)
     items = []
     for row in read_rows(path, benchmark, media_root):
@@ -98,15 +104,23 @@ def read_manifest(path: str | Path, benchmark: str | None = None, media_root: st
     return items
 
 
-def _evidence(value, path: Path, line: int) -> tuple[float, float] | None:
-    """A manifest row's evidence span [start, end) in seconds, or None when the row has none."""
-    if value in (None, ""):
-        return None
+def _evidence(value, path: Path, line: int) -> Spans:
+    """A manifest row's evidence spans [start, end) in seconds, `()` when the row has none."""
     try:
-        start, end = (float(x) for x in (json.loads(value) if isinstance(value, str) else value))
-    except (TypeError, ValueError):
-        raise UsageError(f"{path}:{line}: \"evidence\" must be [start, end] in seconds, not {value!r}") from None
-    return start, end
+        return as_spans(value)
+    except ValueError as exc:
+        raise UsageError(f"{path}:{line}: \"evidence\" must be [start, end] or [[start, end], ...] in seconds: "
+                         f"{exc}") from None
+
+
+def check_evidence(items: list[Item], methods: list[str]) -> None:
+    """Refuse (one line, before any model is loaded) a method that needs evidence on items that have none."""
+    needing = [label for label in methods if METHODS[parse_method_spec(label)[0]].needs_evidence]
+    missing = [item for item in items if not item.evidence]
+    if needing and missing:
+        raise UsageError(f"{needing[0]} needs each question's evidence spans, but {len(missing)} of {len(items)} "
+                         f"items have none (first: {missing[0].id!r}); add \"evidence\": [start, end] in seconds "
+                         f"to every manifest row, or drop {needing[0]}")
 
 
 SUITES = ("core", "sparse", "long")
@@ -223,13 +237,15 @@ def compare(answer: Answer, reference: Answer, item: Item) -> dict:
     return row
 
 
-def where_kept(answer: Answer, evidence: tuple[float, float] | None) -> dict:
+def where_kept(answer: Answer, evidence: Spans) -> dict:
     """Where the kept media entries lie in time (mean over layers and KV heads).
 
     kept_time:     mean time of the kept media, as a fraction of the clip (0 start, 1 end; ≈ 0.5 when
                    kept uniformly; → 1 for a recency prior);
-    evidence_kept: share of the media entries inside the answer's evidence span that were kept (compare
-                   with media_kept: a method that finds the evidence keeps more of it than the average).
+    evidence_kept: share of the media entries inside the union of the answer's evidence spans that were kept
+                   (compare with media_kept: a method that finds the evidence keeps more of it than the
+                   average). A token is inside when the interval it stands for overlaps a span
+                   (`methods.evidence`: a video token covers its whole frame pair).
     """
     from acckv_cli.answer.report import kept_share
 
@@ -241,8 +257,8 @@ def where_kept(answer: Answer, evidence: tuple[float, float] | None) -> dict:
     t = layout.time_s
     duration = max(float(t[media].max()), 1e-6)
     out = {"kept_time": round(float((kept[media] * t[media]).sum() / kept[media].sum().clamp(min=1e-9)) / duration, 4)}
-    if evidence is not None:
-        inside = media & (t >= evidence[0]) & (t < evidence[1])
+    if evidence:
+        inside = evidence_mask(layout, evidence)
         if inside.any():
             out["evidence_kept"] = round(float(kept[inside].mean()), 4)
     return out
@@ -254,6 +270,7 @@ def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: li
     """Evaluate every item under every (protocol, method, budget); append rows to `out_dir/results.jsonl`."""
     for protocol in protocols:
         check_protocol(protocol)
+    check_evidence(items, methods)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.jsonl"
     if not resume and results_path.exists():
@@ -286,7 +303,8 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
 
     def base(item, protocol, config):
         return {"id": item.id, "video": item.video, "question": item.question, "expected": item.answer,
-                "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text,
+                "family": item.family, "evidence": [list(span) for span in item.evidence] or None,
+                "protocol": protocol, "method": config.label, "budget": config.budget_text,
                 **({"suite": item.suite} if item.suite else {}),
                 **({"options": list(item.options)} if item.options else {})}
 
@@ -322,7 +340,7 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
         except Exception as exc:
             yield from failed(protocol, exc)
             continue
-        ask = _asker(session, protocol, shared, max_new_tokens)
+        ask = _asker(session, protocol, shared, max_new_tokens, union(*(i.evidence for i in items)))
         try:
             references = dict(zip((i.id for i in items), ask(items, full)))
         except Exception as exc:  # the full cache itself failed (e.g. out of memory): every row says why
@@ -343,15 +361,25 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
                 yield row
 
 
-def _asker(session: ClipSession, protocol: str, shared, max_new_tokens: int):
-    """`ask(items, config) -> answers` under `protocol` (context and stream compress the media once per config)."""
+def _asker(session: ClipSession, protocol: str, shared, max_new_tokens: int, clip_evidence: Spans = ()):
+    """`ask(items, config) -> answers` under `protocol` (context and stream compress the media once per config).
+
+    A method that needs evidence (the oracle) gets each question's own spans where each question compresses
+    its own cache, and `clip_evidence`, the union over every question of the clip (not only the pending
+    ones, so a resumed run compresses the same cache), where one compressed cache serves them all.
+    """
     def ask(items: list[Item], config: Config) -> list[Answer | Exception]:
         method = config.method()
-        media_cache = shared if shared is not None else session.media_cache(method, config.budget)
+        one_cache = shared is None  # context, stream
+        if method.needs_evidence and one_cache:
+            method = dataclasses.replace(method, evidence=clip_evidence)
+        media_cache = session.media_cache(method, config.budget) if one_cache else shared
         out = []
         for item in items:
             try:
-                out.append(session.answer(item.prompt, media_cache, protocol, method, config.budget,
+                per_item = method.needs_evidence and not one_cache
+                asked = dataclasses.replace(method, evidence=item.evidence) if per_item else method
+                out.append(session.answer(item.prompt, media_cache, protocol, asked, config.budget,
                                           max_new_tokens))
             except Exception as exc:  # one failing question is recorded, not raised
                 out.append(exc)

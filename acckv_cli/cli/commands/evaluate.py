@@ -52,6 +52,8 @@ def run(split: str, clips: int, manifest: str | None, methods: list[str], budget
     check_output(str(out_path / "results.jsonl"), resume, overwrite, "--out-dir", creates_folder=True)
     # a bad manifest (or benchmark file) fails before the model loads; a missing video only fails its own rows
     items = ev.read_manifest(manifest, benchmark, media_root) if manifest else None
+    if items is not None:
+        ev.check_evidence(items, labels)  # e.g. the oracle on rows without "evidence": before the model loads
     quiet_libraries()
     lm = opts.load()
     for text in lm.notices:
