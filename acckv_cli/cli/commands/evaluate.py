@@ -16,7 +16,8 @@ from acckv_cli.options import MethodSpec, RunOptions, parse_budget, parse_protoc
 from acckv_cli.terminal import err, notice, out, quiet_libraries
 
 DEFAULT_METHODS = ("full", "acckv", "snapkv", "h2o", "pyramidkv", "lookm", "fastv", "taskfocus", "streamingllm",
-                   "random")
+                   "random", "uniform", "divprune")
+REFERENCE_POINTS = ("oracle",)  # needs evidence: added by default only where every item has it (SynthAVQA)
 
 
 def run(split: str, clips: int, manifest: str | None, methods: list[str], budgets: str, protocols: str,
@@ -31,7 +32,7 @@ def run(split: str, clips: int, manifest: str | None, methods: list[str], budget
     protocol_list = tuple(parse_protocol(p) for p in protocols.split(",") if p.strip())
     if not protocol_list:
         raise Fail("--protocols needs at least one protocol", 2)
-    labels = list(methods or DEFAULT_METHODS)
+    labels = list(methods or DEFAULT_METHODS) + ([] if methods or manifest else list(REFERENCE_POINTS))
     if ablation:
         labels += [m for m in ev.ABLATIONS if m not in labels]
     for label in labels:
