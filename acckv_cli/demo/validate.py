@@ -11,7 +11,13 @@ import random
 
 import torch
 
+# imported when training starts (not at the first validation), so that a long run never mixes module versions
+from acckv_cli.answer.session import ClipSession
 from acckv_cli.demo.data import as_choice, decoded_media
+from acckv_cli.evaluation.choices import LETTERS
+from acckv_cli.evaluation.scoring import answer_matches
+from acckv_cli.methods import Budget, get_method
+from acckv_cli.model.load import LoadedModel
 from acckv_cli.synth.avqa import make_example
 from acckv_cli.synth.sparse import make_sparse_example
 
@@ -25,12 +31,6 @@ def validation_example(suite: str, index: int):
 @torch.no_grad()
 def quick_validation(thinker, processor, clips: dict[str, int] | None = None) -> dict:
     """{suite: {family: accuracy}} plus {"mc": accuracy} over every suite's questions asked as choices."""
-    from acckv_cli.answer.session import ClipSession
-    from acckv_cli.evaluation.choices import LETTERS
-    from acckv_cli.evaluation.evaluate import answer_matches
-    from acckv_cli.methods import Budget, get_method
-    from acckv_cli.model.load import LoadedModel
-
     was_training = thinker.training
     thinker.eval()
     lm = LoadedModel(thinker, processor, "demo", torch.device("cpu"), torch.float32)
