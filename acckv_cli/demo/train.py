@@ -42,6 +42,9 @@ DEMO_SPEC = TinySpec(text_layers=4, hidden=128, heads=4, kv_heads=2, intermediat
                      min_pixels=4 * 28 * 28, max_pixels=MAX_PIXELS, seed=0)
 
 
+DEFAULT_STEPS = 3000
+
+
 def demo_corpus() -> list[str]:
     return [DEFAULT_SYSTEM_PROMPT, *question_corpus(), " ".join(answer_vocabulary()),
             *answer_vocabulary(), "system user assistant"]
@@ -71,6 +74,10 @@ def starting_point(args) -> tuple[object, object, dict | None, dict]:
     """(thinker, processor, trainer state or None, card) for a fresh, initialised or resumed run."""
     if args.resume and (args.out / CHECKPOINT / "trainer.pt").is_file():
         thinker, processor, state, card = load_checkpoint(args.out)
+        if args.steps is not None and args.steps != card["steps"]:  # a shorter (or longer) cosine from here on
+            card.setdefault("schedule_changes", []).append({"at_step": state["step"], "from": card["steps"],
+                                                            "to": args.steps})
+            card["steps"] = args.steps
         log.info("resuming at step %d of %d", state["step"], card["steps"])
         return thinker, processor, state, card
     if args.resume:
@@ -82,7 +89,7 @@ def starting_point(args) -> tuple[object, object, dict | None, dict]:
     card = {"what": "acckv demo model: Qwen2.5-Omni thinker architecture, small config, trained on SynthAVQA "
                     "(synthetic shapes + instrument tones: core, sparse and long suites)",
             "init": str(args.init) if args.init else None, "layers": thinker.config.text_config.num_hidden_layers,
-            "steps": args.steps, "lr": args.lr, "seed": args.seed, "aux_weight": args.aux_weight, "mix": SUITE_MIX,
+            "steps": args.steps or DEFAULT_STEPS, "lr": args.lr, "seed": args.seed, "aux_weight": args.aux_weight, "mix": SUITE_MIX,
             "command": "python -m acckv_cli.demo.train " + " ".join(sys.argv[1:]), "minutes": 0.0, "history": []}
     return thinker, processor, None, card
 
@@ -157,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="Run folder: checkpoints, then the finished model")
     parser.add_argument("--init", type=Path, default=None, help="Start from this saved model instead of a fresh one")
     parser.add_argument("--layers", type=int, default=None, help="Deepen the starting model to this many layers")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"Length of the cosine schedule (default {DEFAULT_STEPS}; with --resume: change it from there)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
