@@ -6,9 +6,10 @@ import csv
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from acckv_cli.errors import Fail
+from acckv_cli.errors import Fail, UsageError
 
 
 def read_manifest_rows(manifest: Path) -> list[dict]:
@@ -46,3 +47,40 @@ def read_manifest_rows(manifest: Path) -> list[dict]:
             raise Fail(f"{manifest}:{row['_line']}: missing \"video\"", 2)
         row["video"] = video if os.path.isabs(video) else str(base / video)
     return rows
+
+
+@dataclass
+class Item:
+    id: str
+    video: str
+    question: str
+    answer: str | None = None
+    family: str | None = None
+    evidence: tuple[float, float] | None = None  # seconds [start, end) holding the answer (SynthAVQA)
+
+
+def read_manifest(path: str | Path) -> list[Item]:
+    """The items of a JSONL or CSV manifest (the reader `batch` uses); every row needs a question here, and may
+    carry `evidence`: [start, end] seconds of the clip that hold the answer (long SynthAVQA manifests do)."""
+    path = Path(path)
+    items = []
+    for row in read_manifest_rows(path):
+        question = row.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise UsageError(f"{path}:{row['_line']}: missing \"question\" (eval asks each row's own question)")
+        answer = row.get("answer")
+        items.append(Item(str(row.get("id") or f"{path.stem}-{row['_line']}"), row["video"], question.strip(),
+                          None if answer in (None, "") else str(answer), row.get("family") or None,
+                          _evidence(row.get("evidence"), path, row["_line"])))
+    return items
+
+
+def _evidence(value, path: Path, line: int) -> tuple[float, float] | None:
+    """A manifest row's evidence span [start, end) in seconds, or None when the row has none."""
+    if value in (None, ""):
+        return None
+    try:
+        start, end = (float(x) for x in (json.loads(value) if isinstance(value, str) else value))
+    except (TypeError, ValueError):
+        raise UsageError(f"{path}:{line}: \"evidence\" must be [start, end] in seconds, not {value!r}") from None
+    return start, end
