@@ -95,9 +95,9 @@ def test_yardstick_falls_when_almost_all_media_is_evicted(validation_rows):
     """Under `context`, answers must depend on what the cache kept: random eviction of ~98 % of the media
     loses most audio and alignment answers (the demo model's video answers survive 2 % — a few random
     video tokens still show each segment's one big flat shape — and fall at 0.5 %)."""
-    full = validation_rows[("context", "full", "1.0")]
-    two = validation_rows[("context", "random", "0.02")]
-    half = validation_rows[("context", "random", "0.005")]
+    full = validation_rows[("context", "full", 1.0)]
+    two = validation_rows[("context", "random", 0.02)]
+    half = validation_rows[("context", "random", 0.005)]
     assert full["audio"] == 1.0 and full["video"] == 1.0
     assert two["media_kept"] < 0.025 and half["media_kept"] < 0.01
     assert two["audio"] <= full["audio"] - 0.4 and two["first_word"] <= full["first_word"] - 0.25
@@ -106,10 +106,10 @@ def test_yardstick_falls_when_almost_all_media_is_evicted(validation_rows):
 
 @pytest.mark.parametrize("protocol", ["query-aware", "context", "prefill"])
 def test_full_cache_kl_is_exactly_zero_and_compression_is_visible(validation_rows, protocol):
-    full = validation_rows[(protocol, "full", "1.0")]
+    full = validation_rows[(protocol, "full", 1.0)]
     assert full["kl"] == 0.0 and full["agreement"] == 1.0  # a second, separate full-cache run
     for method in ("random", "acckv"):
-        compressed = validation_rows[(protocol, method, "0.02")]
+        compressed = validation_rows[(protocol, method, 0.02)]
         if protocol == "prefill":  # the whole prompt prefilled before compressing: the first token is blind
             assert compressed["kl"] == 0.0 and compressed["agreement"] == 1.0
         else:

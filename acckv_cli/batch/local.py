@@ -36,7 +36,7 @@ from acckv_cli.errors import Fail
 from acckv_cli.evaluation.manifests import read_manifest_rows
 from acckv_cli.terminal import classify, notice
 from acckv_cli.media.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
-from acckv_cli.answer.pipeline import DEFAULT_PROTOCOL
+from acckv_cli.options import DEFAULT_PROTOCOL
 
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 FORMATS = ("jsonl", "csv")
@@ -110,7 +110,7 @@ def _folder_rows(folder: Path) -> list[dict]:
 def collect_items(source: str, questions: list[str] | None, method: str, budget: str,
                   protocol: str = DEFAULT_PROTOCOL) -> tuple[list[Item], int]:
     """The sorted, numbered work list and the number of duplicate items dropped."""
-    from acckv_cli.answer.pipeline import check_question
+    from acckv_cli.answer.questions import check_question
 
     path = Path(source)
     if not path.exists():
@@ -263,7 +263,8 @@ def flat_record(record: dict) -> dict:
 
 def _base_record(item: Item, options: Options) -> dict:
     return {"id": item.id, "key": item.key, "video": item.video, "question": item.question,
-            "expected": item.expected, "method": options.label, "budget": str(options.budget),
+            "expected": item.expected, "method": options.label,
+            "budget": options.budget.number if options.budget is not None else None,
             "protocol": options.protocol, "answer": None, "error": None}
 
 
@@ -276,7 +277,8 @@ def _error_record(item: Item, options: Options, exc: Exception, seconds: float) 
 def _result_record(item: Item, options: Options, result, lm, seconds: float) -> dict:
     summary = result.report.summary()
     timings = {**result.timings, "total_s": round(seconds, 4)}
-    return {**_base_record(item, options), "answer": result.answer, "budget": result.budget, "kv_bytes": result.kv["kv_bytes"], "kv_bytes_full": result.kv["kv_bytes_full"],
+    return {**_base_record(item, options), "answer": result.answer, "budget": result.budget.number,
+            "kv_bytes": result.kv["kv_bytes"], "kv_bytes_full": result.kv["kv_bytes_full"],
             "kept": {"kv": summary["kv_kept_ratio"], "media": summary["media_kept_ratio"],
                      "video": summary["video_kept_ratio"], "audio": summary["audio_kept_ratio"],
                      "text": summary["text_kept_ratio"]},

@@ -27,8 +27,8 @@ import torch
 
 from acckv_cli import __version__
 from acckv_cli.methods import Budget, get_method
-from acckv_cli.errors import UsageError
-from acckv_cli.evaluation.manifests import read_manifest_rows
+from acckv_cli.evaluation.ablations import ABLATIONS
+from acckv_cli.evaluation.manifests import Item, read_manifest  # noqa: F401  (re-exported)
 from acckv_cli.methods.stash import AttentionNeeds
 from acckv_cli.model.load import LoadedModel
 from acckv_cli.options import MethodSpec
@@ -37,20 +37,6 @@ from acckv_cli.answer.session import MEDIA_COMPRESSED, Answer, ClipSession, chec
 
 log = logging.getLogger(__name__)
 _ARTICLES = {"a", "an", "the"}
-
-# AccKV with one component off (the paper's Table-6 ablations), the paper read literally, and the measured
-# departures reverted one at a time (docs/acckv-defaults.md).
-ABLATIONS = {
-    "acckv-paper": "acckv:redistribution=paper,budget_split=proportional,coverage=none,calibration=true,tau=0.6",
-    "acckv-no-AR": "acckv:redistribution=none",
-    "acckv-no-AF": "acckv:focusing=false",
-    "acckv-no-CC": "acckv:merge_target=none,calibration=false",
-    "acckv-calibrated": "acckv:calibration=true,tau=0.6",
-    "acckv-calibrated-0.9": "acckv:calibration=true,tau=0.9",
-    "acckv-no-coverage": "acckv:coverage=none",
-    "acckv-all-rows": "acckv:score_queries=all",
-    "acckv-xmodal-merge": "acckv:cross_modal_merge=true",
-}
 
 
 def normalise(text: str) -> list[str]:
@@ -79,43 +65,6 @@ def parse_method_spec(spec: str) -> tuple[str, dict]:
 
 
 # --- data ----------------------------------------------------------------------------------------------
-
-@dataclass
-class Item:
-    id: str
-    video: str
-    question: str
-    answer: str | None = None
-    family: str | None = None
-    evidence: tuple[float, float] | None = None  # seconds [start, end) holding the answer (SynthAVQA)
-
-
-def read_manifest(path: str | Path) -> list[Item]:
-    """The items of a JSONL or CSV manifest (the reader `batch` uses); every row needs a question here, and may
-    carry `evidence`: [start, end] seconds of the clip that hold the answer (long SynthAVQA manifests do)."""
-    path = Path(path)
-    items = []
-    for row in read_manifest_rows(path):
-        question = row.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise UsageError(f"{path}:{row['_line']}: missing \"question\" (eval asks each row's own question)")
-        answer = row.get("answer")
-        items.append(Item(str(row.get("id") or f"{path.stem}-{row['_line']}"), row["video"], question.strip(),
-                          None if answer in (None, "") else str(answer), row.get("family") or None,
-                          _evidence(row.get("evidence"), path, row["_line"])))
-    return items
-
-
-def _evidence(value, path: Path, line: int) -> tuple[float, float] | None:
-    """A manifest row's evidence span [start, end) in seconds, or None when the row has none."""
-    if value in (None, ""):
-        return None
-    try:
-        start, end = (float(x) for x in (json.loads(value) if isinstance(value, str) else value))
-    except (TypeError, ValueError):
-        raise UsageError(f"{path}:{line}: \"evidence\" must be [start, end] in seconds, not {value!r}") from None
-    return start, end
-
 
 def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
     """Write (or reuse) the first `n` clips of a SynthAVQA split as mp4 files and return their questions."""
@@ -150,7 +99,7 @@ def code_version() -> str:
 
 # --- running ---------------------------------------------------------------------------------------------
 
-FULL_BUDGET = [("1.0", Budget(1.0))]  # the full cache ignores budgets: run it once
+FULL_BUDGET = [Budget(1.0)]  # the full cache ignores budgets: run it once, at what it keeps (100 %)
 DEFAULT_PROTOCOLS = ("query-aware", "context")
 
 
@@ -161,24 +110,29 @@ class Config:
     label: str
     name: str
     params: dict
-    budget_text: str
     budget: Budget
+
+    @property
+    def budget_text(self) -> float | int:
+        """The budget as rows and summaries give it: a number (0.2, or a count 160), never a string."""
+        return self.budget.number
 
     def method(self):
         return get_method(self.name, **self.params)
 
 
 def configs_for(methods: list[str], budgets: list[str]) -> list[Config]:
-    parsed = [(b, Budget.parse(b)) for b in budgets]
+    parsed = list({b.number: b for b in map(Budget.parse, budgets)}.values())  # `20%` and `0.2` are one budget
     out = []
     for label in methods:
         name, params = parse_method_spec(label)
-        out += [Config(label, name, params, b_text, b) for b_text, b in (FULL_BUDGET if name == "full" else parsed)]
+        out += [Config(label, name, params, b) for b in (FULL_BUDGET if name == "full" else parsed)]
     return out
 
 
-def result_key(item_id: str, protocol: str, method: str, budget: str) -> str:
-    return f"{item_id}|{protocol}|{method}|{budget}"
+def result_key(item_id: str, protocol: str, method: str, budget: float | int | str) -> str:
+    """One row's identity; the budget as a number (rows written before budgets were numbers say "0.2")."""
+    return f"{item_id}|{protocol}|{method}|{Budget.parse(str(budget)).number:g}"
 
 
 def load_done(path: Path) -> set[str]:
@@ -302,7 +256,7 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
             yield from failed(protocol, exc)
         return
     sessions: dict[str, ClipSession] = {}
-    full = Config("full", "full", {}, "1.0", Budget(1.0))
+    full = Config("full", "full", {}, Budget(1.0))
     for protocol in protocols:
         pending = [c for c in configs if any((i.id, protocol, c.label, c.budget_text) in todo for i in items)]
         if not pending:

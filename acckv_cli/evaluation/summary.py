@@ -7,16 +7,19 @@ import csv
 import json
 from pathlib import Path
 
+from rich.table import Table
+
 from acckv_cli.methods.budget import Budget
+from acckv_cli.terminal import new_table
 
 METRICS = ("first_word", "exact", "agreement", "kl")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
     """Per (protocol, method, budget): accuracy per family and overall, agreement and KL with the full cache."""
-    groups: dict[tuple[str, str, str], list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["protocol"], row["method"], row["budget"]), []).append(row)
+    groups: dict[tuple[str, str, float | int], list[dict]] = {}
+    for row in rows:  # budgets as numbers, also from rows written when they were strings ("0.2")
+        groups.setdefault((row["protocol"], row["method"], Budget.parse(str(row["budget"])).number), []).append(row)
     out = []
     for (protocol, method, budget), group in groups.items():
         ok = [r for r in group if "error" not in r]
@@ -37,7 +40,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 entry[key] = _mean(values)
         out.append(entry)
     return sorted(out, key=lambda e: (e["protocol"], e["method"] != "full", e["method"],
-                                      -float(Budget.parse(e["budget"]).value)))
+                                      -float(e["budget"])))
 
 
 def _mean(values) -> float | None:
@@ -61,26 +64,69 @@ def write_summary(summary: list[dict], out_dir: Path) -> None:
 
 def summary_markdown(summary: list[dict]) -> str:
     """The summary as a Markdown table (what the README shows): percentages with one decimal, KL with 4."""
-    columns = [c for c in COLUMNS if any(e.get(c) is not None for e in summary)]
+    columns = present_columns(summary, COLUMNS)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for e in summary:
-        cells = []
-        for c in columns:
-            v = e.get(c)
-            if v is None:
-                cells.append("–")
-            elif c in ("n", "errors", "protocol", "budget"):
-                cells.append(str(v))
-            elif c == "method":
-                cells.append(f"`{v}`")
-            elif c == "kl":
-                cells.append(f"{v:.4f}")
-            elif c == "kept_time":
-                cells.append(f"{v:.2f}")
-            else:
-                cells.append(f"{100 * v:.1f}")
+        cells = [f"`{e[c]}`" if c == "method" else cell(c, e.get(c)) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# What the terminal shows, in tables that fit 80 columns: COMPACT by default; with `--report full` every
+# column, in groups after the same three keys (summary.csv and summary.md hold them all in one table).
+KEYS = ("protocol", "method", "budget")
+COMPACT = (*KEYS, "media_kept", "first_word", "agreement", "kl")
+FULL_GROUPS = (("accuracy", ("first_word", "exact", "audio", "video", "alignment")),
+               ("cache", ("n", "errors", "media_kept", "kv_kept", "evidence_kept", "kept_time")),
+               ("agreement with the full cache", ("agreement", "kl")))
+HEADERS = {"media_kept": "media kept %", "kv_kept": "KV kept %", "first_word": "first word %", "exact": "exact %",
+           "agreement": "agree %", "kl": "KL", "evidence_kept": "evidence kept %", "kept_time": "kept time",
+           "audio": "audio %", "video": "video %", "alignment": "align. %"}
+_AS_IS = ("n", "errors", "protocol", "method", "budget")
+
+
+def present_columns(summary: list[dict], columns: tuple[str, ...]) -> list[str]:
+    return [c for c in columns if any(e.get(c) is not None for e in summary)]
+
+
+def cell(column: str, value) -> str:
+    """One summary value as people read it: fractions as percentages (88.9), KL with 4 decimals."""
+    if value is None:
+        return "–"
+    if column in _AS_IS:
+        return str(value)
+    if column == "kl":
+        return f"{value:.4f}"
+    if column == "kept_time":
+        return f"{value:.2f}"
+    return f"{100 * value:.1f}"
+
+
+def summary_tables(summary: list[dict], title: str, full: bool = False) -> list[Table]:
+    """Rich tables of the summary: COMPACT (one table), or with `full` every column, grouped (FULL_GROUPS;
+    a column no group names, e.g. a new metric, joins the first group)."""
+    if not full:
+        table = _table(summary, title, COMPACT)
+        table.caption = "% of the questions; agree: first answer token = the full cache's; --report full: all columns"
+        return [table]
+    grouped = {c for _, cols in FULL_GROUPS for c in cols}
+    extra = tuple(c for c in COLUMNS if c not in grouped and c not in KEYS)
+    groups = [(name, cols + (extra if i == 0 else ())) for i, (name, cols) in enumerate(FULL_GROUPS)]
+    return [_table(summary, f"{title}: {name}", (*KEYS, *cols)) for name, cols in groups
+            if len(present_columns(summary, cols))]
+
+
+def _table(summary: list[dict], title: str, columns: tuple[str, ...]) -> Table:
+    columns = present_columns(summary, columns)
+    table = new_table(title, *(HEADERS.get(c, c) for c in columns), left=("protocol", "method"))
+    for e in summary:
+        table.add_row(*[_budget_cell(e[c]) if c == "budget" else cell(c, e.get(c)) for c in columns])
+    return table
+
+
+def _budget_cell(value) -> str:
+    budget = Budget(float(value))
+    return f"{100 * budget.value:g} %" if budget.is_ratio else f"{int(budget.value)} tok"
 
 
 def _column_order(name: str) -> tuple[int, str]:
