@@ -23,6 +23,23 @@ torch.set_num_threads(2)
 # Tests that hold for every supported model family are parametrized over these (see `family_fixtures`).
 FAMILIES = ("qwen2.5", "qwen3")
 
+# What a method cannot run without, for the tests parametrized over METHODS: the oracle keeps a question's
+# evidence spans, here the second second of the clips (the 4-s synthetic prompts and the 10-s samples).
+METHOD_PARAMS: dict[str, dict] = {"oracle": {"evidence": ((1.0, 2.0),)}}
+
+
+def build_method(name: str, **params):
+    """`get_method(name)` with the parameters the method needs (METHOD_PARAMS) under `params`."""
+    from acckv_cli.methods import get_method
+    return get_method(name, **{**METHOD_PARAMS.get(name, {}), **params})
+
+
+def method_spec(name: str) -> str:
+    """The command-line spec of `name` with the parameters it needs (`oracle:evidence=1.0-2.0`)."""
+    if name != "oracle":
+        return name
+    return "oracle:evidence=" + "+".join(f"{s}-{e}" for s, e in METHOD_PARAMS["oracle"]["evidence"])
+
 
 @pytest.fixture(scope="session")
 def tiny():

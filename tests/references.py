@@ -24,6 +24,7 @@ Reference snapshots used (git commit ids of the repositories read):
   H2O              FMInference/H2O@ac75c2a8a9e76832b2a4139b9363373b56336bfb
   LOOK-M           SUSTechBruce/LOOK-M@ecf0f51a9c416c2d85e47faf2638502f01a6d748
   FastV            pkunlp-icler/FastV@d1659729b5bf1be225e99ee15783deeea80f63b1
+  DivPrune         vbdi/divprune@799e2d950aa01ba7860907f5a6d86061f885dca6
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ __all__ = [
     "fastv_keep",
     "fastv_layer_keep",
     "accumulated_redistributed_scores",
+    "divprune_order",
+    "uniform_keep",
 ]
 
 
@@ -534,3 +537,58 @@ def accumulated_redistributed_scores(A: torch.Tensor, rows=None, mode: str = "vi
     else:
         c = torch.ones(L, dtype=torch.float64)
     return torch.where(c > 0, weighted / c.clamp(min=1), torch.zeros((), dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------------------------------------
+# DivPrune
+# --------------------------------------------------------------------------------------------------------
+
+def divprune_order(features: torch.Tensor, k: int) -> torch.Tensor:
+    """DivPrune's greedy Max–Min Diversity selection: int64 `[k]` token indices in the order picked.
+
+    vbdi/divprune@799e2d9 LLaVA/llava/model/llava_arch.py: `pairwise_cosine_similarity` l.147-150 and
+    `DivPrune` l.152-171, called on the visual embeddings at the LLM input when LAYER_INDEX == 0 (l.365-381):
+      D = 1 − cos(x_i, x_j), the full N × N matrix (here float64)                          l.154-155
+      pick 0: per column j the second-smallest entry of D[:, j] — the smallest is the token's own
+              distance 0, so this is its nearest other token — and the argmax over j         l.165, 169
+      pick i: per column j the minimum of D[s, j] over the picked rows s, argmax over j      l.163, 167, 169
+    torch.argmax returns the first maximum: ties go to the lowest index. (Picked tokens score 0 and are not
+    picked again unless every remaining token duplicates one of them; continuous data never does that.)
+    """
+    x = features.double()
+    x = x / x.norm(dim=1, keepdim=True)
+    D = 1.0 - x @ x.T
+    picked = [int(D.sort(dim=0).values[1].argmax())]
+    while len(picked) < k:
+        picked.append(int(D[picked].min(dim=0).values.argmax()))
+    return torch.tensor(picked, dtype=torch.long)
+
+
+# --------------------------------------------------------------------------------------------------------
+# uniform (no paper: the rule stated in acckv_cli/methods/uniform.py, re-derived with plain Python)
+# --------------------------------------------------------------------------------------------------------
+
+def uniform_keep(times: list[float], kinds: list[str], k: int) -> list[int]:
+    """Sorted positions of k tokens evenly spaced in time, per kind in proportion to its count.
+
+    times/kinds: one entry per candidate token (kinds "video" or "audio"; anything else is not a candidate).
+    Quotas: k·n_m/N rounded down, the slots left to the largest fractional parts (exact fractions), a tie to
+    video. Within kind m, its tokens sorted by (time, position) and the token at rank ⌊(i + ½)·n_m/k_m⌋ kept
+    for i = 0 … k_m − 1 (the middle of each of k_m equal strata).
+    """
+    from fractions import Fraction
+
+    groups = {m: [i for i, kind in enumerate(kinds) if kind == m] for m in ("video", "audio")}
+    total = sum(len(g) for g in groups.values())
+    k = min(k, total)
+    exact = {m: Fraction(k * len(g), total) if total else Fraction(0) for m, g in groups.items()}
+    quota = {m: int(e) for m, e in exact.items()}  # floor: e ≥ 0
+    by_fraction = sorted(groups, key=lambda m: (-(exact[m] - quota[m]), ("video", "audio").index(m)))
+    for m in by_fraction[: k - sum(quota.values())]:
+        quota[m] += 1
+    kept = []
+    for m, members in groups.items():
+        ordered = sorted(members, key=lambda i: (times[i], i))
+        n = len(ordered)
+        kept += [ordered[int(Fraction(2 * i + 1, 2) * n / quota[m])] for i in range(quota[m])]
+    return sorted(kept)

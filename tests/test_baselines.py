@@ -488,3 +488,234 @@ def test_taskfocus_caps_and_overflow(clip):
     assert kept == {"audio": counts["audio"], "video": slots - counts["audio"]}
     layers, _, _, _ = run(clip, get_method("taskfocus", focus="video"), 0.2, layout=layout)
     assert layers[0]["priority"] == "video"
+
+
+# --- selection without attention: uniform, oracle, divprune ----------------------------------------------
+
+from acckv_cli.errors import UsageError  # noqa: E402
+from acckv_cli.methods import divprune as divprune_mod, uniform as uniform_mod  # noqa: E402
+from acckv_cli.methods.evidence import as_spans, evidence_mask, union  # noqa: E402
+from acckv_cli.model.layout import TokenLayout  # noqa: E402
+
+TEXT_KINDS = {"system": Modality.SYSTEM, "question": Modality.QUESTION}
+
+
+def hand_layout(seconds: int = 6, cells: int = 6, fps_pairs: float = 1.0) -> TokenLayout:
+    """A Qwen2.5-Omni-shaped prompt written by hand: 5 system tokens; per 2-s chunk the grid cells of its two
+    frame pairs (pair g at g·fps_pairs s, cells in raster order) then its 50 audio tokens (one per 40 ms);
+    4 question tokens."""
+    kinds, times, pairs = ["system"] * 5, [None] * 5, [-1] * 5
+    for chunk in range(seconds // 2):
+        for g in (2 * chunk, 2 * chunk + 1):
+            kinds += ["video"] * cells
+            times += [g * fps_pairs] * cells
+            pairs += [g] * cells
+        kinds += ["audio"] * 50
+        times += [round(2 * chunk + j * 0.04, 2) for j in range(50)]
+        pairs += [-1] * 50
+    kinds += ["question"] * 4
+    times += [None] * 4
+    pairs += [-1] * 4
+    label = {"video": Modality.VIDEO, "audio": Modality.AUDIO, **TEXT_KINDS}
+    L = len(kinds)
+    cell = torch.tensor([i % cells if p >= 0 else -1 for i, p in enumerate(pairs)], dtype=torch.int32)
+    return TokenLayout(torch.tensor([int(label[k]) for k in kinds], dtype=torch.int8),
+                       torch.tensor([float("nan") if t is None else t for t in times], dtype=torch.float32),
+                       torch.tensor(pairs, dtype=torch.int32), cell, cell, torch.arange(L)[None].expand(3, L).clone())
+
+
+def layout_context(layout: TokenLayout, budget: float, seed: int = 0, kv: int = 2, dim: int = 8, layer_idx: int = 0):
+    """A LayerContext over `layout` with random keys and values [1, KV, L, D] (no attention is read)."""
+    gen = torch.Generator().manual_seed(seed)
+    L = len(layout)
+    keys, values = torch.randn(1, kv, L, dim, generator=gen), torch.randn(1, kv, L, dim, generator=gen)
+    return LayerContext(layer_idx, 2, None, torch.zeros(1, L, 4), torch.ones(1, L, dim), torch.zeros(1, L, dim),
+                        keys, values, layout, Budget(budget), {})
+
+
+def kinds_and_times(layout: TokenLayout, candidates=None) -> tuple[list[str], list[float]]:
+    """Per token: "video"/"audio" if a candidate (default: every media token), else "text"; and its time."""
+    names = {int(Modality.VIDEO): "video", int(Modality.AUDIO): "audio"}
+    mod = layout.modality.tolist()
+    cand = [True] * len(mod) if candidates is None else candidates
+    kinds = [names.get(m, "text") if c else "text" for m, c in zip(mod, cand)]
+    return kinds, [0.0 if math.isnan(t) else t for t in layout.time_s.tolist()]
+
+
+def with_text(layout: TokenLayout, media_kept: list[int]) -> torch.Tensor:
+    return torch.tensor(sorted(layout.protected_mask.nonzero().squeeze(1).tolist() + media_kept))
+
+
+@pytest.mark.parametrize("budget", [0.03, 0.1, 0.25, 0.5, 1.0])
+@pytest.mark.parametrize("cells", [1, 6, 7])
+def test_uniform_equals_reference(budget, cells):
+    layout = hand_layout(cells=cells)
+    ctx = layout_context(layout, budget)
+    result = get_method("uniform").compress_layer(ctx)
+    kinds, times = kinds_and_times(layout)
+    expected = references.uniform_keep(times, kinds, Budget(budget).media_tokens(ctx.n_media))
+    assert torch.equal(result.keep, with_text(layout, expected))
+
+
+def test_uniform_spreads_over_the_clip_by_modality():
+    """10 % of a 6-s clip: every second keeps audio, every frame pair video, shares follow the token counts."""
+    layout = hand_layout(cells=10)
+    keep = get_method("uniform").compress_layer(layout_context(layout, 0.1)).keep
+    kept = torch.zeros(len(layout), dtype=torch.bool)
+    kept[keep] = True
+    for kind in (Modality.VIDEO, Modality.AUDIO):
+        times = layout.time_s[kept & layout.mask(kind)]
+        assert set(times.floor().long().tolist()) == set(range(6)), kind
+    # 21 slots over 60 video and 150 audio tokens: 6 and 15
+    assert int((kept & layout.mask(Modality.VIDEO)).sum()) == 6 and int((kept & layout.mask(Modality.AUDIO)).sum()) == 15
+
+
+def first_in_time(layout, candidates, k):
+    """Plausible bug: the first k candidates in time (a 'sink' prior), not spread over the clip."""
+    idx = candidates.nonzero().squeeze(1)
+    return idx[torch.sort(layout.time_s[idx], stable=True).indices[:k]].sort().values
+
+
+def one_pool(layout, candidates, k):
+    """Plausible bug: evenly spaced over all media at once, ignoring the per-modality quotas."""
+    idx = candidates.nonzero().squeeze(1)
+    order = idx[torch.sort(layout.time_s[idx], stable=True).indices]
+    return order[(2 * torch.arange(k) + 1) * idx.numel() // (2 * k)].sort().values
+
+
+@pytest.mark.parametrize("mutant", [first_in_time, one_pool])
+def test_plausible_uniform_bugs_fail_the_reference(monkeypatch, mutant):
+    monkeypatch.setattr(uniform_mod, "spread_in_time", mutant)
+    with pytest.raises(AssertionError):
+        for budget in (0.1, 0.25):
+            test_uniform_equals_reference(budget, 6)
+
+
+def test_evidence_spans_and_tokens_inside():
+    assert as_spans(None) == as_spans("") == as_spans([]) == ()
+    assert as_spans([1, 2]) == as_spans("[1, 2]") == as_spans("1-2") == ((1.0, 2.0),)
+    assert as_spans([[1, 2], [3, 4.5]]) == as_spans("1-2+3-4.5") == ((1.0, 2.0), (3.0, 4.5))
+    for bad in ([2, 1], [[1]], "x", [[1, "a"]], 3):
+        with pytest.raises(ValueError):
+            as_spans(bad)
+    assert union(((3.0, 4.0),), ((1.0, 2.0), (1.5, 3.0))) == ((1.0, 4.0),)
+    layout = hand_layout(cells=2)
+    inside = evidence_mask(layout, ((2.3, 2.7),))
+    t, video, audio = layout.time_s, layout.mask(Modality.VIDEO), layout.mask(Modality.AUDIO)
+    # a video token covers its frame pair [g, g + 1); an audio token [t, t + 0.04)
+    assert torch.equal(inside & video, video & (t == 2.0))
+    assert torch.equal(inside & audio, audio & (t > 2.26) & (t < 2.7))
+    assert int((inside & audio).sum()) == 11
+    edge = evidence_mask(layout, ((2.0, 3.0),))  # ends where pair 3 starts: pair 3 is outside
+    assert torch.equal(edge & video, video & (t == 2.0))
+
+
+@pytest.mark.parametrize("budget", [0.05, 0.2, 0.5])
+def test_oracle_keeps_the_evidence_then_fills_evenly(budget):
+    layout = hand_layout(cells=6)
+    spans = ((2.3, 2.7), (4.5, 4.6))
+    ctx = layout_context(layout, budget)
+    keep = get_method("oracle", evidence=spans).compress_layer(ctx).keep
+    t, video, audio = layout.time_s, layout.mask(Modality.VIDEO), layout.mask(Modality.AUDIO)
+    evidence = (video & ((t == 2.0) | (t == 4.0))) | (audio & (((t > 2.26) & (t < 2.7)) | ((t > 4.46) & (t < 4.6))))
+    slots = Budget(budget).media_tokens(ctx.n_media)
+    n_e = int(evidence.sum())
+    assert n_e == 12 + 11 + 3
+    if n_e <= slots:  # every evidence entry, then the rest evenly in time over the other media
+        kinds, times = kinds_and_times(layout, (~evidence).tolist())
+        fill = references.uniform_keep(times, kinds, slots - n_e)
+        assert torch.equal(keep, with_text(layout, sorted(evidence.nonzero().squeeze(1).tolist() + fill)))
+    else:  # more evidence than slots: an even-in-time subset of the evidence
+        kinds, times = kinds_and_times(layout, evidence.tolist())
+        assert torch.equal(keep, with_text(layout, references.uniform_keep(times, kinds, slots)))
+    with pytest.raises(UsageError, match="evidence"):
+        get_method("oracle").compress_layer(ctx)
+
+
+def feature_rows(ctx, source: str = "values") -> torch.Tensor:
+    """[N, KV·D]: the media rows of the layer's values (or keys), KV heads side by side."""
+    media = (~ctx.layout.protected_mask).nonzero().squeeze(1)
+    tensor = ctx.values if source == "values" else ctx.keys
+    return torch.cat([tensor[0, h, media] for h in range(tensor.shape[1])], dim=1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("budget", [0.1, 0.4])
+@pytest.mark.parametrize("features", ["values", "keys"])
+def test_divprune_equals_reference(seed, budget, features):
+    layout = hand_layout(cells=6)
+    ctx = layout_context(layout, budget, seed=seed, kv=2, dim=16)
+    result = get_method("divprune", features=features).compress_layer(ctx)
+    media = (~layout.protected_mask).nonzero().squeeze(1)
+    order = references.divprune_order(feature_rows(ctx, features), Budget(budget).media_tokens(ctx.n_media))
+    assert torch.equal(result.keep, with_text(layout, media[order].tolist()))
+    picked, distance = divprune_mod.max_min_order(feature_rows(ctx, features), order.numel())
+    assert torch.equal(picked, order)  # the same picks in the same order
+    x = F.normalize(feature_rows(ctx, features).double()[order], dim=-1)
+    pairwise = 1 - x @ x.T
+    assert distance == pytest.approx(float(pairwise[~torch.eye(len(order), dtype=torch.bool)].min()), abs=1e-5)
+
+
+def test_divprune_in_blocks_equals_reference(monkeypatch):
+    """The first pick's nearest-neighbour distances computed in row blocks (long clips) change nothing."""
+    monkeypatch.setattr(divprune_mod, "_BLOCK_ELEMENTS", 7 * 96)
+    feats = torch.randn(96, 24, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(divprune_mod.max_min_order(feats, 30)[0], references.divprune_order(feats, 30))
+
+
+def test_divprune_keeps_one_of_each_cluster():
+    """Five tight clusters of 20 tokens: five picks are one per cluster (a least-diverse pick would not)."""
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 32, generator=gen)
+    feats = (centres.repeat_interleave(20, 0) + 0.01 * torch.randn(100, 32, generator=gen))
+    picked, distance = divprune_mod.max_min_order(feats, 5)
+    assert sorted((picked // 20).tolist()) == [0, 1, 2, 3, 4] and distance > 0.3
+
+
+def least_diverse(features, k):
+    """Plausible bug: the greedy inverted (argmin), keeping near-duplicates."""
+    x = F.normalize(features.float(), dim=-1)
+    d = 1 - x @ x.T
+    picked = [int((d + torch.eye(len(x)) * 9).min(0).values.argmin())]
+    while len(picked) < k:
+        gap = d[picked].min(0).values
+        gap[picked] = float("inf")
+        picked.append(int(gap.argmin()))
+    return torch.tensor(picked), 0.0
+
+
+def test_least_diverse_selection_fails_the_reference(monkeypatch):
+    monkeypatch.setattr(divprune_mod, "max_min_order", least_diverse)
+    with pytest.raises(AssertionError):
+        test_divprune_equals_reference(0, 0.1, "values")
+    with pytest.raises(AssertionError):
+        test_divprune_keeps_one_of_each_cluster_via_method()
+
+
+def test_divprune_keeps_one_of_each_cluster_via_method():
+    """The same property through the method: 4 clusters of media values, 4 slots → one media entry each."""
+    layout = hand_layout(seconds=2, cells=5)  # 10 video + 50 audio tokens
+    ctx = layout_context(layout, 4)
+    media = (~layout.protected_mask).nonzero().squeeze(1)
+    gen = torch.Generator().manual_seed(1)
+    centres = torch.randn(4, 2, 8, generator=gen)
+    ctx.values[0][:, media] = (centres[torch.arange(media.numel()) % 4].transpose(0, 1)
+                               + 0.01 * torch.randn(2, media.numel(), 8, generator=gen))
+    kept = get_method("divprune").compress_layer(ctx).keep
+    kept_media = [int((media == i).nonzero()) for i in kept.tolist() if i in media.tolist()]
+    assert sorted(i % 4 for i in kept_media) == [0, 1, 2, 3]
+
+
+def test_divprune_layer_zero_set_is_kept_in_every_layer(clip):
+    """Default (the reference's pruning before the LLM): layer 0's values choose, every layer keeps that set;
+    per_layer=true lets each layer choose on its own values."""
+    layers, captured, _, _ = run(clip, get_method("divprune"), 0.3)
+    first = captured[0][0]
+    _, _, layout = clip
+    media = (~layout.protected_mask).nonzero().squeeze(1)
+    feats = torch.cat([first["values"][0, h, media] for h in range(first["values"].shape[1])], dim=1)
+    order = references.divprune_order(feats, Budget(0.3).media_tokens(media.numel()))
+    expected = with_text(layout, media[order].tolist())
+    assert all(torch.equal(r["keep"], expected) for r in layers)
+    layers, _, _, _ = run(clip, get_method("divprune", per_layer=True), 0.3)
+    assert not all(torch.equal(r["keep"], expected) for r in layers[1:])

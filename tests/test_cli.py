@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from acckv_cli.cli.app import app
 from acckv_cli.methods import METHODS
 from acckv_cli.model.load import load_model
+from conftest import method_spec
 from media_fixtures import TRICKY_NAMES, build_media_set
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -54,7 +55,7 @@ def test_ask_json_on_sample():
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_reports_consistently(method):
-    out = ask_json(LONG_CLIP, "--method", method, "--budget", "0.1" if method != "full" else "1.0")
+    out = ask_json(LONG_CLIP, "--method", method_spec(method), "--budget", "0.1" if method != "full" else "1.0")
     report = out["report"]
     layers = load_model().thinker.config.text_config.num_hidden_layers
     assert report["method"] == method and len(report["layers"]) == layers
@@ -254,9 +255,13 @@ def test_methods_options_list_every_hyperparameter():
     names = {o["name"] for o in acckv["options"]}
     assert {"redistribution", "coverage", "calibration", "tau"} <= names
     assert next(o for o in acckv["options"] if o["name"] == "coverage")["choices"] == ["none", "time"]
-    assert all(r["paper"] for r in rows if r["name"] not in ("full", "random", "taskfocus"))
+    assert all(r["paper"] for r in rows if r["name"] not in ("full", "random", "taskfocus", "uniform", "oracle"))
+    options = {r["name"]: {o["name"] for o in r["options"]} for r in rows}
+    assert options["oracle"] == {"evidence"} and options["divprune"] == {"features", "per_layer"}
     result = invoke("methods", "--options")
     assert result.exit_code == 0 and "coverage_seconds" in result.stdout
+    for word in ("uniform", "divprune", "oracle", "evidence", "per_layer"):
+        assert word in result.stdout
 
 
 def test_a_second_method_with_a_taken_name_is_refused():

@@ -1,7 +1,9 @@
-"""Demo-model training pieces: answer-only labels and question turns isolated from each other."""
+"""Demo-model training pieces: answer-only labels, isolated question turns, multiple-choice turns, the
+deterministic step plan that makes resuming exact, deepening that keeps the function, checkpoints."""
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 
@@ -9,36 +11,55 @@ import numpy as np
 import pytest
 import torch
 
+from acckv_cli.demo import checkpoint as C
+from acckv_cli.demo import data as D
 from acckv_cli.demo import train as T
+from acckv_cli.evaluation.choices import LETTERS
 
 
 @pytest.fixture(scope="module")
 def demo():
-    thinker, processor = T.build_tiny_thinker(T.TinySpec(), corpus=T.demo_corpus(), vocab_size=640)
-    processor.tokenizer.padding_side = "right"
+    # a 15-s audio window, as the demo model has: sparse clips longer than that arrive as feature windows
+    spec = T.TinySpec(feature_chunk_seconds=15, max_pixels=T.DEMO_SPEC.max_pixels)
+    thinker, processor = T.build_tiny_thinker(spec, corpus=T.demo_corpus(), vocab_size=640)
     return thinker, processor
 
 
-def batch(processor, turns, indices=(0, 1)):
-    saved, T.MAX_TURNS = T.MAX_TURNS, turns
+def clip(processor, turns, suite="core", index=0, mc_share=0.0, monkeypatch=None):
+    """One training clip's inputs with `turns` questions, `mc_share` of them as multiple choice."""
+    saved = D.TURNS[suite], D.chat
+    D.TURNS[suite], D.chat = turns, functools.partial(saved[1], mc_share=mc_share)
     try:
-        return T.make_batch(processor, list(indices), np.random.default_rng(0), random.Random(0))
+        return D.clip_inputs(processor, suite, index, np.random.default_rng(0), random.Random(0))
     finally:
-        T.MAX_TURNS = saved
+        D.TURNS[suite], D.chat = saved
 
 
 def test_labels_cover_only_answers(demo):
     _, processor = demo
-    b = batch(processor, 3)
+    b = clip(processor, 3)
     vocab = set(T.answer_vocabulary()) | {"<|im_end|>"}
     for row in b["labels"]:
         tokens = processor.tokenizer.convert_ids_to_tokens(row[row != -100].tolist())
         assert len(tokens) == 6 and set(tokens) <= vocab  # 3 answers + 3 <|im_end|>
 
 
+def test_multiple_choice_turns_answer_with_the_letter_of_the_true_option(demo):
+    _, processor = demo
+    b = clip(processor, 3, mc_share=1.0)
+    tokens = processor.tokenizer.convert_ids_to_tokens(b["labels"][0][b["labels"][0] != -100].tolist())
+    assert [t for t in tokens if t != "<|im_end|>"] and all(t in LETTERS[:D.OPTIONS] or t == "<|im_end|>"
+                                                            for t in tokens)
+    rng = random.Random(3)
+    for qa in D.training_example("sparse", 4)[1]:
+        text, letter = D.as_choice(qa, rng)
+        options = [line[3:] for line in text.splitlines()[1:-1]]
+        assert len(set(options)) == D.OPTIONS and options[LETTERS.index(letter)] == qa.answer
+
+
 def test_isolated_single_turn_equals_plain_forward(demo):
     thinker, processor = demo
-    b = batch(processor, 1)
+    b = clip(processor, 1)
     with torch.no_grad():
         plain, _ = T.loss_on_answers(thinker, dict(b))
         isolated, _ = T.loss_on_answers(thinker, dict(b), processor.tokenizer)
@@ -47,7 +68,7 @@ def test_isolated_single_turn_equals_plain_forward(demo):
 
 def test_later_turns_cannot_see_earlier_answers(demo):
     thinker, processor = demo
-    b = batch(processor, 4, indices=(5,))
+    b = clip(processor, 4, suite="sparse", index=5)
     inputs = T.isolate_turns(thinker, {k: v for k, v in b.items() if k not in ("labels", "aux_targets")},
                              processor.tokenizer)
     answers = (b["labels"][0] != -100).nonzero().squeeze(1)
@@ -62,9 +83,11 @@ def test_later_turns_cannot_see_earlier_answers(demo):
 
 
 def test_auxiliary_targets_line_up_with_encoder_outputs(demo):
-    """One label per merger output and per audio-tower output, or cross-entropy would raise."""
+    """One label per merger output and per audio-tower output, or cross-entropy would raise; the sparse clip
+    is longer than the model's 15-s audio window, so its soundtrack arrives as two feature windows."""
     thinker, processor = demo
-    b = batch(processor, 2, indices=(0, 3))
+    b = clip(processor, 2, suite="sparse", index=1)
+    assert b["input_features"].shape[0] == 2
     heads = T.AuxiliaryHeads(thinker.config.text_config.hidden_size)
     loss, parts = T.loss_on_answers(thinker, dict(b), processor.tokenizer, heads, aux_weight=0.2)
     assert set(parts) == {"answer", "object_shape", "video_colour", "audio_instrument", "audio_sees_shape",
@@ -83,5 +106,52 @@ def test_training_frames_have_the_size_inference_decodes_files_at():
 
     samples = Path(__file__).resolve().parent.parent / "samples"
     decoded = decode(samples / "flute_red_circle.mp4", fps=T.FPS, max_pixels=T.DEMO_SPEC.max_pixels)
-    spec = T.replace(T.make_example("samples", 1881).spec, fps=T.FPS)
+    from dataclasses import replace
+    from acckv_cli.synth.avqa import make_example
+    spec = replace(make_example("samples", 1881).spec, fps=T.FPS)
     assert T.as_decoded(render_frames(spec)).shape == decoded.frames.shape
+
+
+def test_every_step_is_a_pure_function_of_seed_and_step(demo):
+    """A resumed run must see exactly the clips and questions an uninterrupted run would."""
+    _, processor = demo
+    plans = [D.step_plan(0, s) for s in range(300)]
+    assert plans == [D.step_plan(0, s) for s in range(300)]
+    assert {suite for suite, _ in plans} == set(D.SUITE_MIX)
+    seen = [(suite, i) for suite, indices in plans for i in indices]
+    assert len(seen) == len(set(seen))  # no clip twice
+    step = next(s for s, (suite, _) in enumerate(plans) if suite == "sparse")
+    a, b = D.step_inputs(processor, 0, step)[1], D.step_inputs(processor, 0, step)[1]
+    assert all(torch.equal(x["input_ids"], y["input_ids"]) and torch.equal(x["pixel_values_videos"],
+                                                                            y["pixel_values_videos"]) for x, y in zip(a, b))
+
+
+def test_deepening_keeps_the_function_and_adds_layers(demo):
+    thinker, processor = demo
+    deeper = C.deepen(thinker, 5)
+    assert deeper.config.text_config.num_hidden_layers == 5
+    assert C.insertion_plan(4, 6) == [0, 1, None, 2, 3, None]
+    b = clip(processor, 2, suite="sparse", index=2)
+    with torch.no_grad():
+        before, _ = T.loss_on_answers(thinker.eval(), dict(b), processor.tokenizer)
+        after, _ = T.loss_on_answers(deeper.eval(), dict(b), processor.tokenizer)
+    assert torch.allclose(before, after, atol=1e-5)
+    new = C.insertion_plan(3, 5).index(None)
+    prefix = C.decoder_prefix(deeper.state_dict())
+    assert deeper.state_dict()[f"{prefix}{new}.self_attn.o_proj.weight"].abs().sum() == 0
+
+
+def test_a_checkpoint_resumes_the_weights_optimizer_and_step(demo, tmp_path):
+    thinker, processor = demo
+    heads = T.AuxiliaryHeads(thinker.config.text_config.hidden_size)
+    opt, params = T.optimizer_for(thinker, heads, 1e-3)
+    loss, _ = T.loss_on_answers(thinker.train(), dict(clip(processor, 1)), processor.tokenizer, heads, 0.3)
+    loss.backward()
+    opt.step()
+    C.save_checkpoint(tmp_path, thinker, processor, opt, heads, 7, {"steps": 10, "history": []})
+    C.save_checkpoint(tmp_path, thinker, processor, opt, heads, 8, {"steps": 10, "history": []})  # replaces it
+    loaded, _, state, card = C.load_checkpoint(tmp_path)
+    assert state["step"] == 8 and card["steps"] == 10
+    assert all(torch.equal(a, b) for a, b in zip(thinker.state_dict().values(), loaded.state_dict().values()))
+    assert state["optimizer"]["state"] and state["heads"].keys() == heads.state_dict().keys()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temporary folder left behind

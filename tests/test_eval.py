@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +159,87 @@ def test_eval_cli_usage_errors(args, words, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert words in lines[0] and "Traceback" not in result.stderr
+
+
+# --- evidence: manifests, the oracle's spans per protocol, rows ---------------------------------------------
+
+def test_manifest_evidence_one_or_several_spans(tmp_path):
+    rows = [{"video": "a.mp4", "question": "q1", "evidence": [1, 2]},
+            {"video": "a.mp4", "question": "q2", "evidence": [[1, 2], [3.5, 4]]},
+            {"video": "a.mp4", "question": "q3"}]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert [i.evidence for i in ev.read_manifest(path)] == [((1.0, 2.0),), ((1.0, 2.0), (3.5, 4.0)), ()]
+    csv = tmp_path / "m.csv"
+    csv.write_text('video,question,evidence\na.mp4,q1,"[[0, 1], [2, 3]]"\na.mp4,q2,\n')
+    assert [i.evidence for i in ev.read_manifest(csv)] == [((0.0, 1.0), (2.0, 3.0)), ()]
+    # what generators return: core SynthAVQA one (start, end) pair or None, the new suites lists of spans
+    assert ev.Item("i", "a.mp4", "q", evidence=(0.5, 1.5)).evidence == ((0.5, 1.5),)
+    assert ev.Item("i", "a.mp4", "q", evidence=[[0, 1], [2, 3]]).evidence == ((0.0, 1.0), (2.0, 3.0))
+    assert ev.Item("i", "a.mp4", "q", evidence=None).evidence == ()
+    from acckv_cli.errors import UsageError
+    path.write_text(json.dumps({"video": "a.mp4", "question": "q", "evidence": [[2, 1]]}) + "\n")
+    with pytest.raises(UsageError, match=r"m.jsonl:1: \"evidence\""):
+        ev.read_manifest(path)
+
+
+class RecordingSession:
+    """Stands in for a ClipSession: records the evidence of every method it compresses or answers with."""
+
+    def __init__(self):
+        self.compressed, self.asked = [], []
+
+    def media_cache(self, method=None, budget=None, needs=None):
+        self.compressed.append(method.evidence)
+        return "compressed media"
+
+    def answer(self, question, media_cache, protocol, method, budget, max_new_tokens):
+        self.asked.append((question, method.evidence))
+        return question
+
+
+def test_oracle_gets_each_question_its_spans_or_the_clip_union():
+    from acckv_cli.methods.evidence import union
+    items = [ev.Item("a", "v.mp4", "q1", evidence=((1.0, 2.0),)),
+             ev.Item("b", "v.mp4", "q2", evidence=((3.0, 4.0), (0.5, 1.5)))]
+    config = ev.configs_for(["oracle"], ["0.5"])[0]
+    clip = union(*(i.evidence for i in items))
+    session = RecordingSession()  # context: one cache for every question, compressed keeping the union
+    ev._asker(session, "context", None, 1, clip)(items[1:], config)
+    assert session.compressed == [((0.5, 2.0), (3.0, 4.0))] and session.asked == [("q2", clip)]
+    session = RecordingSession()  # query-aware: every question compresses its own copy with its own spans
+    ev._asker(session, "query-aware", "full media cache", 1, clip)(items, config)
+    assert session.compressed == [] and session.asked == [("q1", items[0].evidence), ("q2", items[1].evidence)]
+
+
+def test_run_eval_oracle_keeps_the_evidence_and_rows_record_it(tiny_lm, tmp_path):
+    """Two questions of one 4-s clip with evidence in different frame pairs: under both protocols the oracle
+    keeps all of each question's evidence (under `context` through the union); uniform at the same budget
+    does not, so `evidence_kept` can tell them apart."""
+    clip = str(SAMPLES / "flute_red_circle.mp4")
+    items = [ev.Item("a", clip, "What instrument plays?", "flute", "audio", ((0.2, 0.6),)),
+             ev.Item("b", clip, "What colour is the circle?", "red", "video", ((2.3, 2.7),))]
+    rows = ev.run_eval(tiny_lm, items, ["full", "oracle", "uniform"], ["0.6"], tmp_path / "out", max_new_tokens=1)
+    assert len(rows) == 12 and not any("error" in r for r in rows)
+    for row in rows:
+        assert row["evidence"] == [list(span) for span in next(i for i in items if i.id == row["id"]).evidence]
+        if row["method"] != "full":
+            assert 0.55 < row["media_kept"] < 0.65
+    assert all(r["evidence_kept"] == 1.0 for r in rows if r["method"] in ("full", "oracle"))
+    assert all(r["evidence_kept"] < 0.9 for r in rows if r["method"] == "uniform")
+    summary = {(e["protocol"], e["method"]): e for e in summarise(rows)}
+    assert summary[("context", "oracle")]["evidence_kept"] == 1.0
+
+
+def test_eval_cli_refuses_oracle_without_evidence_before_the_model_loads(tmp_path):
+    """`python -m acckv_cli eval -m oracle` on a manifest without evidence: one line, exit 2, and no model is
+    loaded (the model named does not exist, so loading it first would be a different error)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "acckv_cli", "eval", "--manifest", str(manifest(tmp_path)),
+                           "-m", "full", "-m", "oracle", "--model", str(tmp_path / "no-such-model"),
+                           "--out-dir", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "oracle needs each question's evidence" in lines[0] and "no-such-model" not in proc.stderr
+    assert not (tmp_path / "o" / "results.jsonl").exists()

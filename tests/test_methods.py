@@ -21,7 +21,7 @@ from acckv_cli.model.layout import Modality
 from acckv_cli.methods import METHODS, Budget, BudgetError, CompressionError, get_method
 from acckv_cli.methods.acckv import redistributed_scores
 from acckv_cli.methods.base import gather_entries, kept_mask
-from conftest import FAMILIES, family_fixtures
+from conftest import FAMILIES, METHOD_PARAMS, build_method, family_fixtures
 
 # acckv merges by default (C-C step 1; get_method("acckv", merge_target="none") only evicts); fastv's default
 # prune mode changes the prefill itself (tests/test_baselines.py has its own reference for it)
@@ -77,10 +77,11 @@ def assert_same_logits(a, b, atol=1e-5):
         assert torch.allclose(x, y, atol=atol, rtol=0), f"step {step}: max diff {(x - y).abs().max():.2e}"
 
 
-EVICTION_VARIANTS = [(name, {}) for name in EVICTION_ONLY] + [
+EVICTION_VARIANTS = [(name, METHOD_PARAMS.get(name, {})) for name in EVICTION_ONLY] + [
     ("acckv", {"merge_target": "none"}), ("acckv", {"merge_target": "none", "head_reduction": "kv_mean"}),
     ("acckv", {"merge_target": "none", "coverage": "time", "score_queries": "all"}),
-    ("snapkv", {"head_reduction": "mean"}), ("h2o", {"head_reduction": "kv_max"}), ("fastv", {"mode": "kv_emulate"})]
+    ("snapkv", {"head_reduction": "mean"}), ("h2o", {"head_reduction": "kv_max"}), ("fastv", {"mode": "kv_emulate"}),
+    ("divprune", {"features": "keys", "per_layer": True})]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -124,7 +125,7 @@ def test_budget_and_protection(request, name, prompt_name):
     thinker, _ = request.getfixturevalue("tiny_q3" if prompt_name.startswith("q3") else "tiny")
     prompt = request.getfixturevalue(prompt_name)
     budget = Budget(0.5)
-    run, out = compressed_run(thinker, prompt, get_method(name), budget, max_new_tokens=1)
+    run, out = compressed_run(thinker, prompt, build_method(name), budget, max_new_tokens=1)
     protected = prompt.layout.protected_mask.nonzero().squeeze(1)
     for record, layer in zip(sorted(run.layers, key=lambda r: r["layer"]), out.cache.layers):
         keep = record["keep"]
@@ -205,7 +206,7 @@ def test_full_budget_acckv_without_calibration_is_exact(tiny, av_prompt):
 def test_a_budget_of_a_few_media_tokens_keeps_all_text(tiny, audio_prompt, name):
     """Budgets count media only: even 2 media entries on a 4-s audio prompt leave every text entry."""
     thinker, _ = tiny
-    run, _ = compressed_run(thinker, audio_prompt, get_method(name), Budget(2), max_new_tokens=1)
+    run, _ = compressed_run(thinker, audio_prompt, build_method(name), Budget(2), max_new_tokens=1)
     layout = audio_prompt.layout
     for record in run.layers:
         kept = torch.zeros(len(layout), dtype=torch.bool)

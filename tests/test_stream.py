@@ -16,7 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import synthetic_media
+from conftest import build_method, synthetic_media
 from media_fixtures import run_ffmpeg
 from acckv_cli.media import decode as media_mod
 from acckv_cli.cli.app import app
@@ -122,7 +122,7 @@ def test_cache_never_exceeds_budget_plus_one_step(tiny_lm_w4, long_media, method
     most protected + cap after; the whole cache's bytes likewise. The report's kept indices are prompt media
     and text entries with the right modality counts."""
     session = StreamSession(tiny_lm_w4, long_media["av"])
-    answer = session.ask([QUESTION], get_method(method), Budget(40), "stream", 1)[0]
+    answer = session.ask([QUESTION], build_method(method), Budget(40), "stream", 1)[0]
     run = session.last_stream.run
     layers = tiny_lm_w4.thinker.config.text_config.num_hidden_layers
     assert run.cap == MediaCap(40) and len(run.trace) == len(session.last_stream.steps) * layers

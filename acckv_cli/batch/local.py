@@ -1,7 +1,8 @@
 """`acckv batch`: many clips × questions into one JSONL (or CSV) file, resumable and shardable.
 
 Work list: a folder (searched recursively for the video and audio extensions of `acckv_cli.media.probe`; hidden
-files and folders skipped) or a JSONL/CSV manifest of rows {video, question[, answer, id]}, crossed with
+files and folders skipped), a JSONL/CSV manifest of rows {video, question[, answer, options, id]} or a public
+benchmark's own annotation file (`--benchmark NAME`, `acckv_cli.evaluation.formats`), crossed with
 `--question`/`--questions` where a row (or the folder) has no question. Items are sorted by video path
 (stable, so a manifest keeps its row order per video) and numbered; `--shard I/N` keeps the items whose
 number is I modulo N.
@@ -33,14 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from acckv_cli.errors import Fail
-from acckv_cli.evaluation.manifests import read_manifest_rows
+from acckv_cli.evaluation.choices import format_question, letter, parse_choice
+from acckv_cli.evaluation.manifests import read_rows
 from acckv_cli.terminal import classify, notice
 from acckv_cli.media.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from acckv_cli.options import DEFAULT_PROTOCOL
 
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 FORMATS = ("jsonl", "csv")
-CSV_COLUMNS = ["id", "key", "video", "question", "expected", "method", "budget", "protocol", "answer", "error",
+CSV_COLUMNS = ["id", "key", "video", "question", "options", "expected", "method", "budget", "protocol", "answer",
+               "choice", "error",
                "kv_bytes", "kv_bytes_full", "kv_kept_ratio", "media_kept_ratio", "video_kept_ratio",
                "audio_kept_ratio", "text_kept_ratio", "tokens_video", "tokens_audio", "tokens_text", "decode_s",
                "encode_s", "media_prefill_s", "question_prefill_s", "generate_s", "total_s", "reused",
@@ -53,8 +56,14 @@ class Item:
     id: str
     video: str            # path as found in the folder, or resolved against the manifest's folder
     question: str
-    expected: str | None  # the manifest's `answer`, if any
+    expected: str | None  # the manifest's `answer`, if any (a letter for multiple choice)
     key: str = ""
+    options: list[str] | None = None  # multiple choice: the options' texts
+
+    @property
+    def prompt(self) -> str:
+        """What the model is asked: the question, or the question with its lettered options (`choices`)."""
+        return format_question(self.question, self.options) if self.options else self.question
 
 
 @dataclass
@@ -108,15 +117,20 @@ def _folder_rows(folder: Path) -> list[dict]:
 
 
 def collect_items(source: str, questions: list[str] | None, method: str, budget: str,
-                  protocol: str = DEFAULT_PROTOCOL) -> tuple[list[Item], int]:
-    """The sorted, numbered work list and the number of duplicate items dropped."""
+                  protocol: str = DEFAULT_PROTOCOL, benchmark: str | None = None,
+                  media_root: str | None = None) -> tuple[list[Item], int]:
+    """The sorted, numbered work list and the number of duplicate items dropped (`benchmark`: read `source` as
+    that benchmark's annotation file; `media_root`: where a manifest's videos are)."""
     from acckv_cli.answer.questions import check_question
 
     path = Path(source)
     if not path.exists():
         raise Fail(f"batch input not found: {source!r}", 2)
     is_folder = path.is_dir()
-    rows = _folder_rows(path) if is_folder else read_manifest_rows(path)
+    if is_folder and (benchmark is not None or media_root is not None):
+        raise Fail(f"{'--benchmark' if benchmark is not None else '--media-root'} needs a manifest or annotation "
+                   "file as INPUT, not a folder", 2)
+    rows = _folder_rows(path) if is_folder else read_rows(path, benchmark, media_root)
     if is_folder and not questions:
         raise Fail("a folder has no questions: pass --question \"...\" or --questions FILE", 2)
     entries = []
@@ -131,11 +145,11 @@ def collect_items(source: str, questions: list[str] | None, method: str, budget:
         for j, q in enumerate(asked):
             item_id = base_id if len(asked) == 1 else f"{base_id}#{j}"
             entries.append(Item(-1, item_id, row["video"], check_question(q),
-                                None if expected in (None, "") else str(expected)))
+                                None if expected in (None, "") else str(expected), options=row.get("options")))
     entries.sort(key=lambda it: it.video)  # stable: rows / questions keep their order within a video
     items, seen = [], set()
     for it in entries:
-        it.key = item_key(it.video, it.question, method, budget, protocol)
+        it.key = item_key(it.video, it.prompt, method, budget, protocol)  # the options are part of what is asked
         if it.key in seen:
             continue
         seen.add(it.key)
@@ -242,8 +256,10 @@ def flat_record(record: dict) -> dict:
     """The CSV columns of a result record."""
     kept, tokens, tm = record.get("kept") or {}, record.get("tokens") or {}, record.get("timings") or {}
     flat = {"id": record["id"], "key": record["key"], "video": record["video"], "question": record["question"],
+            "options": " | ".join(record.get("options") or []) or None,
             "expected": record.get("expected"), "method": record["method"], "budget": record["budget"],
-            "protocol": record.get("protocol"), "answer": record.get("answer"), "error": record.get("error"),
+            "protocol": record.get("protocol"), "answer": record.get("answer"), "choice": record.get("choice"),
+            "error": record.get("error"),
             "kv_bytes": record.get("kv_bytes"), "kv_bytes_full": record.get("kv_bytes_full"),
             "kv_kept_ratio": kept.get("kv"), "media_kept_ratio": kept.get("media"),
             "video_kept_ratio": kept.get("video"), "audio_kept_ratio": kept.get("audio"),
@@ -263,6 +279,7 @@ def flat_record(record: dict) -> dict:
 
 def _base_record(item: Item, options: Options) -> dict:
     return {"id": item.id, "key": item.key, "video": item.video, "question": item.question,
+            **({"options": item.options} if item.options else {}),
             "expected": item.expected, "method": options.label,
             "budget": options.budget.number if options.budget is not None else None,
             "protocol": options.protocol, "answer": None, "error": None}
@@ -277,7 +294,8 @@ def _error_record(item: Item, options: Options, exc: Exception, seconds: float) 
 def _result_record(item: Item, options: Options, result, lm, seconds: float) -> dict:
     summary = result.report.summary()
     timings = {**result.timings, "total_s": round(seconds, 4)}
-    return {**_base_record(item, options), "answer": result.answer, "budget": result.budget.number,
+    chosen = {"choice": letter(parse_choice(result.answer, item.options))} if item.options else {}  # None: unread
+    return {**_base_record(item, options), "answer": result.answer, **chosen, "budget": result.budget.number,
             "kv_bytes": result.kv["kv_bytes"], "kv_bytes_full": result.kv["kv_bytes_full"],
             "kept": {"kv": summary["kv_kept_ratio"], "media": summary["media_kept_ratio"],
                      "video": summary["video_kept_ratio"], "audio": summary["audio_kept_ratio"],
@@ -311,7 +329,7 @@ def run_video(lm, items: list[Item], options: Options):
     try:
         decoded = decode_for_model(lm, items[0].video, options.fps, options.max_pixels, options.official_fps,
                                    lazy_frames=options.protocol == STREAM)  # streamed: frames per chunk
-        results = iter_answers(lm, decoded, [it.question for it in items], options.method, options.budget,
+        results = iter_answers(lm, decoded, [it.prompt for it in items], options.method, options.budget,
                                options.protocol, options.max_pixels, options.max_new_tokens, options.method_params)
     except Exception as exc:  # one bad file is one error per item, never the end of the run
         results = iter([exc] * len(items))

@@ -92,13 +92,22 @@ def methods(as_json: bool = typer.Option(False, "--json", help="Print every meth
 def eval_cmd(
     split: str = typer.Option("test", "--split", metavar="validation|test",
                               help="SynthAVQA split (ignored with --manifest)."),
-    clips: int = typer.Option(40, "--clips", "-n", metavar="N", help="SynthAVQA clips to use (3 questions each)."),
+    clips: int = typer.Option(40, "--clips", "-n", metavar="N",
+                              help="SynthAVQA clips to use per suite (3 or 5 questions each)."),
+    suites: Optional[list[str]] = typer.Option(None, "--suite", metavar="SUITE[,...]",
+                                               help="SynthAVQA suite, repeatable or comma list: core (one large "
+                                                    "shape and one long tone per answer), sparse (brief sounds, "
+                                                    "small or brief shapes, 8-30 s), long (sparse events, 60-180 s); "
+                                                    "default core."),
     manifest: Optional[str] = typer.Option(None, "--manifest", metavar="FILE",
-                                           help="JSONL or CSV of video, question[, answer, family, id] instead of "
-                                                "SynthAVQA."),
+                                           help="JSONL or CSV of video, question[, answer, options, family, id] "
+                                                "instead of SynthAVQA."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", "--format", metavar="NAME", help=f.BENCHMARK_HELP),
+    media_root: Optional[str] = typer.Option(None, "--media-root", metavar="FOLDER", help=f.MEDIA_ROOT_HELP),
     method_specs: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar=f.METHOD_METAVAR,
                                                      help="Method to compare, repeatable, e.g. -m acckv:tau=0.9 "
-                                                          "(default: full, acckv and every baseline)."),
+                                                          "(default: full, acckv and every baseline, and oracle "
+                                                          "on SynthAVQA)."),
     method_options: Optional[list[str]] = f.METHOD_OPTIONS,
     budgets: Optional[list[str]] = typer.Option(None, "--budget", "--budgets", "-b", metavar="BUDGET[,BUDGET...]",
                                                 help="Media budgets, repeatable or comma-separated (default "
@@ -133,9 +142,9 @@ def eval_cmd(
     from acckv_cli.cli.commands import evaluate as body
     run(lambda: body.run(split, clips, manifest, method_specs or [], method_options or [],
                          o.split_list(budgets, "0.2,0.1,0.05"), o.split_list(protocols, "query-aware,context"),
-                         ablation, out_dir, data_dir, resume, overwrite,
+                         ablation, out_dir, data_dir, resume, overwrite, suites or ["core"],
                          o.RunOptions.build(model, device, dtype, fps, None, max_new_tokens, official_fps), report,
-                         as_json))
+                         as_json, benchmark, media_root))
 
 
 @app.command("inspect", epilog=examples(
@@ -180,6 +189,8 @@ def batch_command(
     questions: Optional[str] = typer.Option(None, "--questions", "-q", metavar="FILE",
                                             help="File with one question per line, each asked of every video."),
     fmt: o.Format = typer.Option(o.Format.jsonl, "--format", help="Format of --out."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", metavar="NAME", help=f.BENCHMARK_HELP),
+    media_root: Optional[str] = typer.Option(None, "--media-root", metavar="FOLDER", help=f.MEDIA_ROOT_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue an existing --out, skipping finished items."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
@@ -215,7 +226,7 @@ def batch_command(
     run(lambda: body.run(source, out_path, question, questions, fmt, resume, overwrite, shard,
                          o.RunOptions.build(model, device, dtype, fps, max_pixels, max_new_tokens, official_fps),
                          o.single_method(method, method_options, "batch"), budget, protocol, workers, ray_address,
-                         gpus_per_worker, cpus_per_worker))
+                         gpus_per_worker, cpus_per_worker, benchmark, media_root))
 
 
 @app.command()

@@ -59,6 +59,9 @@ MAX_NEW_TOKENS = typer.Option(32, "--max-new-tokens", metavar="N", help="Longest
 OFFICIAL_FPS = typer.Option(False, "--official-fps", help="Tell the processor no frame rate (it then assumes 2 fps), "
                                                           "exactly as Qwen's README call; default: the true sampled rate.")
 JSON = typer.Option(False, "--json", help="Print JSON on stdout instead of tables.")
+BENCHMARK_HELP = ("Read the manifest as this benchmark's own annotation file: worldsense, daily-omni, videomme, avqa, "
+                  "music-avqa or omnivideobench (docs/benchmarks.md).")
+MEDIA_ROOT_HELP = "Folder the videos of the manifest or benchmark file are found in (default: the file's folder)."
 
 
 def _verbose(value: bool) -> bool:

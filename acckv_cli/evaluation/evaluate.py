@@ -16,9 +16,9 @@ budget) and flushed, so a killed run resumes where it stopped (`--resume`). Meth
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +27,11 @@ import torch
 
 from acckv_cli import __version__
 from acckv_cli.methods import Budget, get_method
+from acckv_cli.errors import UsageError
 from acckv_cli.evaluation.ablations import ABLATIONS
-from acckv_cli.evaluation.manifests import Item, read_manifest  # noqa: F401  (re-exported)
+from acckv_cli.evaluation.items import SUITES, Item, check_evidence, read_manifest  # noqa: F401  (re-exported)
+from acckv_cli.evaluation.scoring import answer_matches, answer_starts_with, normalise, score_answer  # noqa: F401
+from acckv_cli.methods.evidence import Spans, evidence_mask, union
 from acckv_cli.methods.stash import AttentionNeeds
 from acckv_cli.model.load import LoadedModel
 from acckv_cli.options import MethodSpec
@@ -36,25 +39,6 @@ from acckv_cli.answer.pipeline import STREAM, decode_sizes, open_session
 from acckv_cli.answer.session import MEDIA_COMPRESSED, Answer, ClipSession, check_protocol
 
 log = logging.getLogger(__name__)
-_ARTICLES = {"a", "an", "the"}
-
-
-def normalise(text: str) -> list[str]:
-    """Lower-case words without punctuation or articles."""
-    words = re.findall(r"[a-z0-9]+", text.lower())
-    return [w for w in words if w not in _ARTICLES]
-
-
-def answer_matches(answer: str, expected: str) -> bool:
-    """Exact match of the normalised answer with the ground truth ("A flute." matches "flute")."""
-    return normalise(answer) == normalise(expected)
-
-
-def answer_starts_with(answer: str, expected: str) -> bool:
-    """The answer's first word(s) are the expected answer ("green blue" starts with "green")."""
-    want = normalise(expected)
-    return bool(want) and normalise(answer)[:len(want)] == want
-
 
 # --- method specs ----------------------------------------------------------------------------------------
 
@@ -66,22 +50,29 @@ def parse_method_spec(spec: str) -> tuple[str, dict]:
 
 # --- data ----------------------------------------------------------------------------------------------
 
-def synthavqa_items(split: str, n: int, data_dir: Path) -> list[Item]:
-    """Write (or reuse) the first `n` clips of a SynthAVQA split as mp4 files and return their questions."""
+def synthavqa_items(split: str, n: int, data_dir: Path, suite: str = "core") -> list[Item]:
+    """Write (or reuse) the first `n` clips of a SynthAVQA suite's split as mp4 files and return their questions.
+
+    `core` is the original generator (one large shape and one sustained tone per segment); `sparse` and `long`
+    hold brief, small events whose evidence is a few percent of the media (`acckv_cli.synth.sparse`).
+    """
     from acckv_cli.synth.avqa import make_example, question_evidence
     from acckv_cli.synth.render import write_mp4
+    from acckv_cli.synth.sparse import make_sparse_example
 
-    folder = data_dir / split
+    if suite not in SUITES:
+        raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    folder = data_dir / split if suite == "core" else data_dir / suite / split
     folder.mkdir(parents=True, exist_ok=True)
     items = []
     for index in range(n):
-        example = make_example(split, index)
+        example = make_example(split, index) if suite == "core" else make_sparse_example(suite, split, index)
         clip = folder / f"{example.key}.mp4"
         if not clip.exists():
             write_mp4(example.spec, clip)
         for k, qa in enumerate(example.questions):
-            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family,
-                              question_evidence(example.spec, qa.question)))
+            evidence = question_evidence(example.spec, qa.question) if suite == "core" else qa.evidence
+            items.append(Item(f"{example.key}-q{k}", str(clip), qa.question, qa.answer, qa.family, evidence, suite=suite))
     return items
 
 
@@ -171,19 +162,19 @@ def compare(answer: Answer, reference: Answer, item: Item) -> dict:
            "first_token_agrees": int(answer.first_logits.argmax()) == int(reference.first_logits.argmax()),
            "first_token_kl": round(first_token_kl(reference.first_logits, answer.first_logits), 8),
            **where_kept(answer, item.evidence)}
-    if item.answer is not None:
-        row["first_word_correct"] = answer_starts_with(answer.text, item.answer)
-        row["exact_correct"] = answer_matches(answer.text, item.answer)
+    row.update(score_answer(answer.text, item.answer, item.options))
     return row
 
 
-def where_kept(answer: Answer, evidence: tuple[float, float] | None) -> dict:
+def where_kept(answer: Answer, evidence: Spans) -> dict:
     """Where the kept media entries lie in time (mean over layers and KV heads).
 
     kept_time:     mean time of the kept media, as a fraction of the clip (0 start, 1 end; ≈ 0.5 when
                    kept uniformly; → 1 for a recency prior);
-    evidence_kept: share of the media entries inside the answer's evidence span that were kept (compare
-                   with media_kept: a method that finds the evidence keeps more of it than the average).
+    evidence_kept: share of the media entries inside the union of the answer's evidence spans that were kept
+                   (compare with media_kept: a method that finds the evidence keeps more of it than the
+                   average). A token is inside when the interval it stands for overlaps a span
+                   (`methods.evidence`: a video token covers its whole frame pair).
     """
     from acckv_cli.answer.report import kept_share
 
@@ -195,8 +186,8 @@ def where_kept(answer: Answer, evidence: tuple[float, float] | None) -> dict:
     t = layout.time_s
     duration = max(float(t[media].max()), 1e-6)
     out = {"kept_time": round(float((kept[media] * t[media]).sum() / kept[media].sum().clamp(min=1e-9)) / duration, 4)}
-    if evidence is not None:
-        inside = media & (t >= evidence[0]) & (t < evidence[1])
+    if evidence:
+        inside = evidence_mask(layout, evidence)
         if inside.any():
             out["evidence_kept"] = round(float(kept[inside].mean()), 4)
     return out
@@ -208,6 +199,7 @@ def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: li
     """Evaluate every item under every (protocol, method, budget); append rows to `out_dir/results.jsonl`."""
     for protocol in protocols:
         check_protocol(protocol)
+    check_evidence(items, methods)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.jsonl"
     if not resume and results_path.exists():
@@ -240,7 +232,10 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
 
     def base(item, protocol, config):
         return {"id": item.id, "video": item.video, "question": item.question, "expected": item.answer,
-                "family": item.family, "protocol": protocol, "method": config.label, "budget": config.budget_text}
+                "family": item.family, "evidence": [list(span) for span in item.evidence] or None,
+                "protocol": protocol, "method": config.label, "budget": config.budget_text,
+                **({"suite": item.suite} if item.suite else {}),
+                **({"options": list(item.options)} if item.options else {})}
 
     def failed(protocol, exc):  # one bad clip (or a protocol it cannot run) is recorded, not raised
         for item in items:
@@ -274,7 +269,7 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
         except Exception as exc:
             yield from failed(protocol, exc)
             continue
-        ask = _asker(session, protocol, shared, max_new_tokens)
+        ask = _asker(session, protocol, shared, max_new_tokens, union(*(i.evidence for i in items)))
         try:
             references = dict(zip((i.id for i in items), ask(items, full)))
         except Exception as exc:  # the full cache itself failed (e.g. out of memory): every row says why
@@ -295,15 +290,25 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
                 yield row
 
 
-def _asker(session: ClipSession, protocol: str, shared, max_new_tokens: int):
-    """`ask(items, config) -> answers` under `protocol` (context and stream compress the media once per config)."""
+def _asker(session: ClipSession, protocol: str, shared, max_new_tokens: int, clip_evidence: Spans = ()):
+    """`ask(items, config) -> answers` under `protocol` (context and stream compress the media once per config).
+
+    A method that needs evidence (the oracle) gets each question's own spans where each question compresses
+    its own cache, and `clip_evidence`, the union over every question of the clip (not only the pending
+    ones, so a resumed run compresses the same cache), where one compressed cache serves them all.
+    """
     def ask(items: list[Item], config: Config) -> list[Answer | Exception]:
         method = config.method()
-        media_cache = shared if shared is not None else session.media_cache(method, config.budget)
+        one_cache = shared is None  # context, stream
+        if method.needs_evidence and one_cache:
+            method = dataclasses.replace(method, evidence=clip_evidence)
+        media_cache = session.media_cache(method, config.budget) if one_cache else shared
         out = []
         for item in items:
             try:
-                out.append(session.answer(item.question, media_cache, protocol, method, config.budget,
+                per_item = method.needs_evidence and not one_cache
+                asked = dataclasses.replace(method, evidence=item.evidence) if per_item else method
+                out.append(session.answer(item.prompt, media_cache, protocol, asked, config.budget,
                                           max_new_tokens))
             except Exception as exc:  # one failing question is recorded, not raised
                 out.append(exc)

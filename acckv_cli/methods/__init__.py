@@ -7,6 +7,7 @@ from acckv_cli.methods.base import CompressionError, CompressionMethod, LayerCon
 from acckv_cli.methods.budget import Budget, BudgetError
 from acckv_cli.methods.registry import METHODS, get_method, register
 from acckv_cli.methods import full, random_eviction, streamingllm, h2o, snapkv, acckv, pyramidkv, lookm, fastv, taskfocus  # noqa: F401,E402  (registration)
+from acckv_cli.methods import uniform, divprune, oracle  # noqa: F401,E402  (registration)
 
 __all__ = ["Budget", "BudgetError", "CompressionError", "CompressionMethod", "LayerContext", "LayerResult",
            "METHODS", "ScorerMethod", "get_method", "register"]

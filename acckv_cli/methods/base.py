@@ -202,6 +202,8 @@ class CompressionMethod:
     single_forward: ClassVar[bool] = False
     # Why the method cannot compress a cache streamed chunk by chunk (`methods/streaming.py`), if it cannot.
     cannot_stream: ClassVar[str] = ""
+    # Methods that read the question's evidence spans (the oracle): `eval` supplies them from the manifest.
+    needs_evidence: ClassVar[bool] = False
 
     def attention_needs(self) -> AttentionNeeds:
         """Rows of earlier prefill segments whose attention `compress_layer` reads (default: the last 64)."""

@@ -37,6 +37,7 @@ class QA:
     question: str
     answer: str
     family: str
+    evidence: tuple[tuple[float, float], ...] = ()  # spans [start, end) in seconds that hold the answer
 
 
 @dataclass(frozen=True)

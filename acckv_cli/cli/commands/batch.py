@@ -17,7 +17,8 @@ from acckv_cli.terminal import err, new_table, notice, out, percent, quiet_libra
 def run(source: str, out_path: str, question: str | None, questions_file: str | None, fmt: Format,
         resume: bool, overwrite: bool, shard_text: str | None, opts: RunOptions, spec: MethodSpec, budget: str | None,
         protocol: str, workers: int | None = None, ray_address: str | None = None,
-        gpus_per_worker: float | None = None, cpus_per_worker: float | None = None) -> None:
+        gpus_per_worker: float | None = None, cpus_per_worker: float | None = None, benchmark: str | None = None,
+        media_root: str | None = None) -> None:
     """With `workers` the items run on a Ray cluster (`acckv_cli.batch.ray_workers`); the driver still writes `--out`."""
     protocol = parse_protocol(protocol)
     if question is not None and questions_file is not None:
@@ -28,7 +29,8 @@ def run(source: str, out_path: str, question: str | None, questions_file: str | 
     if budget is not None and spec.name == "full":
         notice("full keeps every entry: --budget is ignored")
     questions = [question] if question is not None else (read_questions(questions_file) if questions_file else None)
-    items, duplicates = collect_items(source, questions, spec.label, str(parsed_budget), protocol)
+    items, duplicates = collect_items(source, questions, spec.label, str(parsed_budget), protocol, benchmark,
+                                      media_root)
     check_output(out_path, resume, overwrite)
 
     mine = shard(items, shard_i, shard_n)

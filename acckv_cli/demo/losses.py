@@ -1,0 +1,84 @@
+"""The demo model's training loss: answers only, each question turn isolated from the others.
+
+Several questions share one encoding of a clip in one forward pass; `isolate_turns` gives every turn a
+block of a 4-D attention mask and positions that restart right after the media, exactly as when the
+question is asked alone at test time. Auxiliary per-token losses (`auxiliary.py`) are added when heads
+are given.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from acckv_cli.demo.auxiliary import AuxiliaryHeads, encoder_outputs
+from acckv_cli.model.layout import audio_lengths
+
+
+def isolate_turns(thinker, inputs, tokenizer) -> dict:
+    """Make every question turn see only the media prefix and itself, at the positions it has at test time.
+
+    Several questions share one encoding of the clip, but a later turn must not read an earlier answer
+    ("What colour is the square?" → purple, then "What shape is purple?"). Each turn gets a block of a
+    4-D causal mask and positions that restart right after the media block, as a single question would.
+    """
+    ids, pad = inputs["input_ids"], inputs["attention_mask"].bool()
+    feature_mask = inputs["feature_attention_mask"]
+    # one clip may arrive as several audio windows (model/soundtrack.py): they are one audio item for positions
+    lengths = audio_lengths(feature_mask) if ids.shape[0] == 1 else feature_mask.sum(-1)
+    pos3, _ = thinker.get_rope_index(ids, None, inputs["video_grid_thw"], inputs["attention_mask"], True,
+                                     lengths, inputs["video_second_per_grid"])
+    B, L = ids.shape
+    pos4 = torch.cat([(inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)[None], pos3]).clone()
+    turn = torch.zeros(B, L, dtype=torch.long)  # 0 = shared prefix, k = k-th question turn
+    vision_eos = tokenizer.convert_tokens_to_ids("<|vision_eos|>")
+    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    user = tokenizer("user", add_special_tokens=False)["input_ids"]
+    for b in range(B):
+        row = ids[b].tolist()
+        prefix_end = max(i for i, t in enumerate(row) if t == vision_eos) + 1
+        starts = [prefix_end] + [i for i in range(prefix_end, L) if row[i] == im_start
+                                 and row[i + 1:i + 1 + len(user)] == user]
+        bounds = starts + [int(pad[b].nonzero().max()) + 1]  # works for left or right padding
+        for k, (a, z) in enumerate(zip(bounds[:-1], bounds[1:]), 1):
+            turn[b, a:z] = k
+            pos4[:, b, a:z] = pos4[:, b, prefix_end:prefix_end + 1] + torch.arange(z - a)
+    inputs = dict(inputs)
+    inputs["position_ids"] = pos4
+    if B == 1 and int(turn.max()) <= 1:
+        return inputs  # one turn: the plain causal mask already isolates it (and keeps sdpa's fast path)
+    same = (turn[:, :, None] == turn[:, None, :]) | (turn[:, None, :] == 0)
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    mask = same & causal & pad[:, None, :]
+    mask |= torch.eye(L, dtype=torch.bool)  # padded queries attend to themselves (no NaN rows)
+    inputs["attention_mask"] = mask[:, None]
+    return inputs
+
+
+AUX_LAYER = 2  # decoder layer whose audio tokens must already "see" the picture
+
+
+def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads | None = None,
+                    aux_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy on answer positions only (logits are computed only there), plus the weighted
+    auxiliary per-token losses when `heads` is given. Returns (loss, its parts as floats)."""
+    labels = inputs.pop("labels")
+    aux_targets = inputs.pop("aux_targets", None)
+    if tokenizer is not None:
+        inputs = isolate_turns(thinker, inputs, tokenizer)
+    with encoder_outputs(thinker) as encoded:
+        out = thinker.model(**inputs, use_audio_in_video=True, use_cache=False,
+                            output_hidden_states=heads is not None)
+    hidden = out.last_hidden_state[:, :-1]
+    target = labels[:, 1:]
+    where = target != -100
+    logits = thinker.lm_head(hidden[where])
+    loss = torch.nn.functional.cross_entropy(logits.float(), target[where])
+    parts = {"answer": loss.item()}
+    if heads is not None and aux_targets is not None:
+        audio_mid = out.hidden_states[AUX_LAYER][inputs["input_ids"] == thinker.config.audio_token_id]
+        aux = heads.losses(encoded["video"], encoded["audio"], audio_mid, aux_targets)
+        loss = loss + aux_weight * sum(aux.values())
+        parts.update({k: v.item() for k, v in aux.items()})
+    return loss, parts
+
+
