@@ -15,7 +15,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from acckv_cli.cli.app import app
-from acckv_cli.evaluation.summary import summary_tables
+from acckv_cli.evaluation.tables import summary_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -63,7 +63,8 @@ def test_one_row_eval_fits_80_columns(tmp_path):
     # the default folder is outside the tracked tree, and every written file is named
     folder = tmp_path / ".acckv" / "eval" / "one"
     written = sorted(p.name for p in folder.iterdir())
-    assert written == sorted(["results.jsonl", "summary.csv", "summary.json", "summary.md", "accuracy.png"])
+    assert written == sorted(["results.jsonl", "summary.csv", "summary.json", "summary.md", "summary_families.csv",
+                              "summary_families.md", "accuracy.png"])
     assert all(name in proc.stdout for name in written) and ".acckv/eval/one" in proc.stdout
     full = run80("eval", "--manifest", str(manifest), "-m", "acckv", "-b", "0.2", "--protocol", "context",
                  "--overwrite", "-r", "full", cwd=tmp_path)

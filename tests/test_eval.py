@@ -233,10 +233,11 @@ def test_run_eval_oracle_keeps_the_evidence_and_rows_record_it(tiny_lm, tmp_path
 
 def test_eval_cli_refuses_oracle_without_evidence_before_the_model_loads(tmp_path):
     """`python -m acckv_cli eval -m oracle` on a manifest without evidence: one line, exit 2, and no model is
-    loaded (the model named does not exist, so loading it first would be a different error)."""
+    loaded (the model named is in no cache, so loading it first would be a different error; a hub id, since a
+    missing folder is itself refused before anything else)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "acckv_cli", "eval", "--manifest", str(manifest(tmp_path)),
-                           "-m", "full", "-m", "oracle", "--model", str(tmp_path / "no-such-model"),
+                           "-m", "full", "-m", "oracle", "--model", "no-such-org/no-such-model",
                            "--out-dir", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=300,
                           cwd=Path(__file__).resolve().parent.parent)
     lines = proc.stderr.strip().splitlines()
