@@ -15,6 +15,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from typer.core import TyperGroup
 
 from acckv_cli.errors import AcckvError, Fail
@@ -59,6 +60,29 @@ def run(fn, *args, **kwargs):
         raise typer.Exit(fail.exit_code) from None
 
 
+def set_verbose(verbose: bool) -> None:
+    """Logging on stderr: debug logs and a failure's traceback with `-v/--verbose`, else warnings only.
+
+    The group's callback calls it on every run; a command's own `-v` (after the command name) can only turn
+    it on. `force`: each run logs to the stderr of that run (tests swap it)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def new_table(title: str | None, *columns: str, left: tuple[str, ...] = (), **kwargs) -> Table:
+    """A table whose cells wrap instead of being cut to `…` when the terminal is narrow (80 columns, or a
+    pipe): a cut number is a wrong number. Columns are right-aligned (numbers) except those in `left`."""
+    table = Table(title=title, title_justify="left", caption_justify="left", **kwargs)
+    for name in columns:
+        table.add_column(name, justify="left" if name in left else "right", overflow="fold")
+    return table
+
+
+def percent(fraction: float | None, digits: int = 1) -> str:
+    """A fraction as people read it: 0.889 → `88.9 %`; None → `–`."""
+    return "–" if fraction is None else f"{100 * fraction:.{digits}f} %"
+
+
 def notice(text: str) -> None:
     err.print(f"[yellow]note:[/yellow] {escape(text)}", highlight=False)
 
@@ -73,6 +97,14 @@ def quiet_libraries() -> None:
 
 class OneLineErrors(TyperGroup):
     """Click's own usage errors (missing argument, bad value, unknown option) as one line, exit code 2."""
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        for param in getattr(command, "params", ()):
+            if param.param_type_name == "argument" and param.metavar:
+                # the metavar names the value (VIDEO, QUESTION): no Python type (`<str>`) after it in the help
+                param.display_type_rich = lambda ctx: None
+        return command
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:

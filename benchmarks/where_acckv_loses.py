@@ -41,13 +41,14 @@ def main() -> None:
     parser.add_argument("--methods", default="full,random,acckv")
     parser.add_argument("--budgets", default="1.0,0.2,0.1,0.05")
     args = parser.parse_args()
-    methods, budgets = args.methods.split(","), args.budgets.split(",")
+    methods, budgets = args.methods.split(","), {float(b) for b in args.budgets.split(",")}
     text = (gzip.decompress(args.results.read_bytes()).decode() if args.results.suffix == ".gz"
             else args.results.read_text())  # the committed results are gzipped
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     cells: dict[tuple, list] = defaultdict(list)
     for row in rows:
-        if "error" in row or row["method"] not in methods or row["budget"] not in budgets:
+        row["budget"] = str(row["budget"])  # rows written since issue 26 hold numbers (0.2), older ones "0.2"
+        if "error" in row or row["method"] not in methods or float(row["budget"]) not in budgets:
             continue
         buckets = bucket_of(row)
         if buckets is None:

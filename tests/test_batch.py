@@ -82,7 +82,7 @@ def test_one_valid_line_per_item_and_errors_recorded(full_run, folder):
     assert any("video-only" in n for n in silent["notices"])
     for l in lines:
         if l["error"] is None:
-            assert l["method"] == "acckv" and l["budget"] == "0.5" and isinstance(l["answer"], str)
+            assert l["method"] == "acckv" and l["budget"] == 0.5 and isinstance(l["answer"], str)
             assert 0 < l["kv_bytes"] < l["kv_bytes_full"] and 0 < l["kept"]["kv"] < 1
             assert l["kept"]["text"] == 1.0
             assert set(l["timings"]) == {"decode_s", "encode_s", "media_prefill_s", "question_prefill_s",

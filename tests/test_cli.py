@@ -43,7 +43,8 @@ def ask_json(path: str, *extra: str) -> dict:
 def test_ask_json_on_sample():
     out = ask_json(CLIP)
     assert out["tokens"]["video"] > 0 and out["tokens"]["audio"] > 0
-    assert out["model"] == load_model().name and out["method"] == "acckv" and out["budget"] == "0.2"
+    assert out["model"] == load_model().name and out["method"] == "acckv" and out["budget"] == 0.2
+    assert out["report"]["budget"] == 0.2  # numbers in JSON, never "0.2"
     assert out["protocol"] == "query-aware" and out["reused"] == []
     assert set(out["timings"]) == {"decode_s", "encode_s", "media_prefill_s", "question_prefill_s", "generate_s"}
     assert 0 < out["kv_bytes"] < out["kv_bytes_full"]
@@ -77,7 +78,7 @@ def test_every_method_reports_consistently(method):
 def test_ask_human_output_has_summary_and_report():
     result = invoke("ask", CLIP, "What instrument plays?", "--max-new-tokens", "2", "--report", "full")
     assert result.exit_code == 0
-    for text in ("answer", "tokens", "KV cache", "prefill", "KV retention per layer", "Surviving media"):
+    for text in ("answer", "tokens", "KV cache", "prefill", "KV retention per layer", "Media kept per second"):
         assert text in result.stdout
     assert "built-in" in result.stderr  # the default model says what it is and is not
 
@@ -184,14 +185,26 @@ def test_no_question_at_all():
     (["--fps", "0.5"], ["--fps"]),
     (["--device", "tpu"], ["--device"]),
     (["--max-new-tokens", "0"], ["--max-new-tokens"]),
+    (["-b", "150%"], ["percentage", "100%"]),                  # not a message about token counts
+    (["-m", "acckv", "-m", "acckv"], ["given twice"]),
+    (["-m", "full", "-m", "acckv", "-o", "tau=0.9"], ["full has no parameter 'tau'", "-m NAME:KEY=VALUE"]),
 ])
 def test_bad_options(args, words):
     assert_one_line_error(invoke("ask", CLIP, "What plays?", *args), 2, *words)
 
 
-def test_missing_model_folder_is_a_runtime_error(tmp_path):
+def test_missing_model_folder_is_a_usage_error(tmp_path):
+    """A folder that is not there is named as such (not "not available offline: hf download /path")."""
     result = invoke("ask", CLIP, "What plays?", "--model", str(tmp_path / "no-model"))
-    assert_one_line_error(result, 1, "not available offline")
+    assert_one_line_error(result, 2, "--model folder not found")
+    assert "hf download" not in result.stderr
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke("ask", CLIP, "What plays?", "--model", str(tmp_path / "empty")), 2, "config.json")
+
+
+def test_a_hub_id_not_in_the_cache_is_a_runtime_error():
+    result = invoke("ask", CLIP, "What plays?", "--model", "nosuch-org/nosuch-model")
+    assert_one_line_error(result, 1, "local Hugging Face cache", "hf download")
 
 
 @pytest.mark.parametrize("name", ["stereo.wav", "tone.flac", "tone.mp3", "tone.ogg", "tone.m4a", "tone.opus",
@@ -201,7 +214,7 @@ def test_every_valid_input_answers_with_the_default_command(media, name):
     result = invoke("ask", str(media[name]), "What instrument plays?", "--json")
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["answer"] and out["budget"] == "0.2" and out["method"] == "acckv"
+    assert out["answer"] and out["budget"] == 0.2 and out["method"] == "acckv"
     layers = out["report"]["layers"]
     assert all(l["text_kept"] == l["text_total"] for l in layers)
     assert all(l["media_kept"] <= round(0.2 * l["media_total"]) for l in layers)

@@ -100,9 +100,9 @@ def test_yardstick_falls_when_almost_all_media_is_evicted(validation_rows):
     tokens of a redundant event suffice — so 2 % must only cost something, while 0.5 % must lose most audio
     answers, half the video answers and half of all answers (measured: audio 100 → 17 %, video 100 → 50 %,
     all 94 → 33 %). The sparse suite is where small budgets bite (tests/test_eval_suites.py, README)."""
-    full = validation_rows[("context", "full", "1.0")]
-    two = validation_rows[("context", "random", "0.02")]
-    half = validation_rows[("context", "random", "0.005")]
+    full = validation_rows[("context", "full", 1.0)]
+    two = validation_rows[("context", "random", 0.02)]
+    half = validation_rows[("context", "random", 0.005)]
     assert full["audio"] == 1.0 and full["video"] == 1.0
     assert two["media_kept"] < 0.025 and half["media_kept"] < 0.01
     assert two["first_word"] < full["first_word"]
@@ -112,10 +112,10 @@ def test_yardstick_falls_when_almost_all_media_is_evicted(validation_rows):
 
 @pytest.mark.parametrize("protocol", ["query-aware", "context", "prefill"])
 def test_full_cache_kl_is_exactly_zero_and_compression_is_visible(validation_rows, protocol):
-    full = validation_rows[(protocol, "full", "1.0")]
+    full = validation_rows[(protocol, "full", 1.0)]
     assert full["kl"] == 0.0 and full["agreement"] == 1.0  # a second, separate full-cache run
     for method in ("random", "acckv"):
-        compressed = validation_rows[(protocol, method, "0.02")]
+        compressed = validation_rows[(protocol, method, 0.02)]
         if protocol == "prefill":  # the whole prompt prefilled before compressing: the first token is blind
             assert compressed["kl"] == 0.0 and compressed["agreement"] == 1.0
         else:
@@ -236,10 +236,11 @@ def test_run_eval_oracle_keeps_the_evidence_and_rows_record_it(tiny_lm, tmp_path
 
 def test_eval_cli_refuses_oracle_without_evidence_before_the_model_loads(tmp_path):
     """`python -m acckv_cli eval -m oracle` on a manifest without evidence: one line, exit 2, and no model is
-    loaded (the model named does not exist, so loading it first would be a different error)."""
+    loaded (the model named is in no cache, so loading it first would be a different error; a hub id, since a
+    missing folder is itself refused before anything else)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "acckv_cli", "eval", "--manifest", str(manifest(tmp_path)),
-                           "-m", "full", "-m", "oracle", "--model", str(tmp_path / "no-such-model"),
+                           "-m", "full", "-m", "oracle", "--model", "no-such-org/no-such-model",
                            "--out-dir", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=300,
                           cwd=Path(__file__).resolve().parent.parent)
     lines = proc.stderr.strip().splitlines()

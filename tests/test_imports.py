@@ -3,7 +3,13 @@ and nothing forms a cycle."""
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "acckv_cli"
 
@@ -82,7 +88,7 @@ def test_the_cycle_finder_finds_a_cycle():
 # The data path, bottom to top. A module may import its own stage and the stages below it, anywhere in the
 # module (function-level imports included: a lazy import upwards is still a dependency upwards).
 STAGES = [
-    {"errors", "terminal", "testing"},  # shared and self-contained: no stage of the data path
+    {"errors", "lazy", "terminal", "testing"},  # shared and self-contained: no stage of the data path
     {"media", "synth"},              # synth writes its clips with media's ffmpeg
     {"model"},
     {"methods"},
@@ -129,3 +135,86 @@ def test_the_top_level_stays_small():
     modules = [p for p in PACKAGE.glob("*.py")]
     packages = [p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()]
     assert len(modules) <= 12 and len(packages) >= 5
+
+
+# ---------------------------------------------------------------------------- what an argument check imports
+# Every command checks its arguments and files before it imports torch or transformers (a usage error must come
+# back at once, not after ~1-8 s of imports). Measured as the import graph, not the clock: each case runs the
+# command line in a fresh interpreter and reports which heavy modules were imported by the time it returned.
+HEAVY = ("torch", "transformers")
+ROOT = Path(__file__).resolve().parents[1]
+CLIP = str(ROOT / "samples" / "flute_red_circle.mp4")
+PROBE = """
+import json, sys
+from acckv_cli.cli.app import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}))
+""" % (HEAVY,)
+
+
+def heavy_imports(*args: str, cwd: Path = ROOT) -> tuple[int, list[str]]:
+    # this checkout's package, whatever the working folder (an installed acckv may point elsewhere)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=120)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return report["code"], report["heavy"]
+
+
+@pytest.mark.parametrize("args", [
+    ["ask", "missing.mp4", "What plays?"],                                  # a missing file
+    ["ask", CLIP, "What plays?", "-b", "150%"],                             # a budget
+    ["ask", CLIP, "What plays?", "--protocol", "later"],                    # a protocol
+    ["ask", CLIP, "What plays?", "-m", "acckv", "-o", "merge=none"],        # a method parameter
+    ["ask", CLIP, "What plays?", "-o", "head_reduction=bogus"],             # a method parameter's value
+    ["ask", CLIP, "What plays?", "--model", "/no/such/model"],              # a model folder
+    ["ask", CLIP, ""],                                                      # an empty question
+    ["inspect", CLIP, "What plays?", "-m", "snapkv"],
+    ["batch", "samples", "--question", "q", "--out", "r.jsonl", "-m", "nope"],
+    ["batch", "samples", "--question", "q", "--out", "r.jsonl", "--shard", "3/2"],
+    ["eval", "--manifest", "missing.jsonl"],                                # a manifest
+    ["eval", "-b", "abc"],
+    ["bench", "--methods", "nope"],
+])
+def test_argument_errors_import_neither_torch_nor_transformers(args, tmp_path):
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
+    code, heavy = heavy_imports(*args, cwd=tmp_path)
+    assert code == 2 and heavy == []
+
+
+@pytest.mark.parametrize("args", [["methods"], ["methods", "--options", "--json"], ["--help"], ["ask", "--help"],
+                                  ["eval", "-h"]])
+def test_methods_and_help_import_neither_torch_nor_transformers(args):
+    code, heavy = heavy_imports(*args)
+    assert code in (0, None) and heavy == []
+
+
+def test_the_import_probe_sees_torch():
+    """The probe can fail: a command that runs the model does import torch."""
+    code, heavy = heavy_imports("ask", CLIP, "What instrument plays?", "--max-new-tokens", "1", "--json")
+    assert code in (0, None) and "torch" in heavy
+
+
+def test_method_dataclasses_build_without_torch():
+    code = ("import sys; from acckv_cli.methods import METHODS, get_method; "
+            "[get_method(name) for name in METHODS]; print(sorted(m for m in %r if m in sys.modules))" % (HEAVY,))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_lazy_torch_is_torch():
+    import torch
+
+    from acckv_cli.lazy import functional, no_grad, torch as lazy_torch
+
+    assert lazy_torch.cat is torch.cat and functional.softmax is torch.nn.functional.softmax
+
+    @no_grad
+    def grad_enabled():
+        return torch.is_grad_enabled()
+
+    assert torch.is_grad_enabled() and not grad_enabled()

@@ -130,3 +130,35 @@ def test_usage_errors(args, words):
     assert result.exit_code == 2
     lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and all(w in lines[0] for w in words)
+
+
+def test_plot_panels_have_distinct_labels_and_one_colour_scale_for_video_and_audio(flute):
+    """(a)–(d), not two panels labelled (b); the video and audio heatmaps share one colour scale (it was
+    0–10 % for one and 0–35 % for the other, so their colours could not be compared)."""
+    import matplotlib.pyplot as plt
+
+    from acckv_cli.answer.inspection import figure
+
+    out, _ = flute
+    fig = figure(out)
+    try:
+        axes = fig.axes[:4]
+        labels = [ax.get_title().split()[0] for ax in axes]
+        assert labels == ["(a)", "(b)", "(c)", "(d)"]
+        video, audio = (ax.images[0] for ax in axes[2:4])
+        assert video.get_clim() == audio.get_clim()
+        peak = max(max(r["video_per_layer"] + r["audio_per_layer"]) for r in out["timeline"]) * 100
+        assert video.get_clim()[1] == pytest.approx(peak, rel=1e-6)
+    finally:
+        plt.close(fig)
+
+
+def test_inspect_takes_the_method_grammar():
+    """-m acckv:KEY=VALUE and -o KEY=VALUE set the AccKV whose scores are measured."""
+    default = inspect_json(CLIP, "What instrument plays?")
+    all_rows = inspect_json(CLIP, "What instrument plays?", "-m", "acckv:score_queries=all")
+    via_o = inspect_json(CLIP, "What instrument plays?", "-m", "acckv", "-o", "score_queries=all")
+    assert default["acckv"]["score_queries"] == "text" and all_rows["acckv"]["score_queries"] == "all"
+    assert via_o["layers"] == all_rows["layers"] and all_rows["layers"] != default["layers"]
+    result = runner.invoke(app, ["inspect", CLIP, "-m", "snapkv"])
+    assert result.exit_code == 2 and "inspect measures AccKV" in result.stderr

@@ -39,3 +39,18 @@ def test_the_link_check_sees_a_broken_link(tmp_path):
 
 def test_the_readme_is_a_user_guide():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 350
+
+
+def test_quick_start_is_two_command_lines_and_says_how_to_get_cpu_only_torch():
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    setup = [b for b in re.findall(r"```bash\n(.*?)```", quick, re.S) if "python3 -m venv" in b]
+    assert len(setup) == 2 and all(len(b.strip().splitlines()) == 1 for b in setup)  # the two command lines
+    assert "GB" in quick and "--index-url https://download.pytorch.org/whl/cpu" in quick
+    pins = dict(re.findall(r"(torch|torchvision)==([\d.]+)", quick))
+    assert set(pins) == {"torch", "torchvision"}  # pinned inside pyproject's ranges: `pip install -e .` keeps them
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for name, version in pins.items():
+        low, high = re.search(rf'"{name}>=([\d.]+),<([\d.]+)"', pyproject).groups()
+        as_tuple = lambda v: tuple(int(x) for x in v.split("."))  # noqa: E731
+        assert as_tuple(low) <= as_tuple(version) < as_tuple(high), name

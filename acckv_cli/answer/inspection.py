@@ -26,6 +26,7 @@ from acckv_cli.methods import Budget
 from acckv_cli.methods.acckv import AccKV, redistributed_scores
 from acckv_cli.methods.base import LayerContext, LayerResult
 from acckv_cli.methods.full import Full
+from acckv_cli.terminal import new_table
 
 DEFAULT_QUESTION = "What is happening in this clip?"
 KINDS = ("video", "audio", "text")
@@ -80,8 +81,9 @@ def takeover_layer(priorities: list[str | None], both_present: bool) -> int | No
 
 
 def inspect_clip(lm, path: str, question: str = DEFAULT_QUESTION, fps: float = 2.0,
-                 max_pixels: int | None = None, official_fps: bool = False) -> dict:
-    """Per-layer attention statistics of one clip + question, as one JSON-serialisable dict."""
+                 max_pixels: int | None = None, official_fps: bool = False, acckv: AccKV | None = None) -> dict:
+    """Per-layer attention statistics of one clip + question, as one JSON-serialisable dict; `acckv` is the
+    AccKV whose scores and priorities are measured (default: its defaults, `-m acckv:…` on the command line)."""
     from acckv_cli.answer.pipeline import check_question, decode_for_model, media_summary, pixel_cap
     from acckv_cli.answer.session import ClipSession
 
@@ -89,7 +91,7 @@ def inspect_clip(lm, path: str, question: str = DEFAULT_QUESTION, fps: float = 2
     high = pixel_cap(lm, max_pixels)
     decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels, official_fps=official_fps)
     session = ClipSession(lm, decoded, high)
-    inspector = Inspector()
+    inspector = Inspector(acckv=acckv if acckv is not None else AccKV())
     # `prefill`: the whole prompt (question and assistant header) is prefilled, so every text row after
     # the media is measured; nothing is evicted
     answer = session.ask([question], inspector, Budget(1.0), "prefill", max_new_tokens=1)[0]
@@ -135,9 +137,8 @@ def _round(shares: dict) -> dict:
 
 def render_layers(result: dict) -> Table:
     """Rich table: raw and A-R attention shares, AccKV's weights and priority, per layer."""
-    table = Table(title="Where the question's attention goes, per layer", title_justify="left")
-    for col in ("layer", "raw % v/a/t", "after A-R % v/a/t", "W_v/W_a", "priority"):
-        table.add_column(col, justify="right")
+    table = new_table("Where the question's attention goes, per layer", "layer", "raw % v/a/t",
+                      "after A-R % v/a/t", "W_v/W_a", "priority")
     takeover = result["takeover_layer"]
     for l in result["layers"]:
         raw, ar, w = l["share_raw"], l["share_redistributed"], l["weights"]
@@ -151,7 +152,6 @@ def render_layers(result: dict) -> Table:
                      f"assistant header) on video/audio/text keys ({counts['video']}/{counts['audio']}/"
                      f"{counts['text']} tokens), mean over heads. A-R: AccKV's redistributed score. "
                      f"W: AccKV's modality weights. " + _takeover_sentence(result))
-    table.caption_justify = "left"
     return table
 
 
@@ -169,10 +169,8 @@ _BARS = " ▁▂▃▄▅▆▇█"
 
 def render_timeline(result: dict) -> Table:
     """Rich table: per second, the share of attention on video and audio (mean over layers) with bars."""
-    table = Table(title="Attention per second of the clip (mean over layers, % of the text queries' attention)",
-                  title_justify="left")
-    for col in ("second", "video", "", "audio", " "):
-        table.add_column(col, justify="right" if col.strip() else "left")
+    table = new_table("Attention per second of the clip (mean over layers, % of the text queries' attention)",
+                      "second", "video", "", "audio", " ", left=("", " "))
     rows = result["timeline"]
     top = max([max(r["video"], r["audio"]) for r in rows] or [0.0]) or 1.0
     for r in rows:
@@ -189,7 +187,20 @@ def _bar(value: float, top: float, width: int = 16) -> str:
 
 
 def plot(result: dict, path: str) -> None:
-    """Write a PNG with four heatmaps: raw and A-R shares (layers × modality), and layers × seconds."""
+    """Write the four heatmaps of `figure` to `path` (PNG, PDF or SVG)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(result)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def figure(result: dict) -> "matplotlib.figure.Figure":  # noqa: F821  (imported when called)
+    """Four heatmaps: (a) raw and (b) A-R shares, layers × modality; (c) video and (d) audio, layers × seconds.
+
+    (c) and (d) share one colour scale (0 to the larger maximum of the two), so a colour means the same share
+    of attention on video as on audio and the panels can be compared cell by cell.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -203,6 +214,7 @@ def plot(result: dict, path: str) -> None:
     n_sec = len(timeline)
     per = {k: (np.array([r[f"{k}_per_layer"] for r in timeline]).T * 100 if n_sec else np.zeros((n_layers, 0)))
            for k in MEDIA_KINDS}
+    top = max([float(per[k].max()) for k in MEDIA_KINDS if per[k].size] or [0.0]) or 1.0
     takeover = result["takeover_layer"]
     ylabels = [f"{l['layer']} ({l['priority'] or '–'})" for l in layers]
 
@@ -214,7 +226,7 @@ def plot(result: dict, path: str) -> None:
                  fontsize=13)
 
     for ax, data, title in ((axes[0, 0], raw, "(a) raw attention share per layer"),
-                            (axes[0, 1], ar, "(a′) share after AccKV's attention redistribution (A-R)")):
+                            (axes[0, 1], ar, "(b) share after AccKV's attention redistribution (A-R)")):
         im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0, vmax=100, origin="upper")
         ax.set_title(title)
         ax.set_xticks(range(len(KINDS)), [k for k in KINDS])
@@ -229,9 +241,9 @@ def plot(result: dict, path: str) -> None:
         _mark_takeover(ax, takeover, len(KINDS))
         fig.colorbar(im, ax=ax, label="% of the question's attention")
 
-    for ax, kind in ((axes[1, 0], "video"), (axes[1, 1], "audio")):
+    for ax, kind, letter in ((axes[1, 0], "video", "c"), (axes[1, 1], "audio", "d")):
         data = per[kind]
-        ax.set_title(f"(b) attention on {kind} tokens per second of the clip")
+        ax.set_title(f"({letter}) attention on {kind} tokens per second of the clip")
         ax.set_ylabel("decoder layer")
         ax.set_yticks(range(n_layers), [str(l["layer"]) for l in layers])
         if not result["tokens"][kind] or n_sec == 0:
@@ -240,13 +252,13 @@ def plot(result: dict, path: str) -> None:
             ax.set_xticks([])
             ax.set_xlabel("time in the clip (s)")
             continue
-        im = ax.imshow(data, aspect="auto", cmap="magma", vmin=0, origin="upper",
+        im = ax.imshow(data, aspect="auto", cmap="magma", vmin=0, vmax=top, origin="upper",
                        extent=(0, n_sec, n_layers - 0.5, -0.5))
         ax.set_xlabel("time in the clip (s); each column is one second")
         step = max(1, -(-n_sec // 12))
         ax.set_xticks(np.arange(0, n_sec + 1, step))
         _mark_takeover(ax, takeover, n_sec)
-        fig.colorbar(im, ax=ax, label=f"% of the question's attention on {kind} in that second")
+        fig.colorbar(im, ax=ax, label=f"% of the question's attention in that second ((c) and (d): one scale)")
     note = ("Share: fraction of the attention that the text tokens after the media (question, assistant header) "
             "give to each kind of key, mean over heads and query rows.\n"
             "A-R: AccKV's redistributed score (docs/acckv-method.md). Priority: the modality with the larger AccKV "
@@ -254,8 +266,7 @@ def plot(result: dict, path: str) -> None:
     note += (f"Dashed line: video is the priority from layer {takeover} to the last layer." if takeover is not None
              else "No layer from which video stays the priority to the last layer (no takeover).")
     fig.supxlabel(note, fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _mark_takeover(ax, takeover: int | None, width: float) -> None:

@@ -11,12 +11,12 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from acckv_cli.errors import UsageError
 from acckv_cli.media import decode as media_mod
 from acckv_cli.model import positions
 from acckv_cli.methods import Budget, get_method
 from acckv_cli.model.load import LoadedModel
 from acckv_cli.media.preprocess import uses_official_sizing
+from acckv_cli.answer.questions import check_question, read_questions  # noqa: F401  (re-exported)
 from acckv_cli.answer.report import RetentionReport
 from acckv_cli.answer.session import Answer, ClipSession, check_protocol
 
@@ -35,7 +35,7 @@ class AskResult:
     answer: str
     model: str
     method: str
-    budget: str
+    budget: Budget  # what the method was given (`full` keeps everything: its callers pass Budget(1))
     protocol: str
     media: dict
     tokens: dict
@@ -47,28 +47,9 @@ class AskResult:
 
     def to_dict(self) -> dict:
         return {"question": self.question, "answer": self.answer, "model": self.model, "method": self.method,
-                "budget": self.budget, "protocol": self.protocol, "media": self.media, "tokens": self.tokens,
+                "budget": self.budget.number, "protocol": self.protocol, "media": self.media, "tokens": self.tokens,
                 **self.kv, "timings": self.timings, "reused": self.reused, "notices": self.notices,
                 "report": self.report.to_dict()}
-
-
-def check_question(question: str) -> str:
-    if not question or not question.strip():
-        raise UsageError("the question is empty; ask something, e.g. \"What instrument plays?\"")
-    return question.strip()
-
-
-def read_questions(path: str) -> list[str]:
-    """Questions file: one question per line; blank lines are ignored."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            questions = [line.strip() for line in fh if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else exc
-        raise UsageError(f"cannot read --questions file {path!r}: {reason}") from None
-    if not questions:
-        raise UsageError(f"--questions file {path!r} holds no question")
-    return questions
 
 
 def media_summary(decoded: media_mod.DecodedMedia, inputs: dict, patch: int | None = None) -> dict:
@@ -170,7 +151,8 @@ def iter_answers(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: li
     questions = [check_question(q) for q in questions]
     check_protocol(protocol)
     compressor = get_method(method, **(method_params or {}))
-    budget = budget or Budget(0.2)
+    # `full` keeps every entry whatever it is given: its answers and reports say 100 %, not the budget it ignored
+    budget = Budget(1.0) if compressor.name == "full" else (budget or Budget(0.2))
     try:
         session = open_session(lm, decoded, protocol, max_pixels)
         media_cache = session.media_cache_for(protocol, compressor, budget)
@@ -202,7 +184,7 @@ def _result(lm: LoadedModel, answer: Answer, method: str, budget: Budget, media:
     summary = answer.report.summary()
     kv = {"kv_bytes": summary["kv_bytes_after"], "kv_bytes_full": summary["kv_bytes_before"],
           "kv_kept_ratio": summary["kv_kept_ratio"], "media_kept_ratio": summary["media_kept_ratio"]}
-    return AskResult(answer.question, answer.text, lm.name, method, str(budget), answer.protocol, media,
+    return AskResult(answer.question, answer.text, lm.name, method, budget, answer.protocol, media,
                      token_counts(answer), kv, answer.timings, answer.reused, answer.report, notices)
 
 

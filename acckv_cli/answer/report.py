@@ -13,6 +13,7 @@ import torch
 from rich.table import Table
 
 from acckv_cli.model.layout import Modality, TokenLayout
+from acckv_cli.terminal import new_table, percent
 
 GROUPS = {"video": (Modality.VIDEO,), "audio": (Modality.AUDIO,),
           "text": (Modality.SYSTEM, Modality.TEXT, Modality.QUESTION, Modality.DELIM)}
@@ -76,15 +77,16 @@ def timeline(records: list[dict], layout: TokenLayout) -> list[dict]:
 @dataclass
 class RetentionReport:
     method: str
-    budget: str
+    budget: float | int  # a ratio of the media (0.2) or a media-token count (160), as JSON gives it
     layers: list[dict]
     timeline: list[dict]
+    budget_text: str = ""  # for people: "20 %", "160 media tokens"
 
     @classmethod
     def from_run(cls, run, layout: TokenLayout) -> "RetentionReport":
         records = sorted(run.layers, key=lambda r: r["layer"])
-        return cls(run.method.name, str(run.budget), [layer_report(r, layout) for r in records],
-                   timeline(records, layout))
+        return cls(run.method.name, run.budget.number, [layer_report(r, layout) for r in records],
+                   timeline(records, layout), run.budget.describe())
 
     def summary(self) -> dict:
         before = sum(l["kv_bytes_before"] for l in self.layers)
@@ -102,8 +104,8 @@ class RetentionReport:
                 "layers": self.layers, "timeline": self.timeline}
 
 
-def _pct(kept: int, total: int) -> str:
-    return f"{kept}/{total}" if total else "–"
+def _kept(kept: float, total: int) -> str:
+    return percent(kept / total) if total else "–"
 
 
 def compact_rows(layers: list[dict], limit: int = 8) -> list[dict]:
@@ -115,30 +117,47 @@ def compact_rows(layers: list[dict], limit: int = 8) -> list[dict]:
 
 
 def render_layers(report: RetentionReport, full: bool = False) -> Table:
-    """Rich table: kept/total per modality, attention shares and AccKV's choices, per layer."""
-    table = Table(title=f"KV retention per layer — {report.method} @ budget {report.budget}", title_justify="left")
-    for col in ("layer", "video", "audio", "text", "attn v/a/t", "priority", "merged", "calib. evicted", "KV MB"):
-        table.add_column(col, justify="right")
+    """Rich table, per layer: the share of video and audio kept, where the text queries' attention went, the
+    priority modality and the KV size, in 80 columns. `full`: every layer, kept/total counts and AccKV's merge
+    and calibration counts (still 80 columns: text, always kept whole, is in the caption)."""
+    title = f"KV retention per layer — {report.method} @ {report.budget_text or report.budget}"
+    columns = (("layer", "video kept", "audio kept", "attn % v/a/t", "priority", "merged", "calib.", "KV MB")
+               if full else ("layer", "video kept", "audio kept", "attn % v/a/t", "priority", "KV MB"))
+    table = new_table(title, *columns)
     for l in (report.layers if full else compact_rows(report.layers)):
         share = l.get("attention_share") or {}
-        shares = "/".join(f"{share.get(k, 0):.2f}" for k in ("video", "audio", "text")) if share else "–"
-        merged = l.get("merged") or {}
-        table.add_row(str(l["layer"]), _pct(l["video_kept"], l["video_total"]),
-                      _pct(l["audio_kept"], l["audio_total"]), _pct(l["text_kept"], l["text_total"]), shares,
-                      str(l.get("priority") or "–"), str(sum(merged.values())) if merged else "–",
-                      str((l.get("calibration") or {}).get("evicted", "–")),
-                      f"{l['kv_bytes_after'] / 2**20:.2f}")
-    if not full and len(report.layers) > len(compact_rows(report.layers)):
-        table.caption = f"{len(report.layers)} layers; showing a sample — use --report full for all"
+        shares = "/".join(f"{100 * share.get(k, 0):.0f}" for k in ("video", "audio", "text")) if share else "–"
+        if full:
+            merged = l.get("merged") or {}
+            cells = [_counted(l, "video"), _counted(l, "audio"), shares, str(l.get("priority") or "–"),
+                     f"{sum(merged.values()):g}" if merged else "–",
+                     str((l.get("calibration") or {}).get("evicted", "–"))]
+        else:
+            cells = [_kept(l["video_kept"], l["video_total"]), _kept(l["audio_kept"], l["audio_total"]), shares,
+                     str(l.get("priority") or "–")]
+        table.add_row(str(l["layer"]), *cells, f"{l['kv_bytes_after'] / 2**20:.2f}")
+    first = report.layers[0] if report.layers else None
+    notes = []
+    if first is not None:
+        notes.append(f"of the {first['video_total']} video and {first['audio_total']} audio tokens compressed; its "
+                     f"{first['text_total']} text tokens are always kept")
+    if full:
+        notes.append("merged: evicted entries merged into kept ones; calib.: entries AccKV's calibration evicted")
+    elif len(report.layers) > len(compact_rows(report.layers)):
+        notes.append(f"{len(report.layers)} layers, a sample shown: --report full for all")
+    table.caption = "; ".join(notes)
     return table
+
+
+def _counted(layer: dict, group: str) -> str:
+    kept, total = layer[f"{group}_kept"], layer[f"{group}_total"]
+    return f"{kept:g}/{total}" if total else "–"
 
 
 def render_timeline(report: RetentionReport) -> Table:
     """Rich table: per second, the share of audio and video entries that survived (over all layers)."""
-    table = Table(title="Surviving media per second (summed over layers)", title_justify="left")
-    for col in ("second", "video kept", "audio kept"):
-        table.add_column(col, justify="right")
+    table = new_table("Media kept per second (all layers)", "second", "video kept", "audio kept")
     for row in report.timeline:
-        table.add_row(str(row["second"]), _pct(row["video_kept"], row["video_total"]),
-                      _pct(row["audio_kept"], row["audio_total"]))
+        table.add_row(str(row["second"]), _kept(row["video_kept"], row["video_total"]),
+                      _kept(row["audio_kept"], row["audio_total"]))
     return table

@@ -38,7 +38,7 @@ from acckv_cli.evaluation.choices import format_question, letter, parse_choice
 from acckv_cli.evaluation.manifests import read_rows
 from acckv_cli.terminal import classify, notice
 from acckv_cli.media.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
-from acckv_cli.answer.pipeline import DEFAULT_PROTOCOL
+from acckv_cli.options import DEFAULT_PROTOCOL
 
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 FORMATS = ("jsonl", "csv")
@@ -121,7 +121,7 @@ def collect_items(source: str, questions: list[str] | None, method: str, budget:
                   media_root: str | None = None) -> tuple[list[Item], int]:
     """The sorted, numbered work list and the number of duplicate items dropped (`benchmark`: read `source` as
     that benchmark's annotation file; `media_root`: where a manifest's videos are)."""
-    from acckv_cli.answer.pipeline import check_question
+    from acckv_cli.answer.questions import check_question
 
     path = Path(source)
     if not path.exists():
@@ -280,7 +280,8 @@ def flat_record(record: dict) -> dict:
 def _base_record(item: Item, options: Options) -> dict:
     return {"id": item.id, "key": item.key, "video": item.video, "question": item.question,
             **({"options": item.options} if item.options else {}),
-            "expected": item.expected, "method": options.label, "budget": str(options.budget),
+            "expected": item.expected, "method": options.label,
+            "budget": options.budget.number if options.budget is not None else None,
             "protocol": options.protocol, "answer": None, "error": None}
 
 
@@ -294,7 +295,7 @@ def _result_record(item: Item, options: Options, result, lm, seconds: float) -> 
     summary = result.report.summary()
     timings = {**result.timings, "total_s": round(seconds, 4)}
     chosen = {"choice": letter(parse_choice(result.answer, item.options))} if item.options else {}  # None: unread
-    return {**_base_record(item, options), "answer": result.answer, **chosen, "budget": result.budget,
+    return {**_base_record(item, options), "answer": result.answer, **chosen, "budget": result.budget.number,
             "kv_bytes": result.kv["kv_bytes"], "kv_bytes_full": result.kv["kv_bytes_full"],
             "kept": {"kv": summary["kv_kept_ratio"], "media": summary["media_kept_ratio"],
                      "video": summary["video_kept_ratio"], "audio": summary["audio_kept_ratio"],

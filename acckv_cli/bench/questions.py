@@ -1,4 +1,4 @@
-"""`acckv bench --questions 1,4,10`: what many questions about one clip cost, with and without media reuse.
+"""`acckv bench --question-counts 1,4,10`: what many questions about one clip cost, with and without media reuse.
 
 The same random 3B-shaped thinker and synthetic 8k-token audio-video prompt as the rest of `acckv bench`,
 run through the real `ClipSession` (segmented prefill, compression, greedy decoding with a fixed number of

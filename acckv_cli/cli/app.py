@@ -3,48 +3,56 @@
 Each command hands its validated `RunOptions` and its own flags to a body in `acckv_cli.cli.commands`
 through `terminal.run`, which turns every expected failure into one line on stderr and an exit code
 (0 success, 2 usage errors, 1 runtime failures). Click's own usage errors (missing argument, bad value)
-are one line too (`terminal.OneLineErrors`). Heavy imports happen inside the bodies, so `--help` is fast.
+are one line too (`terminal.OneLineErrors`). Nothing here imports torch: the bodies check every argument
+and file first and import the model stages only then, so `--help`, `acckv methods` and a usage error are
+fast (tests/test_imports.py). The examples in each command's help are run by tests/test_help.py.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Optional
 
 import typer
 
 from acckv_cli import options as o
 from acckv_cli.cli import flags as f
-from acckv_cli.terminal import OneLineErrors, run
+from acckv_cli.terminal import OneLineErrors, run, set_verbose
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Audio-video question answering with Qwen2.5-Omni and AccKV KV-cache compression.")
+                  help="Audio-video question answering with Qwen2.5-Omni or Qwen3-Omni (the thinker) and AccKV "
+                       "KV-cache compression. Every command takes -h; -v/--verbose goes before or after the "
+                       "command.")
 
-VIDEO_HELP = "Video (mp4, mkv, webm, mov, avi) or audio file (wav, flac, mp3, ogg)."
-JSON_HELP = "Print JSON on stdout instead of tables."
-BENCHMARK_HELP = ("Read the manifest as this benchmark's own annotation file: worldsense, daily-omni, videomme, avqa, "
-                  "music-avqa or omnivideobench (docs/benchmarks.md).")
-MEDIA_ROOT_HELP = "Folder the videos of the manifest or benchmark file are found in (default: the file's folder)."
+
+def examples(*lines: str) -> str:
+    """An epilog of command lines, kept as written (`\\b`: Click does not rewrap the paragraph)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and tracebacks on stderr.")):
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logs, and a failure's traceback, on "
+                                                                       "stderr (also accepted after the command).")):
+    set_verbose(verbose)
 
 
-@app.command()
+@app.command(epilog=examples(
+    'acckv ask samples/flute_red_circle.mp4 "What instrument plays?"',
+    'acckv ask samples/drum_then_violin.mp4 "What plays first?" "What plays after the drum?" -b 10%',
+    'acckv ask samples/flute_red_circle.mp4 "What instrument plays?" -m acckv -m snapkv:window_size=16',
+    'acckv ask samples/flute_red_circle.mp4 "What instrument plays?" -m acckv -o tau=0.9 -o merge_target=none',
+    'acckv ask samples/bell.wav "What instrument plays?" -m full --json'))
 def ask(
-    video: str = typer.Argument(..., help=VIDEO_HELP),
-    questions: Optional[list[str]] = typer.Argument(None, help="One or more questions about the clip."),
-    questions_file: Optional[str] = typer.Option(None, "--questions", "-q", help="File with one question per line "
-                                                 "(asked after any given as arguments)."),
+    video: str = f.VIDEO,
+    questions: Optional[list[str]] = typer.Argument(None, metavar="QUESTION",
+                                                    help="One or more questions about the clip."),
+    questions_file: Optional[str] = typer.Option(None, "--questions", "-q", metavar="FILE",
+                                                 help="File with one question per line (asked after any given as "
+                                                      "arguments)."),
     model: Optional[str] = f.MODEL,
-    method: str = f.METHOD,
+    method: Optional[list[str]] = f.METHODS_COMPARED,
     method_options: Optional[list[str]] = f.METHOD_OPTIONS,
-    budget: str = f.BUDGET,
+    budget: Optional[str] = f.BUDGET,
     protocol: str = f.PROTOCOL,
     device: o.Device = f.DEVICE,
     dtype: o.Dtype = f.DTYPE,
@@ -53,53 +61,69 @@ def ask(
     max_new_tokens: int = f.MAX_NEW_TOKENS,
     official_fps: bool = f.OFFICIAL_FPS,
     report: o.ReportMode = typer.Option(o.ReportMode.compact, "--report", "-r",
-                                        help="Retention table: compact, full (every layer) or none."),
+                                        help="Retention table: compact (a sample of layers, fits 80 columns), full "
+                                             "(every layer, every column, the per-second timeline) or none."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per question (JSON Lines) on stdout."),
+    verbose: bool = f.VERBOSE,
 ):
-    """Answer QUESTIONS about VIDEO from the compressed KV cache and show what it kept.
+    """Answer QUESTIONs about VIDEO from the compressed KV cache and show what it kept.
 
     The clip is decoded, encoded and its media prefilled once for all questions.
     """
     from acckv_cli.cli.commands import ask as body
     run(lambda: body.run(video, questions or [], questions_file,
                          o.RunOptions.build(model, device, dtype, fps, max_pixels, max_new_tokens, official_fps),
-                         o.MethodSpec.parse(method, extra=method_options), budget, protocol, report, as_json))
+                         o.parse_methods(method, method_options), budget, protocol, report, as_json))
 
 
-@app.command()
-def methods(as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+@app.command(epilog=examples("acckv methods", "acckv methods --options"))
+def methods(as_json: bool = typer.Option(False, "--json", help="Print every method with its options as JSON."),
             options: bool = typer.Option(False, "--options", help="Also list every hyperparameter: type, default, "
-                                                                  "allowed values (set them with -o key=value).")):
+                                                                  "allowed values (set them with -o key=value)."),
+            verbose: bool = f.VERBOSE):
     """List the KV compression methods with one line each."""
     from acckv_cli.cli.commands import methods as body
     run(body.run, as_json, options)
 
 
-@app.command("eval")
+@app.command("eval", epilog=examples(
+    "acckv eval --split validation -n 2 -m full -m acckv -m snapkv -b 0.2,0.1 --protocol context",
+    "acckv eval -n 2 -m acckv -m acckv:merge_target=none -o coverage=none -b 10% --out-dir .acckv/eval/merge"))
 def eval_cmd(
-    split: str = typer.Option("test", "--split", help="SynthAVQA split: validation or test (ignored with --manifest)."),
-    clips: int = typer.Option(40, "--clips", "-n", help="SynthAVQA clips to use per suite (3 or 5 questions each)."),
-    suites: Optional[list[str]] = typer.Option(None, "--suite", help="SynthAVQA suite, repeatable or comma list: "
-                                               "core (one large shape and one long tone per answer), sparse (brief "
-                                               "sounds, small or brief shapes, 8-30 s), long (sparse events, "
-                                               "60-180 s); default core."),
-    manifest: Optional[str] = typer.Option(None, "--manifest", help="JSONL or CSV of video, question[, answer, "
-                                                                    "options, family, id] instead of SynthAVQA."),
-    benchmark: Optional[str] = typer.Option(None, "--benchmark", "--format", help=BENCHMARK_HELP),
-    media_root: Optional[str] = typer.Option(None, "--media-root", help=MEDIA_ROOT_HELP),
-    method_specs: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Method to compare, repeatable: NAME "
-                                                     "or NAME:key=value,... (default: full, acckv and every "
-                                                     "baseline)."),
-    budgets: str = typer.Option("0.2,0.1,0.05", "--budgets", help="Comma-separated media budgets."),
-    protocols: str = typer.Option("query-aware,context", "--protocols",
-                                  help="Comma-separated protocols (query-aware, context, prefill, stream); see "
-                                       "`ask --help`."),
+    split: str = typer.Option("test", "--split", metavar="validation|test",
+                              help="SynthAVQA split (ignored with --manifest)."),
+    clips: int = typer.Option(40, "--clips", "-n", metavar="N",
+                              help="SynthAVQA clips to use per suite (3 or 5 questions each)."),
+    suites: Optional[list[str]] = typer.Option(None, "--suite", metavar="SUITE[,...]",
+                                               help="SynthAVQA suite, repeatable or comma list: core (one large "
+                                                    "shape and one long tone per answer), sparse (brief sounds, "
+                                                    "small or brief shapes, 8-30 s), long (sparse events, 60-180 s); "
+                                                    "default core."),
+    manifest: Optional[str] = typer.Option(None, "--manifest", metavar="FILE",
+                                           help="JSONL or CSV of video, question[, answer, options, family, id] "
+                                                "instead of SynthAVQA."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", "--format", metavar="NAME", help=f.BENCHMARK_HELP),
+    media_root: Optional[str] = typer.Option(None, "--media-root", metavar="FOLDER", help=f.MEDIA_ROOT_HELP),
+    method_specs: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar=f.METHOD_METAVAR,
+                                                     help="Method to compare, repeatable, e.g. -m acckv:tau=0.9 "
+                                                          "(default: full, acckv and every baseline, and oracle "
+                                                          "on SynthAVQA)."),
+    method_options: Optional[list[str]] = f.METHOD_OPTIONS,
+    budgets: Optional[list[str]] = typer.Option(None, "--budget", "--budgets", "-b", metavar="BUDGET[,BUDGET...]",
+                                                help="Media budgets, repeatable or comma-separated (default "
+                                                     "0.2,0.1,0.05); `full` runs once, at 100 %."),
+    protocols: Optional[list[str]] = typer.Option(None, "--protocol", "--protocols", metavar="PROTOCOL[,...]",
+                                                  help=f"Protocols, repeatable or comma-separated, of "
+                                                       f"{', '.join(o.PROTOCOLS)} (default query-aware,context; "
+                                                       f"see `acckv ask --help`)."),
     ablation: bool = typer.Option(False, "--ablation", help="Also run AccKV with each component off and with "
                                                             "cross-modal merging."),
-    max_new_tokens: int = typer.Option(4, "--max-new-tokens", help="Longest answer in tokens."),
-    out_dir: str = typer.Option("results/eval", "--out-dir", help="Folder for results.jsonl, summary.csv/json "
-                                                                        "and accuracy.png."),
-    data_dir: str = typer.Option(".acckv/synthavqa", "--data-dir", help="Where SynthAVQA clips are written."),
+    max_new_tokens: int = typer.Option(4, "--max-new-tokens", metavar="N", help="Longest answer in tokens."),
+    out_dir: Optional[str] = typer.Option(None, "--out-dir", metavar="FOLDER",
+                                          help="Folder for results.jsonl, summary.csv/json/md and accuracy.png "
+                                               "(default .acckv/eval/<split or manifest name>)."),
+    data_dir: str = typer.Option(".acckv/synthavqa", "--data-dir", metavar="FOLDER",
+                                 help="Where SynthAVQA clips are written."),
     resume: bool = typer.Option(False, "--resume", help="Keep finished rows of a previous run and do only the rest."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results of a previous run."),
     model: Optional[str] = f.MODEL,
@@ -107,55 +131,74 @@ def eval_cmd(
     dtype: o.Dtype = f.DTYPE,
     fps: float = f.FPS,
     official_fps: bool = f.OFFICIAL_FPS,
+    report: o.ReportMode = typer.Option(o.ReportMode.compact, "--report", "-r",
+                                        help="Summary table: compact (accuracy, agreement, KL; fits 80 columns), "
+                                             "full (every column of summary.csv) or none."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+    verbose: bool = f.VERBOSE,
 ):
     """Compare protocols × methods × budgets on answers computed from the compressed cache: first-word and
     exact accuracy per question family, agreement and KL of the first answer token with the full cache."""
     from acckv_cli.cli.commands import evaluate as body
-    run(lambda: body.run(split, clips, manifest, method_specs or [], budgets, protocols, ablation, out_dir,
-                         data_dir, resume, overwrite, suites or ["core"],
-                         o.RunOptions.build(model, device, dtype, fps, None, max_new_tokens, official_fps), as_json,
-                         benchmark, media_root))
+    run(lambda: body.run(split, clips, manifest, method_specs or [], method_options or [],
+                         o.split_list(budgets, "0.2,0.1,0.05"), o.split_list(protocols, "query-aware,context"),
+                         ablation, out_dir, data_dir, resume, overwrite, suites or ["core"],
+                         o.RunOptions.build(model, device, dtype, fps, None, max_new_tokens, official_fps), report,
+                         as_json, benchmark, media_root))
 
 
-@app.command("inspect")
+@app.command("inspect", epilog=examples(
+    'acckv inspect samples/guitar_bell_flute.mp4 "Which instrument plays while the star is visible?" --plot attn.png',
+    'acckv inspect samples/flute_red_circle.mp4 "What instrument plays?" -m acckv:score_queries=all'))
 def inspect_command(
-    video: str = typer.Argument(..., help=VIDEO_HELP),
-    question: str = typer.Argument("What is happening in this clip?", help="The question whose attention is measured."),
+    video: str = f.VIDEO,
+    question: str = typer.Argument("What is happening in this clip?", metavar="QUESTION",
+                                   help="The question whose attention is measured."),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar=f.METHOD_METAVAR,
+                                               help="AccKV with the options whose scores and priorities are shown, "
+                                                    "e.g. -m acckv:score_queries=all (inspect measures AccKV; "
+                                                    "nothing is evicted)."),
+    method_options: Optional[list[str]] = f.METHOD_OPTIONS,
     model: Optional[str] = f.MODEL,
     device: o.Device = f.DEVICE,
     dtype: o.Dtype = f.DTYPE,
     fps: float = f.FPS,
     max_pixels: Optional[int] = f.MAX_PIXELS,
     official_fps: bool = f.OFFICIAL_FPS,
-    plot: Optional[str] = typer.Option(None, "--plot", help="Write heatmaps to this PNG file."),
+    plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Write heatmaps to this PNG (or .pdf, "
+                                                                            ".svg) file."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+    verbose: bool = f.VERBOSE,
 ):
     """Show where the question's attention goes: per layer (audio/video/text, raw and after AccKV's A-R,
     AccKV's priority, the layer where video takes over) and per second of the clip."""
     from acckv_cli.cli.commands import inspect as body
     run(lambda: body.run(video, question, o.RunOptions.build(model, device, dtype, fps, max_pixels, 1, official_fps),
-                         plot, as_json))
+                         o.single_method(method, method_options, "inspect"), plot, as_json))
 
 
-@app.command("batch")
+@app.command("batch", epilog=examples(
+    'acckv batch samples/ --question "What instrument plays?" --out results.jsonl -b 0.5',
+    "acckv batch samples/ -q questions.txt --out results.csv --format csv -m snapkv:window_size=16 --overwrite"))
 def batch_command(
     source: str = typer.Argument(..., metavar="INPUT", help="Folder of clips (searched recursively) or a JSONL/CSV "
                                                             "manifest with video, question[, answer, id]."),
-    out_path: str = typer.Option(..., "--out", help="Results file: one line per video × question."),
-    question: Optional[str] = typer.Option(None, "--question", help="Ask this question of every video."),
-    questions: Optional[str] = typer.Option(None, "--questions", "-q", help="File with one question per line, each "
-                                                                            "asked of every video."),
+    out_path: str = typer.Option(..., "--out", metavar="FILE", help="Results file: one line per video × question."),
+    question: Optional[str] = typer.Option(None, "--question", metavar="QUESTION",
+                                           help="Ask this question of every video."),
+    questions: Optional[str] = typer.Option(None, "--questions", "-q", metavar="FILE",
+                                            help="File with one question per line, each asked of every video."),
     fmt: o.Format = typer.Option(o.Format.jsonl, "--format", help="Format of --out."),
-    benchmark: Optional[str] = typer.Option(None, "--benchmark", help=BENCHMARK_HELP),
-    media_root: Optional[str] = typer.Option(None, "--media-root", help=MEDIA_ROOT_HELP),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", metavar="NAME", help=f.BENCHMARK_HELP),
+    media_root: Optional[str] = typer.Option(None, "--media-root", metavar="FOLDER", help=f.MEDIA_ROOT_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue an existing --out, skipping finished items."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only items whose index is I modulo N."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
+                                        help="Process only items whose index is I modulo N."),
     model: Optional[str] = f.MODEL,
-    method: str = f.METHOD,
+    method: Optional[list[str]] = f.METHOD,
     method_options: Optional[list[str]] = f.METHOD_OPTIONS,
-    budget: str = f.BUDGET,
+    budget: Optional[str] = f.BUDGET,
     protocol: str = f.PROTOCOL,
     device: o.Device = f.DEVICE,
     dtype: o.Dtype = f.DTYPE,
@@ -163,62 +206,79 @@ def batch_command(
     max_pixels: Optional[int] = f.MAX_PIXELS,
     max_new_tokens: int = f.MAX_NEW_TOKENS,
     official_fps: bool = f.OFFICIAL_FPS,
-    workers: Optional[int] = typer.Option(None, "--workers", help="Run on N Ray workers, each loading the model "
-                                          "once and answering whole videos (pip install 'acckv[ray]')."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to run on: auto (the one "
-                                              "`ray start` made on this machine) or HOST:PORT; default: a local "
-                                              "Ray instance with --workers workers."),
-    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPUs each Ray worker "
-                                                    "reserves (e.g. 1 on a GPU cluster; default 0)."),
-    cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", help="CPUs each Ray worker "
-                                                    "reserves, and its torch threads (default 1)."),
+    workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="Run on N Ray workers, each loading "
+                                          "the model once and answering whole videos (pip install 'acckv[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="auto|HOST:PORT",
+                                              help="Ray cluster to run on: auto (the one `ray start` made on this "
+                                                   "machine) or HOST:PORT; default: a local Ray instance with "
+                                                   "--workers workers."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", metavar="GPUS",
+                                                    help="GPUs each Ray worker reserves (e.g. 1 on a GPU cluster; "
+                                                         "default 0)."),
+    cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", metavar="CPUS",
+                                                    help="CPUs each Ray worker reserves, and its torch threads "
+                                                         "(default 1)."),
+    verbose: bool = f.VERBOSE,
 ):
     """Answer questions about many clips into a JSONL/CSV file (resumable, shardable; each video decoded,
     encoded and its media prefilled once for all its questions; --workers runs them on a Ray cluster)."""
     from acckv_cli.cli.commands import batch as body
     run(lambda: body.run(source, out_path, question, questions, fmt, resume, overwrite, shard,
                          o.RunOptions.build(model, device, dtype, fps, max_pixels, max_new_tokens, official_fps),
-                         o.MethodSpec.parse(method, extra=method_options), budget, protocol, workers, ray_address,
+                         o.single_method(method, method_options, "batch"), budget, protocol, workers, ray_address,
                          gpus_per_worker, cpus_per_worker, benchmark, media_root))
 
 
 @app.command()
 def bench(
-    sizes: Optional[str] = typer.Option(None, "--sizes", help="Comma-separated prompt lengths, e.g. 2k,8k,16k "
-                                                              "(the default; 8k with --questions)."),
+    sizes: Optional[str] = typer.Option(None, "--sizes", metavar="SIZES",
+                                        help="Comma-separated prompt lengths, e.g. 2k,8k,16k (the default; 8k with "
+                                             "--question-counts)."),
     long: bool = typer.Option(False, "--long", help="Add a 32k-token prompt."),
-    layers: int = typer.Option(2, "--layers", help="Decoder layers of the 3B-shaped random model (the real one "
-                                                   "has 36)."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16"),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
-    budgets: str = typer.Option("0.2,0.1", "--budgets", help="Budgets to compress to (ratios)."),
-    decode_steps: int = typer.Option(16, "--decode-steps", help="Timed decode steps per setting (after 2 warm-up "
-                                                                "steps); new tokens per answer with --questions."),
-    repeat: int = typer.Option(3, "--repeat", help="Runs of each method step shorter than 1 s (median reported)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's)."),
-    out_json: Optional[str] = typer.Option(None, "--out-json", help="Write all numbers to this JSON file."),
-    plot: Optional[str] = typer.Option(None, "--plot", help="Write a PNG of decode time vs context length."),
-    out_md: Optional[str] = typer.Option(None, "--out-md", help="Write the main numbers as Markdown tables."),
-    questions: Optional[str] = typer.Option(None, "--questions", help="Many-questions mode: comma-separated "
-                                            "question counts (e.g. 1,4,10) about one clip, with and without media "
-                                            "reuse."),
-    protocols: str = typer.Option("query-aware,context", "--protocols", help="Protocols of the many-questions mode."),
+    layers: int = typer.Option(2, "--layers", metavar="N", help="Decoder layers of the 3B-shaped random model (the "
+                                                                "real one has 36)."),
+    dtype: str = typer.Option("float32", "--dtype", metavar="float32|bfloat16", help="Weights dtype."),
+    methods: Optional[str] = typer.Option(None, "--methods", metavar="NAMES",
+                                          help="Comma-separated methods (default: all)."),
+    budgets: str = typer.Option("0.2,0.1", "--budgets", metavar="BUDGETS", help="Budgets to compress to (ratios)."),
+    decode_steps: int = typer.Option(16, "--decode-steps", metavar="N",
+                                     help="Timed decode steps per setting (after 2 warm-up steps); new tokens per "
+                                          "answer with --question-counts."),
+    repeat: int = typer.Option(3, "--repeat", metavar="N",
+                               help="Runs of each method step shorter than 1 s (median reported)."),
+    threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="torch threads (default: torch's)."),
+    out_json: Optional[str] = typer.Option(None, "--out-json", metavar="FILE", help="Write all numbers to this JSON "
+                                                                                    "file."),
+    plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE",
+                                       help="Write a PNG of decode time vs context length."),
+    out_md: Optional[str] = typer.Option(None, "--out-md", metavar="FILE",
+                                         help="Write the main numbers as Markdown tables."),
+    question_counts: Optional[str] = typer.Option(None, "--question-counts", metavar="COUNTS",
+                                                  help="Many-questions mode: comma-separated numbers of questions "
+                                                       "(e.g. 1,4,10) about one clip, with and without media reuse."),
+    protocols: str = typer.Option("query-aware,context", "--protocols", metavar="PROTOCOLS",
+                                  help="Protocols of the many-questions mode."),
     stream: bool = typer.Option(False, "--stream", help="Streaming mode: peak memory, KV bytes and time of streaming "
                                 "vs one-shot prefill against clip length (--minutes), one fresh process per point."),
-    minutes: str = typer.Option("1,2,5,10", "--minutes", help="Clip lengths of the streaming mode, in minutes."),
-    media_budget: int = typer.Option(1024, "--media-budget", help="Media entries kept per layer in the streaming mode."),
-    chunk_seconds: float = typer.Option(2.0, "--chunk-seconds", help="Seconds of clip per streaming step "
-                                        "(a multiple of Qwen's 2-s chunk)."),
+    minutes: str = typer.Option("1,2,5,10", "--minutes", metavar="MINUTES",
+                                help="Clip lengths of the streaming mode, in minutes."),
+    media_budget: int = typer.Option(1024, "--media-budget", metavar="N",
+                                     help="Media entries kept per layer in the streaming mode."),
+    chunk_seconds: float = typer.Option(2.0, "--chunk-seconds", metavar="SECONDS",
+                                        help="Seconds of clip per streaming step (a multiple of Qwen's 2-s chunk)."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True),
+    verbose: bool = f.VERBOSE,
 ):
     """Benchmark prefill overhead, decode speed, KV bytes and memory of every method (random 3B-shaped thinker),
-    with --questions the cost of many questions about one clip, or with --stream streaming vs one-shot prefill."""
+    with --question-counts the cost of many questions about one clip, or with --stream streaming vs one-shot
+    prefill."""
     from acckv_cli.cli.commands import bench as body
     if stream:
         run(body.run_stream, minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot,
             out_md, tiny)
-    elif questions is not None:
-        run(body.run_questions, questions, protocols, sizes, layers, dtype, decode_steps, threads, out_json, tiny)
+    elif question_counts is not None:
+        run(body.run_questions, question_counts, protocols, sizes, layers, dtype, decode_steps, threads, out_json,
+            tiny)
     else:
         run(body.run, sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot,
             out_md, tiny)

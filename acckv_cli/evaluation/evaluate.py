@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from acckv_cli import __version__
-from acckv_cli.methods import METHODS, Budget, get_method
+from acckv_cli.methods import Budget, get_method
 from acckv_cli.errors import UsageError
-from acckv_cli.evaluation.choices import format_question
-from acckv_cli.evaluation.manifests import read_rows
+from acckv_cli.evaluation.ablations import ABLATIONS
+from acckv_cli.evaluation.items import SUITES, Item, check_evidence, read_manifest  # noqa: F401  (re-exported)
 from acckv_cli.evaluation.scoring import answer_matches, answer_starts_with, normalise, score_answer  # noqa: F401
-from acckv_cli.methods.evidence import Spans, as_spans, evidence_mask, union
+from acckv_cli.methods.evidence import Spans, evidence_mask, union
 from acckv_cli.methods.stash import AttentionNeeds
 from acckv_cli.model.load import LoadedModel
 from acckv_cli.options import MethodSpec
@@ -39,21 +39,6 @@ from acckv_cli.answer.pipeline import STREAM, decode_sizes, open_session
 from acckv_cli.answer.session import MEDIA_COMPRESSED, Answer, ClipSession, check_protocol
 
 log = logging.getLogger(__name__)
-
-# AccKV with one component off (the paper's Table-6 ablations), the paper read literally, and the measured
-# departures reverted one at a time (docs/acckv-defaults.md).
-ABLATIONS = {
-    "acckv-paper": "acckv:redistribution=paper,budget_split=proportional,coverage=none,calibration=true,tau=0.6",
-    "acckv-no-AR": "acckv:redistribution=none",
-    "acckv-no-AF": "acckv:focusing=false",
-    "acckv-no-CC": "acckv:merge_target=none,calibration=false",
-    "acckv-calibrated": "acckv:calibration=true,tau=0.6",
-    "acckv-calibrated-0.9": "acckv:calibration=true,tau=0.9",
-    "acckv-no-coverage": "acckv:coverage=none",
-    "acckv-all-rows": "acckv:score_queries=all",
-    "acckv-xmodal-merge": "acckv:cross_modal_merge=true",
-}
-
 
 # --- method specs ----------------------------------------------------------------------------------------
 
@@ -64,67 +49,6 @@ def parse_method_spec(spec: str) -> tuple[str, dict]:
 
 
 # --- data ----------------------------------------------------------------------------------------------
-
-@dataclass
-class Item:
-    id: str
-    video: str
-    question: str
-    answer: str | None = None
-    family: str | None = None
-    evidence: Spans = ()  # spans [start, end) in seconds holding the answer (several: counting, order)
-    suite: str | None = None                      # SynthAVQA suite (core, sparse, long); None for a manifest
-    options: tuple[str, ...] | None = None  # multiple choice: the options' texts; `answer` is then a letter
-
-    def __post_init__(self):
-        self.evidence = as_spans(self.evidence)  # None, one [s, e] or a list of spans, as generators return them
-
-    @property
-    def prompt(self) -> str:
-        """What the model is asked: the question, or for multiple choice the question with its lettered options
-        and the instruction to answer with a letter (`choices.format_question`)."""
-        return format_question(self.question, list(self.options)) if self.options else self.question
-
-
-def read_manifest(path: str | Path, benchmark: str | None = None, media_root: str | Path | None = None) -> list[Item]:
-    """The items of a JSONL or CSV manifest (the reader `batch` uses), or of a benchmark's own annotation file
-    (`benchmark`: its layout's name); every row needs a question here, and may carry `options` (multiple
-    choice) and `evidence`: the seconds of the clip that hold the answer, one span [start, end] or several
-    [[start, end], ...] (SynthAVQA manifests do; the `oracle` method needs it)."""
-    path = Path(path)
-    items = []
-    for row in read_rows(path, benchmark, media_root):
-        question = row.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise UsageError(f"{path}:{row['_line']}: missing \"question\" (eval asks each row's own question)")
-        answer, options = row.get("answer"), row.get("options")
-        items.append(Item(str(row.get("id") or f"{path.stem}-{row['_line']}"), row["video"], question.strip(),
-                          None if answer in (None, "") else str(answer), row.get("family") or None,
-                          _evidence(row.get("evidence"), path, row["_line"]), options=tuple(options) if options else None))
-    return items
-
-
-def _evidence(value, path: Path, line: int) -> Spans:
-    """A manifest row's evidence spans [start, end) in seconds, `()` when the row has none."""
-    try:
-        return as_spans(value)
-    except ValueError as exc:
-        raise UsageError(f"{path}:{line}: \"evidence\" must be [start, end] or [[start, end], ...] in seconds: "
-                         f"{exc}") from None
-
-
-def check_evidence(items: list[Item], methods: list[str]) -> None:
-    """Refuse (one line, before any model is loaded) a method that needs evidence on items that have none."""
-    needing = [label for label in methods if METHODS[parse_method_spec(label)[0]].needs_evidence]
-    missing = [item for item in items if not item.evidence]
-    if needing and missing:
-        raise UsageError(f"{needing[0]} needs each question's evidence spans, but {len(missing)} of {len(items)} "
-                         f"items have none (first: {missing[0].id!r}); add \"evidence\": [start, end] in seconds "
-                         f"to every manifest row, or drop {needing[0]}")
-
-
-SUITES = ("core", "sparse", "long")
-
 
 def synthavqa_items(split: str, n: int, data_dir: Path, suite: str = "core") -> list[Item]:
     """Write (or reuse) the first `n` clips of a SynthAVQA suite's split as mp4 files and return their questions.
@@ -166,7 +90,7 @@ def code_version() -> str:
 
 # --- running ---------------------------------------------------------------------------------------------
 
-FULL_BUDGET = [("1.0", Budget(1.0))]  # the full cache ignores budgets: run it once
+FULL_BUDGET = [Budget(1.0)]  # the full cache ignores budgets: run it once, at what it keeps (100 %)
 DEFAULT_PROTOCOLS = ("query-aware", "context")
 
 
@@ -177,24 +101,29 @@ class Config:
     label: str
     name: str
     params: dict
-    budget_text: str
     budget: Budget
+
+    @property
+    def budget_text(self) -> float | int:
+        """The budget as rows and summaries give it: a number (0.2, or a count 160), never a string."""
+        return self.budget.number
 
     def method(self):
         return get_method(self.name, **self.params)
 
 
 def configs_for(methods: list[str], budgets: list[str]) -> list[Config]:
-    parsed = [(b, Budget.parse(b)) for b in budgets]
+    parsed = list({b.number: b for b in map(Budget.parse, budgets)}.values())  # `20%` and `0.2` are one budget
     out = []
     for label in methods:
         name, params = parse_method_spec(label)
-        out += [Config(label, name, params, b_text, b) for b_text, b in (FULL_BUDGET if name == "full" else parsed)]
+        out += [Config(label, name, params, b) for b in (FULL_BUDGET if name == "full" else parsed)]
     return out
 
 
-def result_key(item_id: str, protocol: str, method: str, budget: str) -> str:
-    return f"{item_id}|{protocol}|{method}|{budget}"
+def result_key(item_id: str, protocol: str, method: str, budget: float | int | str) -> str:
+    """One row's identity; the budget as a number (rows written before budgets were numbers say "0.2")."""
+    return f"{item_id}|{protocol}|{method}|{Budget.parse(str(budget)).number:g}"
 
 
 def load_done(path: Path) -> set[str]:
@@ -322,7 +251,7 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
             yield from failed(protocol, exc)
         return
     sessions: dict[str, ClipSession] = {}
-    full = Config("full", "full", {}, "1.0", Budget(1.0))
+    full = Config("full", "full", {}, Budget(1.0))
     for protocol in protocols:
         pending = [c for c in configs if any((i.id, protocol, c.label, c.budget_text) in todo for i in items)]
         if not pending:

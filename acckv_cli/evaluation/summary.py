@@ -44,8 +44,9 @@ def _scores(ok: list[dict]) -> dict:
 def summarise(rows: list[dict]) -> list[dict]:
     """Per (protocol, method, budget): accuracy per family and overall, agreement and KL with the full cache."""
     groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row.get("suite"), row["protocol"], row["method"], row["budget"]), []).append(row)
+    for row in rows:  # budgets as numbers, also from rows written when they were strings ("0.2")
+        groups.setdefault((row.get("suite"), row["protocol"], row["method"], budget_number(row["budget"])),
+                          []).append(row)
     out = []
     for (suite, protocol, method, budget), group in groups.items():
         ok = [r for r in group if "error" not in r]
@@ -102,9 +103,10 @@ def calibration(summary: list[dict]) -> list[str]:
 def summarise_families(rows: list[dict]) -> list[dict]:
     """Per (protocol, method, budget, family): n, errors, accuracy, agreement and KL — the per-category report
     of a benchmark (WorldSense has 26 task types: too many for columns of the main summary)."""
-    groups: dict[tuple[str, str, str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, float | int, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["protocol"], row["method"], row["budget"], row.get("family") or "–"), []).append(row)
+        groups.setdefault((row["protocol"], row["method"], budget_number(row["budget"]), row.get("family") or "–"),
+                          []).append(row)
     out = []
     for (protocol, method, budget, family), group in groups.items():
         ok = [r for r in group if "error" not in r]
@@ -112,6 +114,11 @@ def summarise_families(rows: list[dict]) -> list[dict]:
                     "errors": len(group) - len(ok), **(_scores(ok) if ok else {})})
     return sorted(out, key=lambda e: (e["protocol"], e["family"], e["method"] != "full", e["method"],
                                       -float(Budget.parse(e["budget"]).value)))
+
+
+def budget_number(value: float | int | str) -> float | int:
+    """A row's budget as a number: 0.2, or a count 160 (rows written before issue 26 hold strings)."""
+    return Budget.parse(str(value)).number
 
 
 def _mean(values) -> float | None:
@@ -126,16 +133,20 @@ FAMILY_COLUMNS = ("protocol", "family", "method", "budget", "n", "errors", "choi
                   "exact", "normalised", "agreement", "kl")
 
 
-def write_summary(summary: list[dict], out_dir: Path, families: list[dict] | None = None) -> None:
-    """summary.json/md/csv, and with `families` the per-category summary_families.md/csv beside them."""
+def write_summary(summary: list[dict], out_dir: Path, families: list[dict] | None = None) -> list[str]:
+    """summary.json/md/csv, and with `families` the per-category summary_families.md/csv beside them; returns
+    the names of the files written (the command names every one)."""
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     lines = calibration(summary)
     (out_dir / "summary.md").write_text(summary_markdown(summary) + ("\n" + "\n".join(f"- {x}" for x in lines) + "\n"
                                                                      if lines else ""))
     _write_csv(out_dir / "summary.csv", summary)
+    written = ["summary.csv", "summary.json", "summary.md"]
     if families:
         (out_dir / "summary_families.md").write_text(summary_markdown(families, FAMILY_COLUMNS))
         _write_csv(out_dir / "summary_families.csv", families)
+        written += ["summary_families.csv", "summary_families.md"]
+    return written
 
 
 def _write_csv(path: Path, entries: list[dict]) -> None:

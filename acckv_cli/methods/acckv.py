@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from acckv_cli.lazy import torch
 
 from acckv_cli.model.layout import Modality
-from acckv_cli.methods.attention import HEAD_REDUCTIONS
+from acckv_cli.methods.vocab import HEAD_REDUCTIONS
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, gather_entries
 from acckv_cli.methods.merge import MERGE_RULES, mean_cosine_to_anchors, merge_into_kept
 from acckv_cli.methods.registry import register

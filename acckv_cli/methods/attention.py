@@ -15,6 +15,8 @@ import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from acckv_cli.methods.vocab import HEAD_REDUCTIONS, WEIGHTINGS  # noqa: F401  (defined torch-free, used here)
+
 # Bytes of fp32 probabilities materialised per chunk of query rows.
 CHUNK_BYTES = 64 * 2**20
 
@@ -60,7 +62,6 @@ def attention_rows(module, hidden: torch.Tensor, keys: torch.Tensor, cos: torch.
         yield r, logits.softmax(dim=-1)
 
 
-WEIGHTINGS = ("none", "position")
 
 
 def row_weights(rows: torch.Tensor, weighting: str) -> torch.Tensor | None:
@@ -137,7 +138,6 @@ def accumulate_queries(queries, rows: torch.Tensor, keys: torch.Tensor, module, 
     return total
 
 
-HEAD_REDUCTIONS = ("mean", "max", "kv_mean", "kv_max")
 
 
 def reduce_heads(scores: torch.Tensor, how: str = "mean", n_kv: int = 1) -> torch.Tensor:

@@ -26,11 +26,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
+from acckv_cli.lazy import no_grad, torch
 
 from acckv_cli.errors import CompressionError
 from acckv_cli.model.layout import Modality, TokenLayout
-from acckv_cli.methods import attention as attn
 from acckv_cli.methods.budget import Budget
 from acckv_cli.methods.stash import AttentionNeeds, LayerStash, Stash
 
@@ -100,6 +99,8 @@ class LayerContext:
         segments come from the stash (all-row sums or recorded tail queries), or the method did not declare
         them in `attention_needs` and this raises CompressionError.
         """
+        from acckv_cli.methods import attention as attn  # transformers: imported when a layer is scored
+
         rows = rows.to(self.keys.device).sort().values
         current, earlier = rows[rows >= self.offset], rows[rows < self.offset]
         total = attn.accumulate_attention(self.module, self.hidden, self.keys, self.cos, self.sin, current,
@@ -109,6 +110,8 @@ class LayerContext:
         return total
 
     def _earlier(self, rows: torch.Tensor, weighting: str) -> torch.Tensor:
+        from acckv_cli.methods import attention as attn
+
         stash = self.stash
         if rows.numel() == stash.n == self.offset and weighting in stash.sums:  # every earlier row
             total = torch.zeros(stash.sums[weighting].shape[0], self.length, device=self.keys.device)
@@ -130,6 +133,8 @@ class LayerContext:
 
     def reduce(self, scores: torch.Tensor, how: str) -> torch.Tensor:
         """[H, L] per-query-head scores → [L] (one set for all heads) or [KV, L] (a set per KV head)."""
+        from acckv_cli.methods import attention as attn
+
         return attn.reduce_heads(scores, how, self.keys.shape[1])
 
     def media_share(self) -> dict[str, float]:
@@ -328,6 +333,8 @@ class Compression:
         return self.thinker.get_decoder().layers
 
     def __enter__(self) -> "Compression":
+        from acckv_cli.methods import attention as attn  # registers `acckv_sdpa` with transformers
+
         self._backend = attn.per_layer_attention(self.thinker)
         self._backend.__enter__()
         try:
@@ -375,7 +382,7 @@ class Compression:
             self.method.finish(self, kwargs.get("cache"))
         return output
 
-    @torch.no_grad()
+    @no_grad
     def _compress(self, module, idx, hidden, cos, sin, layer) -> None:
         offset = layer.keys.shape[2] - hidden.shape[1]
         ctx = LayerContext(idx, len(self.decoder_layers), module, hidden, cos, sin, layer.keys, layer.values,

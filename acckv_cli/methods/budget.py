@@ -24,7 +24,8 @@ class Budget:
             raise BudgetError(f"budget must be a positive ratio (e.g. 0.2) or media-token count (e.g. 160), "
                               f"got {self.value}")
         if self.value > 1 and self.value != int(self.value):
-            raise BudgetError(f"a budget above 1 is a media-token count and must be a whole number, got {self.value}")
+            raise BudgetError(f"a budget above 1 is a media-token count and must be a whole number, got {self.value:g} "
+                              f"(a ratio is at most 1: 0.2 or 20%)")
 
     @classmethod
     def parse(cls, text: str | float) -> "Budget":
@@ -35,7 +36,18 @@ class Budget:
         except ValueError:
             raise BudgetError(f"budget must be a ratio like 0.2, a percentage like 20%, or a media-token count "
                               f"like 160; got {raw!r}") from None
+        if raw.endswith("%") and not 0 < value <= 1:  # not "a count must be whole": no count was written
+            raise BudgetError(f"a percentage budget must lie in (0%, 100%], got {raw!r}")
         return cls(value)
+
+    @property
+    def number(self) -> float | int:
+        """The budget as JSON and CSV give it: a ratio (0.2) or a whole media-token count (160)."""
+        return self.value if self.is_ratio else int(self.value)
+
+    def describe(self) -> str:
+        """The budget for people: `20 %` of the media, or `160 media tokens`."""
+        return f"{100 * self.value:g} %" if self.is_ratio else f"{int(self.value)} media tokens"
 
     @property
     def is_ratio(self) -> bool:

@@ -32,8 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
+from acckv_cli.lazy import functional as F, torch
 
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult
 from acckv_cli.methods.registry import register

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 
-import torch
+from acckv_cli.lazy import torch
 
 from acckv_cli.model.layout import MEDIA, Modality, TokenLayout
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from acckv_cli.lazy import torch
 
 from acckv_cli.model.families import family_of
 from acckv_cli.model.layout import Modality
-from acckv_cli.methods.attention import HEAD_REDUCTIONS
+from acckv_cli.methods.vocab import HEAD_REDUCTIONS
 from acckv_cli.methods.base import (CompressionError, CompressionMethod, LayerContext, LayerResult,
                                     keep_top)
 from acckv_cli.methods.registry import register

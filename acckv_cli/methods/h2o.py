@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from acckv_cli.lazy import torch
 
-from acckv_cli.methods.attention import HEAD_REDUCTIONS
+from acckv_cli.methods.vocab import HEAD_REDUCTIONS
 from acckv_cli.methods.base import LayerContext, LayerResult, ScorerMethod, keep_top, recent_media
 from acckv_cli.methods.registry import register
 from acckv_cli.methods.stash import AttentionNeeds

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from acckv_cli.lazy import torch
 
 from acckv_cli.model.layout import Modality
-from acckv_cli.methods.attention import HEAD_REDUCTIONS
+from acckv_cli.methods.vocab import HEAD_REDUCTIONS
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, kept_mask
 from acckv_cli.methods.h2o import heavy_hitters_and_recent
 from acckv_cli.methods.merge import MERGE_RULES, merge_into_kept, nearest_targets

@@ -7,8 +7,7 @@ directly, as LOOK-M does; nothing is re-rotated (re-rotation would break the 3-D
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from acckv_cli.lazy import functional as F, torch
 
 # fp32 similarity entries materialised per chunk of evicted tokens.
 SIM_CHUNK_ELEMENTS = 16 * 2**20

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
+from acckv_cli.lazy import torch
 
 from acckv_cli.errors import UsageError
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult

@@ -32,7 +32,7 @@ def checked_params(cls: type[CompressionMethod], params: dict) -> dict:
     out = {}
     for key, value in params.items():
         if key not in types:
-            raise ValueError(f"{cls.name} has no parameter {key!r}; it has: {', '.join(types)}")
+            raise ValueError(f"{cls.name} has no parameter {key!r}; it has: {', '.join(types) or 'none'}")
         out[key] = _fit(cls.name, key, value, types[key])
     return out
 

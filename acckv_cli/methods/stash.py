@@ -20,9 +20,9 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field, replace
 
-import torch
+from acckv_cli.lazy import no_grad, torch
 
-from acckv_cli.methods import attention as attn
+from acckv_cli.methods.vocab import WEIGHTINGS
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class AttentionNeeds:
     all_rows: frozenset[str] = frozenset()
 
     def __post_init__(self):
-        unknown = set(self.all_rows) - set(attn.WEIGHTINGS)
+        unknown = set(self.all_rows) - set(WEIGHTINGS)
         if unknown or self.tail < 0:
             raise ValueError(f"bad attention needs: tail={self.tail}, all_rows={sorted(self.all_rows)}")
 
@@ -80,10 +80,12 @@ class Stash:
     def get(self, idx: int) -> LayerStash:
         return self.layers.get(idx, LayerStash())
 
-    @torch.no_grad()
+    @no_grad
     def record(self, module, idx: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                keys: torch.Tensor) -> None:
         """Add the rows of this forward (the last `hidden.shape[1]` entries of `keys`) to layer `idx`."""
+        from acckv_cli.methods import attention as attn  # transformers: imported when a model runs
+
         prev = self.get(idx)
         q_len, end = hidden.shape[1], keys.shape[2]
         offset = end - q_len

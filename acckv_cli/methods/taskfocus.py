@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import torch
+from acckv_cli.lazy import torch
 
 from acckv_cli.model.layout import Modality
 from acckv_cli.methods.acckv import redistributed_scores

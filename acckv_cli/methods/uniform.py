@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from acckv_cli.lazy import torch
 
 from acckv_cli.model.layout import MEDIA, TokenLayout
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult

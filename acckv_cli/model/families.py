@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from acckv_cli.lazy import torch
 
 from acckv_cli.errors import UnsupportedModel
 from acckv_cli.media.preprocess import video_pixel_range

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-import torch
+from acckv_cli.lazy import torch
 
 from acckv_cli.model.families import family_for_config
 

@@ -150,8 +150,9 @@ def _unavailable_message(model: str, exc: Exception, family: ModelFamily | None)
         what = f"a {family.title} thinker" if family is not None else "a model"
         return (f"cannot load {what} from folder '{model}': "
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    return (f"model '{model}' is not available offline: download it on a connected machine "
-            f"(e.g. `hf download {model} --local-dir DIR`) and pass --model DIR")
+    # not a folder here: a hub id that is not in the local cache (acckv never downloads)
+    return (f"model '{model}' is neither a folder here nor in the local Hugging Face cache: download it on a "
+            f"connected machine (e.g. `hf download {model} --local-dir DIR`) and pass --model DIR")
 
 
 def conversation(media: DecodedMedia, question: str) -> list[dict]:

@@ -1,67 +1,121 @@
-"""`acckv ask`: answer questions about one clip and show what the compressed cache kept."""
+"""`acckv ask`: answer questions about one clip and show what the compressed cache kept.
+
+Every argument and the file are checked before torch is imported (`check`); several `-m` compare methods on
+the same decoded clip, one answer block per method.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rich.panel import Panel
-from rich.table import Table
-
+from acckv_cli.answer.questions import check_question, read_questions
 from acckv_cli.errors import Fail
-from acckv_cli.media.decode import probe
 from acckv_cli.options import MethodSpec, ReportMode, RunOptions, parse_budget, parse_protocol
-from acckv_cli.answer.pipeline import ask_clip, check_question, read_questions
-from acckv_cli.answer.session import MEDIA_COMPRESSED
-from acckv_cli.answer.report import render_layers, render_timeline
-from acckv_cli.terminal import notice, out, quiet_libraries
+from acckv_cli.terminal import new_table, notice, out, percent
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from acckv_cli.answer.pipeline import AskResult
 
 
-def run(video: str, questions: list[str], questions_file: str | None, opts: RunOptions, spec: MethodSpec, budget: str,
-        protocol: str, report: ReportMode, as_json: bool) -> None:
-    questions = [check_question(q) for q in questions]
+@dataclass
+class Request:
+    """What `ask` was asked, checked: the questions, each method with its budget, the protocol."""
+
+    video: str
+    questions: list[str]
+    runs: list[tuple[MethodSpec, object]]  # (method, methods.Budget)
+    protocol: str
+
+
+def check(video: str, questions: list[str], questions_file: str | None, specs: list[MethodSpec],
+          budget: str | None, protocol: str) -> Request:
+    """Every argument and the media file, torch-free: a mistake is one line before any model is loaded."""
+    from acckv_cli.media.decode import probe
+
+    asked = [check_question(q) for q in questions]
     if questions_file is not None:
-        questions += read_questions(questions_file)
-    if not questions:
+        asked += read_questions(questions_file)
+    if not asked:
         raise Fail("no question: give one or more after VIDEO, or --questions FILE", 2)
     protocol = parse_protocol(protocol)
-    parsed_budget = parse_budget(budget)
+    runs = [(spec, parse_budget(budget, spec)) for spec in specs]
+    if budget is not None and len(specs) == 1 and specs[0].name == "full":
+        notice("full keeps every entry: --budget is ignored")
     probe(video)  # fail fast on a bad file before loading the model
+    return Request(video, asked, runs, protocol)
+
+
+def run(video: str, questions: list[str], questions_file: str | None, opts: RunOptions, specs: list[MethodSpec],
+        budget: str | None, protocol: str, report: ReportMode, as_json: bool) -> None:
+    request = check(video, questions, questions_file, specs, budget, protocol)
+    from acckv_cli.answer.pipeline import STREAM, ask_decoded, decode_for_model
+    from acckv_cli.terminal import quiet_libraries
+
     quiet_libraries()
     lm = opts.load()
-    results = ask_clip(lm, video, questions, spec.name, parsed_budget, protocol, opts.fps, opts.max_pixels,
-                       opts.max_new_tokens, spec.params, official_fps=opts.official_fps)
-    for text in results[0].notices:
+    decoded = decode_for_model(lm, request.video, opts.fps, opts.max_pixels, opts.official_fps,
+                               lazy_frames=request.protocol == STREAM)  # decoded once for every method
+    answers = []
+    for spec, parsed_budget in request.runs:
+        results = ask_decoded(lm, decoded, request.questions, spec.name, parsed_budget, request.protocol,
+                              opts.max_pixels, opts.max_new_tokens, spec.params)
+        for result in results:
+            result.method = spec.label  # `acckv:tau=0.9`, as asked
+        answers.append(results)
+    for text in answers[0][0].notices:
         notice(text)
     if as_json:
-        for result in results:
-            sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        for results in answers:
+            for result in results:
+                sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return
-    render_answers(results, report)
+    render_answers(answers, report)
 
 
-def render_answers(results, report: ReportMode) -> None:
-    several = len(results) > 1
-    for result in results:
-        out.print(Panel(result.answer or "(empty answer)", title=result.question if several else "answer",
-                        title_align="left"))
-    out.print(summary_table(results))
+def render_answers(answers: list[list[AskResult]], report: ReportMode) -> None:
+    """One block per method (its answers), the clip's summary, then each method's retention table(s)."""
+    from rich.panel import Panel
+
+    from acckv_cli.answer.report import render_layers, render_timeline
+    from acckv_cli.answer.session import MEDIA_COMPRESSED  # one compression serves every question
+
+    several_questions = len(answers[0]) > 1
+    several_methods = len(answers) > 1
+    for results in answers:
+        for result in results:
+            title = " · ".join(filter(None, [result.method if several_methods else "",
+                                             result.question if several_questions else ""])) or "answer"
+            out.print(Panel(result.answer or "(empty answer)", title=title, title_align="left"))
+    out.print(summary_table(answers[0]))
+    if several_methods:
+        out.print(comparison_table(answers))
     if report == ReportMode.none:
         return
-    first = results[0]
-    shown = results[:1] if first.protocol in MEDIA_COMPRESSED else results  # one compression for all
-    for result in shown:
-        table = render_layers(result.report, full=report == ReportMode.full)
-        if several and first.protocol not in MEDIA_COMPRESSED:
-            table.title = f"{table.title} — {result.question}"
-        out.print(table)
-    if report == ReportMode.full:
-        out.print(render_timeline(first.report))
+    for results in answers:
+        first = results[0]
+        shown = results[:1] if first.protocol in MEDIA_COMPRESSED else results  # one compression for all
+        for result in shown:
+            table = render_layers(result.report, full=report == ReportMode.full)
+            if several_methods and result.method != result.report.method:
+                table.title = f"{table.title} ({result.method})"
+            if several_questions and first.protocol not in MEDIA_COMPRESSED:
+                table.title = f"{table.title} — {result.question}"
+            out.print(table)
+        if report == ReportMode.full:
+            out.print(render_timeline(first.report))
 
 
-def summary_table(results) -> Table:
+def summary_table(results: list[AskResult]) -> Table:
+    """The clip and the first method's costs, as label / value lines (values wrap; nothing is cut)."""
+    from acckv_cli.answer.session import MEDIA_COMPRESSED
+
     first = results[0]
-    summary = Table(show_header=False, box=None)
+    summary = new_table(None, "", "", left=("", ""), show_header=False, box=None)
     m = first.media
     summary.add_row("model", first.model)
     summary.add_row("modalities", ", ".join(m["modalities"]))
@@ -72,8 +126,8 @@ def summary_table(results) -> Table:
     t = first.tokens
     summary.add_row("tokens", f"{t['total']} = video {t['video']} + audio {t['audio']} + text {t['text']}")
     summary.add_row("KV cache", f"{first.kv['kv_bytes'] / 2**20:.2f} MB kept of {first.kv['kv_bytes_full'] / 2**20:.2f} "
-                                f"MB, media kept {100 * (first.kv['media_kept_ratio'] or 0):.1f} % "
-                                f"({first.method} @ {first.budget}, protocol {first.protocol})")
+                                f"MB, media kept {percent(first.kv['media_kept_ratio'] or 0)} "
+                                f"({first.method} @ {first.budget.describe()}, protocol {first.protocol})")
     tm = first.timings
     summary.add_row("time", f"decode {tm['decode_s']:.2f} s · encode {tm['encode_s']:.2f} s · media prefill "
                             f"{tm['media_prefill_s']:.2f} s · question {tm['question_prefill_s']:.2f} s · "
@@ -84,3 +138,16 @@ def summary_table(results) -> Table:
         summary.add_row("", f"{len(results) - 1} more question(s): {rest:.2f} s (decode, encoders"
                             f"{', compression' if first.protocol in MEDIA_COMPRESSED else ''} and media prefill reused)")
     return summary
+
+
+def comparison_table(answers: list[list[AskResult]]) -> Table:
+    """One row per method: budget, media and KV kept, and the time its questions took."""
+    table = new_table("methods compared on the same clip", "method", "budget", "media kept", "KV MB", "time s",
+                      left=("method",))
+    for results in answers:
+        first = results[0]
+        seconds = sum(r.timings["media_prefill_s"] + r.timings["question_prefill_s"] + r.timings["generate_s"]
+                      for r in results)
+        table.add_row(first.method, first.budget.describe(), percent(first.kv["media_kept_ratio"]),
+                      f"{first.kv['kv_bytes'] / 2**20:.2f}", f"{seconds:.2f}")
+    return table

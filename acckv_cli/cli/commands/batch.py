@@ -10,12 +10,12 @@ from acckv_cli.batch.local import (LineWriter, Options, Tally, collect_items, fi
                              shard)
 from acckv_cli.errors import Fail
 from acckv_cli.options import Format, MethodSpec, RunOptions, parse_budget, parse_protocol
-from acckv_cli.answer.pipeline import read_questions
-from acckv_cli.terminal import err, notice, out, quiet_libraries
+from acckv_cli.answer.questions import read_questions
+from acckv_cli.terminal import err, new_table, notice, out, percent, quiet_libraries
 
 
 def run(source: str, out_path: str, question: str | None, questions_file: str | None, fmt: Format,
-        resume: bool, overwrite: bool, shard_text: str | None, opts: RunOptions, spec: MethodSpec, budget: str,
+        resume: bool, overwrite: bool, shard_text: str | None, opts: RunOptions, spec: MethodSpec, budget: str | None,
         protocol: str, workers: int | None = None, ray_address: str | None = None,
         gpus_per_worker: float | None = None, cpus_per_worker: float | None = None, benchmark: str | None = None,
         media_root: str | None = None) -> None:
@@ -25,7 +25,9 @@ def run(source: str, out_path: str, question: str | None, questions_file: str | 
         raise Fail("pass --question or --questions, not both", 2)
     shard_i, shard_n = parse_shard(shard_text)
     ray_cfg = _ray_config(workers, ray_address, gpus_per_worker, cpus_per_worker, opts)
-    parsed_budget = parse_budget(budget)
+    parsed_budget = parse_budget(budget, spec)  # `full`: 1, whatever -b says (it keeps every entry)
+    if budget is not None and spec.name == "full":
+        notice("full keeps every entry: --budget is ignored")
     questions = [question] if question is not None else (read_questions(questions_file) if questions_file else None)
     items, duplicates = collect_items(source, questions, spec.label, str(parsed_budget), protocol, benchmark,
                                       media_root)
@@ -119,11 +121,8 @@ def _progress():
 
 
 def summary_table(tally: Tally, total: int, out_path: str):
-    from rich.table import Table
-
-    table = Table(title=f"batch summary → {out_path}", title_justify="left")
-    for col in ("items", "done", "failed", "skipped (resumed)", "time", "mean KV kept"):
-        table.add_column(col, justify="right")
-    mean = (f"{100 * sum(tally.kept_ratios) / len(tally.kept_ratios):.1f} %" if tally.kept_ratios else "–")
+    table = new_table(f"batch summary → {out_path}", "items", "done", "failed", "skipped (resumed)", "time",
+                      "mean KV kept")
+    mean = percent(sum(tally.kept_ratios) / len(tally.kept_ratios)) if tally.kept_ratios else "–"
     table.add_row(str(total), str(tally.done), str(tally.failed), str(tally.skipped), f"{tally.seconds:.1f} s", mean)
     return table

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from acckv_cli.errors import Fail
-from acckv_cli.options import parse_protocol
+from acckv_cli.options import MethodSpec, parse_budget, parse_protocol
 from acckv_cli.terminal import err, out, quiet_libraries
 
 DTYPES = ("float32", "bfloat16")
@@ -15,10 +15,11 @@ DTYPES = ("float32", "bfloat16")
 def run(sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot, out_md,
         tiny) -> None:
     """Prefill overhead, decode speed, KV bytes and memory of every method, side by side in one process."""
-    _check_dtype(dtype)
-    quiet_libraries()
+    _precheck(dtype, methods, budgets)
     from acckv_cli.bench.config import DEFAULT_METHODS, config_from
     from acckv_cli.bench.costs import main_with
+
+    quiet_libraries()
     try:
         cfg = config_from(sizes, long, layers, dtype, methods or ",".join(DEFAULT_METHODS), budgets, decode_steps,
                           threads, out_json, plot, tiny, repeat, out_md)
@@ -29,6 +30,8 @@ def run(sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, thre
 
 def run_questions(questions, protocols, sizes, layers, dtype, new_tokens, threads, out_json, tiny) -> None:
     """N questions about one clip, with and without media reuse (`bench/questions.py`)."""
+    _precheck(dtype, None, None)
+    protocol_list = tuple(parse_protocol(p) for p in protocols.split(",") if p.strip())
     import torch
 
     from acckv_cli.bench.config import parse_sizes
@@ -36,15 +39,13 @@ def run_questions(questions, protocols, sizes, layers, dtype, new_tokens, thread
     from acckv_cli.bench.questions import render, run_questions as measure
     from acckv_cli.bench.shapes import build_thinker, shape_for
 
-    _check_dtype(dtype)
     try:
         counts = tuple(sorted({int(q) for q in questions.split(",") if q.strip()}))
         (size,) = parse_sizes(sizes or "8k")
     except ValueError:
-        raise Fail("--questions takes counts like 1,4,10 and --sizes one prompt length like 8k", 2) from None
+        raise Fail("--question-counts takes counts like 1,4,10 and --sizes one prompt length like 8k", 2) from None
     if not counts or counts[0] < 1:
-        raise Fail("--questions takes positive counts like 1,4,10", 2)
-    protocol_list = tuple(parse_protocol(p) for p in protocols.split(",") if p.strip())
+        raise Fail("--question-counts takes positive counts like 1,4,10", 2)
     quiet_libraries()
     if threads:
         torch.set_num_threads(threads)
@@ -62,6 +63,7 @@ def run_questions(questions, protocols, sizes, layers, dtype, new_tokens, thread
 def run_stream(minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot, out_md,
                tiny) -> None:
     """Streaming vs one-shot prefill against clip length (`bench/stream.py`)."""
+    _precheck(dtype, (methods or "acckv").split(",")[0], None)
     from acckv_cli.bench.stream import command
 
     quiet_libraries()
@@ -69,6 +71,11 @@ def run_stream(minutes, layers, dtype, methods, media_budget, chunk_seconds, thr
             console=out, progress_console=err)
 
 
-def _check_dtype(dtype: str) -> None:
+def _precheck(dtype: str, methods: str | None, budgets: str | None) -> None:
+    """The options that need no torch to check, checked before torch is imported (sizes are checked after)."""
     if dtype not in DTYPES:
         raise Fail(f"--dtype must be float32 or bfloat16, not {dtype!r}", 2)
+    for name in filter(None, (m.strip() for m in (methods or "").split(","))):
+        MethodSpec.parse(name)
+    for budget in filter(None, (b.strip() for b in (budgets or "").split(","))):
+        parse_budget(budget)

@@ -1,44 +1,63 @@
-"""`acckv eval`: protocols × methods × budgets on SynthAVQA or a manifest; summary, CSV, plot."""
+"""`acckv eval`: protocols × methods × budgets on SynthAVQA or a manifest; summary, CSV, plot.
+
+Every option, method spec and the manifest are checked before torch is imported (`check`). Results go to
+`.acckv/eval/<source>` by default (ignored by git, never into the repository's tracked `results/`), and the
+command names every file it wrote.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from rich.table import Table
-
-from acckv_cli.evaluation import evaluate as ev
-from acckv_cli.evaluation.summary import COLUMNS, calibration, plot_summary, summarise, summarise_families, write_summary
 from acckv_cli.cli.commands.batch import check_output
 from acckv_cli.errors import Fail
-from acckv_cli.options import MethodSpec, RunOptions, parse_budget, parse_protocol
-from acckv_cli.terminal import err, notice, out, quiet_libraries
+from acckv_cli.evaluation.ablations import ABLATIONS
+from acckv_cli.evaluation.items import SUITES, Item, check_evidence, read_manifest
+from acckv_cli.options import ReportMode, RunOptions, parse_budget, parse_methods, parse_protocol
+from acckv_cli.terminal import err, notice, out
 
 DEFAULT_METHODS = ("full", "acckv", "snapkv", "h2o", "pyramidkv", "lookm", "fastv", "taskfocus", "streamingllm",
                    "random", "uniform", "divprune")
 REFERENCE_POINTS = ("oracle",)  # needs evidence: added by default only where every item has it (SynthAVQA)
+DEFAULT_ROOT = Path(".acckv") / "eval"
 
 
-def run(split: str, clips: int, manifest: str | None, methods: list[str], budgets: str, protocols: str,
-        ablation: bool, out_dir: str, data_dir: str, resume: bool, overwrite: bool, suites: list[str],
-        opts: RunOptions, as_json: bool, benchmark: str | None = None, media_root: str | None = None) -> None:
+@dataclass
+class Request:
+    """What eval was asked, checked."""
+
+    labels: list[str]
+    budgets: list[str]
+    protocols: tuple[str, ...]
+    suites: list[str]
+    out_dir: Path
+    items: list[Item] | None  # a manifest's items; None: SynthAVQA, generated after the checks
+
+
+def check(split: str, clips: int, manifest: str | None, methods: list[str], method_options: list[str],
+          budgets: list[str], protocols: list[str], ablation: bool, out_dir: str | None, resume: bool,
+          overwrite: bool, suites: list[str], benchmark: str | None, media_root: str | None) -> Request:
+    """Every argument and the manifest, torch-free: a mistake is one line before any model is imported."""
     suite_list = list(dict.fromkeys(s.strip() for text in suites for s in text.split(",") if s.strip()))
     for suite in suite_list:
-        if suite not in ev.SUITES:
-            raise Fail(f"unknown suite {suite!r}; choose from {', '.join(ev.SUITES)}", 2)
+        if suite not in SUITES:
+            raise Fail(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}", 2)
     if manifest is not None and suite_list != ["core"]:
         raise Fail("--suite chooses generated SynthAVQA clips; it cannot be combined with --manifest", 2)
-    protocol_list = tuple(parse_protocol(p) for p in protocols.split(",") if p.strip())
+    protocol_list = tuple(parse_protocol(p) for p in protocols)
     if not protocol_list:
-        raise Fail("--protocols needs at least one protocol", 2)
-    labels = list(methods or DEFAULT_METHODS) + ([] if methods or manifest else list(REFERENCE_POINTS))
+        raise Fail("--protocol needs at least one protocol", 2)
+    specs = parse_methods(methods, method_options, ABLATIONS, default=DEFAULT_METHODS)
+    labels = [spec.label for spec in specs] + ([] if methods or manifest else list(REFERENCE_POINTS))
     if ablation:
-        labels += [m for m in ev.ABLATIONS if m not in labels]
-    for label in labels:
-        MethodSpec.parse(label, ev.ABLATIONS)  # every spec checked before any work
-    budget_list = [b.strip() for b in budgets.split(",") if b.strip()]
-    for b in budget_list:
+        labels += [m for m in ABLATIONS if m not in labels]
+    parse_methods(labels, None, ABLATIONS)  # the added ones too, every spec before any work
+    if not budgets:
+        raise Fail("--budget needs at least one budget", 2)
+    for b in budgets:
         parse_budget(b)
     if manifest is None and split not in ("validation", "test"):
         raise Fail("--split must be validation or test (the train split is for training only)", 2)
@@ -49,58 +68,59 @@ def run(split: str, clips: int, manifest: str | None, methods: list[str], budget
                    "benchmark's annotation file)", 2)
     if clips < 1:
         raise Fail("--clips must be at least 1", 2)
-    out_path = Path(out_dir)
-    check_output(str(out_path / "results.jsonl"), resume, overwrite, "--out-dir", creates_folder=True)
+    source = Path(manifest).stem if manifest else f"synthavqa-{split}-{clips}"
+    folder = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / source
+    check_output(str(folder / "results.jsonl"), resume, overwrite, "--out-dir", creates_folder=True)
     # a bad manifest (or benchmark file) fails before the model loads; a missing video only fails its own rows
-    items = ev.read_manifest(manifest, benchmark, media_root) if manifest else None
+    items = read_manifest(manifest, benchmark, media_root) if manifest else None
     if items is not None:
-        ev.check_evidence(items, labels)  # e.g. the oracle on rows without "evidence": before the model loads
+        check_evidence(items, labels)  # e.g. the oracle on rows without "evidence"
+    return Request(labels, budgets, protocol_list, suite_list, folder, items)
+
+
+def run(split: str, clips: int, manifest: str | None, methods: list[str], method_options: list[str],
+        budgets: list[str], protocols: list[str], ablation: bool, out_dir: str | None, data_dir: str, resume: bool,
+        overwrite: bool, suites: list[str], opts: RunOptions, report: ReportMode, as_json: bool,
+        benchmark: str | None = None, media_root: str | None = None) -> None:
+    request = check(split, clips, manifest, methods, method_options, budgets, protocols, ablation, out_dir, resume,
+                    overwrite, suites, benchmark, media_root)
+    from acckv_cli.evaluation import evaluate as ev
+    from acckv_cli.evaluation.summary import calibration, plot_summary, summarise, summarise_families, write_summary
+    from acckv_cli.evaluation.tables import summary_tables
+    from acckv_cli.terminal import quiet_libraries
+
     quiet_libraries()
     lm = opts.load()
     for text in lm.notices:
         notice(text)
+    items = request.items
     if items is None:
-        items = [item for suite in suite_list for item in ev.synthavqa_items(split, clips, Path(data_dir), suite)]
-    rows = _run_with_progress(lm, items, labels, budget_list, out_path, protocol_list, resume, opts)
+        items = [item for suite in request.suites for item in ev.synthavqa_items(split, clips, Path(data_dir), suite)]
+    rows = _run_with_progress(ev, lm, items, request, resume, opts)
     summary, families = summarise(rows), summarise_families(rows)
-    write_summary(summary, out_path, families)
+    folder = request.out_dir
+    written = ["results.jsonl", *write_summary(summary, folder, families), "accuracy.png"]
     metric = next((m for m in ("first_word", "choice") if any(m in e for e in summary)), "agreement")
-    plot_summary(summary, out_path / "accuracy.png", metric)
+    plot_summary(summary, folder / "accuracy.png", metric)
     if as_json:
         sys.stdout.write(json.dumps({"summary": summary, "families": families, "calibration": calibration(summary),
-                                     "out_dir": str(out_path)}) + "\n")
+                                     "out_dir": str(folder), "files": [str(folder / n) for n in written]}) + "\n")
         return
-    out.print(summary_table(summary, lm.name))
+    if report != ReportMode.none:
+        for table in summary_tables(summary, f"answers from the compressed cache — {lm.name}",
+                                    full=report == ReportMode.full):
+            out.print(table)
     for line in calibration(summary):
         out.print(f"calibration — {line}", highlight=False)
-    out.print(f"results: {out_path / 'results.jsonl'}, {out_path / 'summary.csv'}, {out_path / 'accuracy.png'}; "
-              f"per family: {out_path / 'summary_families.md'}")
+    out.print(f"wrote {folder}/: {', '.join(written)}", highlight=False)
 
 
-def _run_with_progress(lm, items, labels, budgets, out_path, protocols, resume, opts: RunOptions) -> list[dict]:
+def _run_with_progress(ev, lm, items: list[Item], request: Request, resume: bool, opts: RunOptions) -> list[dict]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(items))
-        return ev.run_eval(lm, items, labels, budgets, out_path, protocols, resume=resume,
-                           max_new_tokens=opts.max_new_tokens, fps=opts.fps,
+        return ev.run_eval(lm, items, request.labels, request.budgets, request.out_dir, request.protocols,
+                           resume=resume, max_new_tokens=opts.max_new_tokens, fps=opts.fps,
                            progress=lambda done: bar.advance(task, done))
-
-
-def summary_table(summary: list[dict], model: str) -> Table:
-    table = Table(title=f"answers from the compressed cache — {model}", title_justify="left")
-    columns = [c for c in COLUMNS if any(e.get(c) is not None for e in summary)]
-    for c in columns:
-        table.add_column(c, justify="left" if c in ("protocol", "method") else "right")
-    for e in summary:
-        table.add_row(*[_fmt(e.get(c)) for c in columns])
-    return table
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)

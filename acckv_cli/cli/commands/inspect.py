@@ -1,4 +1,7 @@
-"""`acckv inspect`: where the question's attention goes, per layer and per second (one prefill, full cache)."""
+"""`acckv inspect`: where the question's attention goes, per layer and per second (one prefill, full cache).
+
+Arguments, the method and the file are checked before torch is imported.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,22 @@ import json
 import os
 import sys
 
+from acckv_cli.answer.questions import check_question
 from acckv_cli.errors import Fail
-from acckv_cli.answer.inspection import inspect_clip, plot, render_layers, render_timeline
-from acckv_cli.media.decode import probe
-from acckv_cli.options import RunOptions
-from acckv_cli.answer.pipeline import check_question
-from acckv_cli.terminal import err, notice, out, quiet_libraries
+from acckv_cli.options import MethodSpec, RunOptions
+from acckv_cli.terminal import err, notice, out
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+MEASURED = "acckv"  # inspect shows AccKV's scores, weights and priorities; other methods have none of them
 
 
-def run(video: str, question: str, opts: RunOptions, plot_path: str | None, as_json: bool) -> None:
-    check_question(question)
+def check(video: str, question: str, spec: MethodSpec, plot_path: str | None) -> str:
+    from acckv_cli.media.decode import probe
+
+    question = check_question(question)
+    if spec.name != MEASURED:
+        raise Fail(f"inspect measures AccKV's scores and priorities: -m takes acckv with its options (e.g. "
+                   f"-m acckv:score_queries=all), not {spec.name}", 2)
     if plot_path is not None:
         if os.path.splitext(plot_path)[1].lower() not in PLOT_SUFFIXES:
             raise Fail(f"--plot must name a .png file (or .pdf, .svg), not {plot_path!r}", 2)
@@ -25,9 +32,17 @@ def run(video: str, question: str, opts: RunOptions, plot_path: str | None, as_j
         if not os.path.isdir(folder):
             raise Fail(f"folder of --plot does not exist: {folder!r}", 2)
     probe(video)  # fail fast on a bad file before loading the model
+    return question
+
+
+def run(video: str, question: str, opts: RunOptions, spec: MethodSpec, plot_path: str | None, as_json: bool) -> None:
+    question = check(video, question, spec, plot_path)
+    from acckv_cli.answer.inspection import inspect_clip, plot, render_layers, render_timeline
+    from acckv_cli.terminal import quiet_libraries
+
     quiet_libraries()
     lm = opts.load()
-    result = inspect_clip(lm, video, question, opts.fps, opts.max_pixels, opts.official_fps)
+    result = inspect_clip(lm, video, question, opts.fps, opts.max_pixels, opts.official_fps, acckv=spec.build())
     if plot_path is not None:
         try:
             plot(result, plot_path)

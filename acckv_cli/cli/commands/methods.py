@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from rich.table import Table
-
-from acckv_cli.methods import METHODS
-from acckv_cli.terminal import out
+from acckv_cli.methods import METHODS  # torch-free: the method modules import torch lazily
+from acckv_cli.terminal import new_table, out
 
 
 def run(as_json: bool, options: bool) -> None:
@@ -17,10 +15,7 @@ def run(as_json: bool, options: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
-    table = Table(title="KV compression methods")
-    table.add_column("name")
-    table.add_column("what it does")
-    table.add_column("paper")
+    table = new_table("KV compression methods", "name", "what it does", "paper", left=("name", "what it does", "paper"))
     for row in rows:
         table.add_row(row["name"], row["summary"], row["paper"] or "–")
         if options:

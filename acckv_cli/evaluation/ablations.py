@@ -1,0 +1,18 @@
+"""`eval --ablation`'s method aliases: names for AccKV settings, as `-m NAME:key=value` specs.
+
+Torch-free, like every method spec, so that `eval` checks them before it imports a model.
+"""
+
+# AccKV with one component off (the paper's Table-6 ablations), the paper read literally, and the measured
+# departures reverted one at a time (docs/acckv-defaults.md).
+ABLATIONS = {
+    "acckv-paper": "acckv:redistribution=paper,budget_split=proportional,coverage=none,calibration=true,tau=0.6",
+    "acckv-no-AR": "acckv:redistribution=none",
+    "acckv-no-AF": "acckv:focusing=false",
+    "acckv-no-CC": "acckv:merge_target=none,calibration=false",
+    "acckv-calibrated": "acckv:calibration=true,tau=0.6",
+    "acckv-calibrated-0.9": "acckv:calibration=true,tau=0.9",
+    "acckv-no-coverage": "acckv:coverage=none",
+    "acckv-all-rows": "acckv:score_queries=all",
+    "acckv-xmodal-merge": "acckv:cross_modal_merge=true",
+}
