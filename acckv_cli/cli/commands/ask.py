@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from rich.panel import Panel
@@ -18,19 +19,25 @@ from acckv_cli.terminal import notice, out, quiet_libraries
 
 
 def run(video: str, questions: list[str], questions_file: str | None, opts: RunOptions, spec: MethodSpec, budget: str,
-        protocol: str, report: ReportMode, as_json: bool) -> None:
+        protocol: str, report: ReportMode, as_json: bool, given: frozenset[str] = frozenset()) -> None:
+    """`given`: the options typed on the command line (a cache file refuses those that would change it)."""
+    from acckv_cli.answer.cachefile import is_cache_path
+
     questions = [check_question(q) for q in questions]
     if questions_file is not None:
         questions += read_questions(questions_file)
     if not questions:
         raise Fail("no question: give one or more after VIDEO, or --questions FILE", 2)
-    protocol = parse_protocol(protocol)
-    parsed_budget = parse_budget(budget)
-    probe(video)  # fail fast on a bad file before loading the model
-    quiet_libraries()
-    lm = opts.load()
-    results = ask_clip(lm, video, questions, spec.name, parsed_budget, protocol, opts.fps, opts.max_pixels,
-                       opts.max_new_tokens, spec.params, official_fps=opts.official_fps)
+    if is_cache_path(video):
+        results = ask_cache_file(video, questions, opts, spec, budget, protocol, given)
+    else:
+        protocol = parse_protocol(protocol)
+        parsed_budget = parse_budget(budget)
+        probe(video)  # fail fast on a bad file before loading the model
+        quiet_libraries()
+        lm = opts.load()
+        results = ask_clip(lm, video, questions, spec.name, parsed_budget, protocol, opts.fps, opts.max_pixels,
+                           opts.max_new_tokens, spec.params, official_fps=opts.official_fps)
     for text in results[0].notices:
         notice(text)
     if as_json:
@@ -38,6 +45,42 @@ def run(video: str, questions: list[str], questions_file: str | None, opts: RunO
             sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return
     render_answers(results, report)
+
+
+def ask_cache_file(path: str, questions: list[str], opts: RunOptions, spec: MethodSpec, budget: str, protocol: str,
+                   given: frozenset[str]) -> list:
+    """Answer from a saved cache (`acckv index`): its header is checked before the model loads, and an option
+    that would change what the file holds (method, budget, protocol, preprocessing, dtype) is refused."""
+    import dataclasses
+
+    from acckv_cli.answer.cachefile import read_header
+    from acckv_cli.answer.indexed import ask_file
+    from acckv_cli.options import Dtype
+
+    header = read_header(path)
+    saved, clash = header["preprocessing"], []
+    if given & {"method", "method_options"}:
+        config = spec.build().config()
+        if config.pop("method") != header["method"]["name"] or config != header["method"]["params"]:
+            clash.append(f"method {header['method']['label']}")
+    if "budget" in given and parse_budget(budget).value != header["budget"]["value"]:
+        clash.append(f"budget {header['budget']['text']}")
+    if "protocol" in given and parse_protocol(protocol) != header["protocol"]:
+        clash.append(f"protocol {header['protocol']}")
+    for name in ("fps", "max_pixels", "official_fps"):
+        if name in given and getattr(opts, name) != saved[name]:
+            clash.append(f"--{name.replace('_', '-')} {saved[name]}")
+    if clash:
+        raise Fail(f"{os.path.basename(path)} was indexed with {', '.join(clash)}: a saved cache cannot change; "
+                   f"drop the option or index the clip again", 2)
+    if opts.dtype == Dtype.auto:  # the keys and values were computed in this dtype: load the model in it
+        opts = dataclasses.replace(opts, dtype=Dtype(header["model"]["dtype"]))
+    elif opts.dtype.value != header["model"]["dtype"]:
+        raise Fail(f"{os.path.basename(path)} holds {header['model']['dtype']} keys and values: pass --dtype "
+                   f"{header['model']['dtype']} (or leave --dtype out)", 2)
+    quiet_libraries()
+    lm = opts.load()
+    return ask_file(lm, path, questions, opts.max_new_tokens)
 
 
 def render_answers(results, report: ReportMode) -> None:
@@ -75,6 +118,9 @@ def summary_table(results) -> Table:
                                 f"MB, media kept {100 * (first.kv['media_kept_ratio'] or 0):.1f} % "
                                 f"({first.method} @ {first.budget}, protocol {first.protocol})")
     tm = first.timings
+    if "cache_file" in m:
+        summary.add_row("cache file", f"{os.path.basename(m['cache_file'])} read in {tm['load_s']:.3f} s: no decode, "
+                                      f"encoders or media prefill")
     summary.add_row("time", f"decode {tm['decode_s']:.2f} s · encode {tm['encode_s']:.2f} s · media prefill "
                             f"{tm['media_prefill_s']:.2f} s · question {tm['question_prefill_s']:.2f} s · "
                             f"generate {tm['generate_s']:.2f} s")

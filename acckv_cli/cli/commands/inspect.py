@@ -17,6 +17,11 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def run(video: str, question: str, opts: RunOptions, plot_path: str | None, as_json: bool) -> None:
+    from acckv_cli.answer.cachefile import is_cache_path
+
+    if is_cache_path(video):  # the attention it measures needs the whole prompt, which a cache no longer holds
+        raise Fail(f"inspect needs the clip itself, not a cache file: run it on the video {os.path.basename(video)} "
+                   f"was indexed from", 2)
     check_question(question)
     if plot_path is not None:
         if os.path.splitext(plot_path)[1].lower() not in PLOT_SUFFIXES:
