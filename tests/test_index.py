@@ -105,10 +105,11 @@ def assert_same(video, saved):
         assert all(torch.equal(b.kept[i], a.kept[i]) for i in a.kept)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ["demo", *FAMILIES])
 @pytest.mark.parametrize("method", ["acckv", "snapkv"])  # merged entries; a kept set per KV head
-def test_token_identical_on_both_families(request, family, method, tmp_path):
-    lm = request.getfixturevalue({"qwen2.5": "tiny_lm", "qwen3": "q3_lm"}[family])
+def test_token_identical_on_the_demo_model_and_both_families(request, family, method, tmp_path):
+    fixture = {"qwen2.5": "tiny_lm", "qwen3": "q3_lm"}.get(family)
+    lm = load_model() if fixture is None else request.getfixturevalue(fixture)
     path = tmp_path / "clip.acckv"
     index_to_file(lm, SHORT, path, IndexRequest(method, budget=Budget(0.2)))
     assert_same(video_answers(lm, SHORT, method, "context"), file_answers(lm, path))
@@ -149,6 +150,14 @@ def test_another_model_has_another_identity(tiny_lm, q3_lm, indexed):
         assert cachefile.model_identity(lm)["weights_fingerprint"] != demo["weights_fingerprint"]
         with pytest.raises(CacheFileError, match="made with another model"):
             open_file(lm, str(indexed))
+
+
+def test_the_fingerprint_samples_large_tensors_and_sees_one_changed_value():
+    module = torch.nn.Module()
+    module.register_buffer("big", torch.zeros(2**24 + 3, dtype=torch.int8))  # float indices would overrun it
+    before = cachefile.weights_fingerprint(module)
+    module.big[-1] = 1  # the last element is always sampled
+    assert cachefile.weights_fingerprint(module) != before
 
 
 # --- bad files ------------------------------------------------------------------------------------------
@@ -279,6 +288,7 @@ def test_existing_files_need_resume_or_overwrite(indexed, tmp_path, monkeypatch)
     one_line_error(invoke("index", CLIP, "-d", folder), 2, "--resume", "--overwrite")
     one_line_error(invoke("index", CLIP, "-d", folder, "--resume", "-b", "0.1"), 2, "budget 0.2", "--overwrite")
     one_line_error(invoke("index", CLIP, "-d", folder, "--protocol", "query-aware"), 2, "context or stream")
+    one_line_error(invoke("index", CLIP, "-d", folder, "--protocol", "stream", "-m", "fastv"), 2, "fastv")
     monkeypatch.undo()
     shutil.copy(SHORT, tmp_path / "flute.mp4")
     result = invoke("index", CLIP, tmp_path / "flute.mp4", "-d", folder, "--resume")

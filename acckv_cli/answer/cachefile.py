@@ -127,7 +127,9 @@ def weights_fingerprint(thinker: torch.nn.Module, per_tensor: int = 64) -> str:
     samples = []
     for name, tensor in sorted(thinker.state_dict().items()):
         flat = tensor.detach().reshape(-1)
-        index = torch.linspace(0, flat.numel() - 1, min(per_tensor, flat.numel()), device=flat.device).round().long()
+        n, k = flat.numel(), min(per_tensor, flat.numel())
+        # evenly spaced, in integers: a float linspace rounds past the end of tensors above 2**24 elements
+        index = torch.arange(k, device=flat.device) * (n - 1) // max(k - 1, 1)
         samples.append(flat[index].float())
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
     digest.update(torch.cat(samples).cpu().numpy().tobytes())  # one transfer from a GPU

@@ -49,11 +49,12 @@ def export_state(session: ClipSession, media_cache: MediaCache) -> CacheState:
     # what `get_rope_index` returns beside the positions: every text token after the media sits at its index
     # plus this delta (both families: max + 1 − length)
     deltas = (layout.positions.max() + 1 - len(layout)).reshape(1, 1)
-    rope = {name: prompt.inputs[name] for name in cachefile.ROPE_INPUTS if name in prompt.inputs}
+    inputs = getattr(prompt, "inputs", {})  # (a benchmark's synthetic prompt has token ids only)
+    rope = {name: inputs[name] for name in cachefile.ROPE_INPUTS if name in inputs}
     return CacheState(keys=[k for k, _ in media_cache.saved], values=[v for _, v in media_cache.saved],
                       keep=[r["keep"] for r in records],
                       records=[{k: v for k, v in r.items() if k != "keep"} for r in records], layout=layout,
-                      prompt={"input_ids": prompt.input_ids, **rope, "rope_deltas": deltas})
+                      prompt={"input_ids": prompt.input_ids[:, :prompt.length], **rope, "rope_deltas": deltas})
 
 
 @dataclass(frozen=True)

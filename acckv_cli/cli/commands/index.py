@@ -72,6 +72,10 @@ def run(sources: list[str], out_dir: str, resume: bool, overwrite: bool, opts: R
     protocol = check_index_protocol(parse_protocol(protocol))
     request = IndexRequest(spec.name, tuple(sorted(spec.params.items())), spec.label, parse_budget(budget), protocol,
                            opts.fps, opts.max_pixels, opts.official_fps)
+    if protocol == "stream":  # a method that cannot stream fails every clip: say so once, before the model loads
+        from acckv_cli.methods.streaming import stream_refusal
+        if (reason := stream_refusal(spec.build())) is not None:
+            raise Fail(reason, 2)
     if resume and overwrite:
         raise Fail("--resume and --overwrite exclude each other", 2)
     folder = Path(out_dir)
