@@ -13,6 +13,7 @@ plus the question's own tokens.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -74,9 +75,10 @@ class IndexRequest:
     def settings(self) -> dict:
         """The header fields a resumed `index` compares with an existing file."""
         config = get_method(self.method, **dict(self.params)).config()
-        return {"method": {"name": config.pop("method"), "params": config},
-                "budget": {"value": self.budget.value, "text": str(self.budget)}, "protocol": self.protocol,
-                "preprocessing": {"fps": self.fps, "max_pixels": self.max_pixels, "official_fps": self.official_fps}}
+        settings = {"method": {"name": config.pop("method"), "params": config},
+                    "budget": {"value": self.budget.value, "text": str(self.budget)}, "protocol": self.protocol,
+                    "preprocessing": {"fps": self.fps, "max_pixels": self.max_pixels, "official_fps": self.official_fps}}
+        return json.loads(json.dumps(settings))  # as a file's header holds them (tuples become lists)
 
 
 def index_clip(lm: LoadedModel, path: str, request: IndexRequest) -> tuple[dict, CacheState]:

@@ -60,7 +60,7 @@ def ask_cache_file(path: str, questions: list[str], opts: RunOptions, spec: Meth
     header = read_header(path)
     saved, clash = header["preprocessing"], []
     if given & {"method", "method_options"}:
-        config = spec.build().config()
+        config = json.loads(json.dumps(spec.build().config()))  # as the header holds it (tuples become lists)
         if config.pop("method") != header["method"]["name"] or config != header["method"]["params"]:
             clash.append(f"method {header['method']['label']}")
     if "budget" in given and parse_budget(budget).value != header["budget"]["value"]:
