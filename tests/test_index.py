@@ -326,3 +326,14 @@ def test_batch_answers_from_cache_files(indexed, tmp_path):
     assert line["error"] is None and line["answer"] == ask_json(indexed, QUESTIONS[0])[0]["answer"]
     assert (line["method"], line["budget"], line["protocol"]) == ("acckv", "0.2", "context")
     assert line["reused"] == ["decode", "encode", "media_prefill"] and line["timings"]["media_prefill_s"] == 0
+
+
+def test_a_method_with_a_tuple_parameter_resumes_and_asks(tmp_path):
+    """Header params are JSON (a tuple comes back a list): the same spec must still count as the same."""
+    spec = ("-m", "oracle:evidence=1-2+3-3.5")
+    assert invoke("index", SHORT, *spec, "-d", tmp_path).exit_code == 0
+    result = invoke("index", SHORT, *spec, "-d", tmp_path, "--resume")
+    assert result.exit_code == 0 and "indexed" in result.stdout, result.stderr
+    assert invoke("ask", tmp_path / "flute_red_circle.acckv", "What plays?", *spec).exit_code == 0
+    one_line_error(invoke("ask", tmp_path / "flute_red_circle.acckv", "What plays?", "-m", "oracle:evidence=0-1"),
+                   2, "method oracle")
