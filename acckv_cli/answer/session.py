@@ -83,6 +83,15 @@ def restore(cache, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         layer.keys, layer.values = keys, values
 
 
+def cache_from(config, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    """A new cache holding `saved`'s per-layer (keys, values), as a prefill leaves it: the inverse of `snapshot`
+    for a media cache read back from disk (`acckv_cli.answer.cachefile`)."""
+    cache = DynamicCache(config=config.get_text_config(decoder=True))
+    for layer, (keys, values) in zip(cache.layers, saved, strict=True):
+        layer.update(keys, values)  # initialises the layer (device, dtype) as the first prefill does
+    return cache
+
+
 @dataclass
 class MediaCache:
     """The prefilled prefix of a clip: a cache holding system + media, and how it was made.

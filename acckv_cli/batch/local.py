@@ -103,11 +103,14 @@ def item_key(video: str, question: str, method: str, budget: str, protocol: str 
 # ------------------------------------------------------------------------------------------ work list
 
 
-def _folder_rows(folder: Path) -> list[dict]:
+def _folder_rows(folder: Path, extensions: frozenset[str] | set[str] | None = None) -> list[dict]:
+    from acckv_cli.answer.cachefile import SUFFIX
+
+    extensions = MEDIA_EXTENSIONS | {SUFFIX} if extensions is None else extensions  # clips and their caches
     rows = []
     for path in folder.rglob("*"):
         rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or path.suffix.lower() not in MEDIA_EXTENSIONS:
+        if any(part.startswith(".") for part in rel.parts) or path.suffix.lower() not in extensions:
             continue
         if path.is_dir():
             continue
@@ -116,21 +119,29 @@ def _folder_rows(folder: Path) -> list[dict]:
     return rows
 
 
+def media_files(folder: str | Path) -> list[Path]:
+    """Video and audio files under `folder` (recursively, hidden ones skipped), sorted by relative path."""
+    return [Path(row["video"]) for row in _folder_rows(Path(folder), MEDIA_EXTENSIONS)]
+
+
 def collect_items(source: str, questions: list[str] | None, method: str, budget: str,
                   protocol: str = DEFAULT_PROTOCOL, benchmark: str | None = None,
                   media_root: str | None = None) -> tuple[list[Item], int]:
     """The sorted, numbered work list and the number of duplicate items dropped (`benchmark`: read `source` as
     that benchmark's annotation file; `media_root`: where a manifest's videos are)."""
     from acckv_cli.answer.questions import check_question
+    from acckv_cli.answer.cachename import is_cache_path
 
     path = Path(source)
     if not path.exists():
         raise Fail(f"batch input not found: {source!r}", 2)
-    is_folder = path.is_dir()
+    # a folder (of clips and/or .acckv files) or one .acckv file: the questions come from the command line
+    is_folder = path.is_dir() or is_cache_path(path)
     if is_folder and (benchmark is not None or media_root is not None):
         raise Fail(f"{'--benchmark' if benchmark is not None else '--media-root'} needs a manifest or annotation "
                    "file as INPUT, not a folder", 2)
-    rows = _folder_rows(path) if is_folder else read_rows(path, benchmark, media_root)
+    rows = (_folder_rows(path) if path.is_dir() else [{"video": str(path), "rel": path.name}] if is_folder
+            else read_rows(path, benchmark, media_root))
     if is_folder and not questions:
         raise Fail("a folder has no questions: pass --question \"...\" or --questions FILE", 2)
     entries = []
@@ -323,14 +334,21 @@ def run_video(lm, items: list[Item], options: Options):
     both call it. A failure (bad file, model error) becomes that item's `error`; nothing is raised except
     KeyboardInterrupt and SystemExit. `total_s` of an item is the time spent on it, not on its consumer.
     """
+    from acckv_cli.answer.cachename import is_cache_path
     from acckv_cli.answer.pipeline import STREAM, decode_for_model, iter_answers
 
     t0 = time.perf_counter()
+    from_file = is_cache_path(items[0].video)  # a saved cache: its own method, budget and protocol apply
     try:
-        decoded = decode_for_model(lm, items[0].video, options.fps, options.max_pixels, options.official_fps,
-                                   lazy_frames=options.protocol == STREAM)  # streamed: frames per chunk
-        results = iter_answers(lm, decoded, [it.prompt for it in items], options.method, options.budget,
-                               options.protocol, options.max_pixels, options.max_new_tokens, options.method_params)
+        if from_file:
+            from acckv_cli.answer.indexed import iter_file_answers
+            results = iter_file_answers(lm, items[0].video, [it.prompt for it in items], options.max_new_tokens)
+        else:
+            decoded = decode_for_model(lm, items[0].video, options.fps, options.max_pixels, options.official_fps,
+                                       lazy_frames=options.protocol == STREAM)  # streamed: frames per chunk
+            results = iter_answers(lm, decoded, [it.prompt for it in items], options.method, options.budget,
+                                   options.protocol, options.max_pixels, options.max_new_tokens,
+                                   options.method_params)
     except Exception as exc:  # one bad file is one error per item, never the end of the run
         results = iter([exc] * len(items))
     for item, result in zip(items, results):
@@ -338,7 +356,10 @@ def run_video(lm, items: list[Item], options: Options):
         if isinstance(result, Exception):
             yield _error_record(item, options, result, seconds)
         else:
-            yield _result_record(item, options, result, lm, seconds)
+            record = _result_record(item, options, result, lm, seconds)
+            if from_file:
+                record.update(method=result.method, protocol=result.protocol)
+            yield record
         t0 = time.perf_counter()
 
 

@@ -36,6 +36,13 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     set_verbose(verbose)
 
 
+def _given(ctx: typer.Context) -> frozenset[str]:
+    """The options typed on the command line, not left at their defaults (a cache file refuses those that would
+    change what it holds)."""
+    return frozenset(name for name in ctx.params
+                     if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP"))
+
+
 @app.command(epilog=examples(
     'acckv ask samples/flute_red_circle.mp4 "What instrument plays?"',
     'acckv ask samples/drum_then_violin.mp4 "What plays first?" "What plays after the drum?" -b 10%',
@@ -43,6 +50,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     'acckv ask samples/flute_red_circle.mp4 "What instrument plays?" -m acckv -o tau=0.9 -o merge_target=none',
     'acckv ask samples/bell.wav "What instrument plays?" -m full --json'))
 def ask(
+    ctx: typer.Context,
     video: str = f.VIDEO,
     questions: Optional[list[str]] = typer.Argument(None, metavar="QUESTION",
                                                     help="One or more questions about the clip."),
@@ -68,12 +76,43 @@ def ask(
 ):
     """Answer QUESTIONs about VIDEO from the compressed KV cache and show what it kept.
 
-    The clip is decoded, encoded and its media prefilled once for all questions.
+    The clip is decoded, encoded and its media prefilled once for all questions. Given a FILE.acckv saved by
+    `acckv index`, the answers come from its cache: no decoding, encoders or media prefill.
     """
     from acckv_cli.cli.commands import ask as body
     run(lambda: body.run(video, questions or [], questions_file,
                          o.RunOptions.build(model, device, dtype, fps, max_pixels, max_new_tokens, official_fps),
-                         o.parse_methods(method, method_options), budget, protocol, report, as_json))
+                         o.parse_methods(method, method_options), budget, protocol, report, as_json, _given(ctx)))
+
+
+@app.command("index")
+def index_command(
+    sources: list[str] = typer.Argument(..., metavar="VIDEO... | FOLDER", help="Clips to index (video or audio "
+                                        "files), or folders searched recursively for them."),
+    out_dir: str = typer.Option(".", "--out-dir", "-d", help="Folder for the <stem>.acckv files (made if missing)."),
+    resume: bool = typer.Option(False, "--resume", help="Keep cache files already in --out-dir (their settings "
+                                                        "must match) and index only the other clips."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace cache files already in --out-dir."),
+    model: Optional[str] = f.MODEL,
+    method: Optional[str] = f.METHOD,
+    method_options: Optional[list[str]] = f.METHOD_OPTIONS,
+    budget: Optional[str] = f.BUDGET,
+    protocol: str = typer.Option("context", "--protocol", help="context (the media prefilled and compressed at "
+                                 "once) or stream (long clips: 2 s at a time with a bounded cache); see `ask "
+                                 "--help`. Answers from the file equal `ask VIDEO` with this protocol."),
+    device: o.Device = f.DEVICE,
+    dtype: o.Dtype = f.DTYPE,
+    fps: float = f.FPS,
+    max_pixels: Optional[int] = f.MAX_PIXELS,
+    official_fps: bool = f.OFFICIAL_FPS,
+):
+    """Save each clip's compressed media cache to <stem>.acckv, to answer questions later with `acckv ask
+    FILE.acckv` (or `batch`) without decoding, encoders or media prefill."""
+    from acckv_cli.cli.commands import index as body
+    run(lambda: body.run(sources, out_dir, resume, overwrite,
+                         o.RunOptions.build(model, device, dtype, fps, max_pixels, 32, official_fps),
+                         o.parse_methods([method] if method else None, method_options)[0], o.DEFAULT_BUDGET if budget is None else budget,
+                         protocol))
 
 
 @app.command(epilog=examples("acckv methods", "acckv methods --options"))
@@ -181,8 +220,9 @@ def inspect_command(
     'acckv batch samples/ --question "What instrument plays?" --out results.jsonl -b 0.5',
     "acckv batch samples/ -q questions.txt --out results.csv --format csv -m snapkv:window_size=16 --overwrite"))
 def batch_command(
-    source: str = typer.Argument(..., metavar="INPUT", help="Folder of clips (searched recursively) or a JSONL/CSV "
-                                                            "manifest with video, question[, answer, id]."),
+    source: str = typer.Argument(..., metavar="INPUT", help="Folder of clips and/or .acckv cache files (searched "
+                                                            "recursively), one .acckv file, or a JSONL/CSV manifest "
+                                                            "with video, question[, answer, id]."),
     out_path: str = typer.Option(..., "--out", metavar="FILE", help="Results file: one line per video × question."),
     question: Optional[str] = typer.Option(None, "--question", metavar="QUESTION",
                                            help="Ask this question of every video."),

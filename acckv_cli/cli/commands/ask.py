@@ -7,10 +7,12 @@ the same decoded clip, one answer block per method.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from acckv_cli.answer.cachename import is_cache_path
 from acckv_cli.answer.questions import check_question, read_questions
 from acckv_cli.errors import Fail
 from acckv_cli.options import MethodSpec, ReportMode, RunOptions, parse_budget, parse_protocol
@@ -51,8 +53,26 @@ def check(video: str, questions: list[str], questions_file: str | None, specs: l
 
 
 def run(video: str, questions: list[str], questions_file: str | None, opts: RunOptions, specs: list[MethodSpec],
-        budget: str | None, protocol: str, report: ReportMode, as_json: bool) -> None:
-    request = check(video, questions, questions_file, specs, budget, protocol)
+        budget: str | None, protocol: str, report: ReportMode, as_json: bool,
+        given: frozenset[str] = frozenset()) -> None:
+    """`given`: the options typed on the command line (a cache file refuses those that would change it)."""
+    if is_cache_path(video):
+        answers = [ask_cache_file(video, cache_questions(questions, questions_file), opts, specs, budget, protocol,
+                                  given)]
+    else:
+        answers = ask_video(check(video, questions, questions_file, specs, budget, protocol), opts)
+    for text in answers[0][0].notices:
+        notice(text)
+    if as_json:
+        for results in answers:
+            for result in results:
+                sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    render_answers(answers, report)
+
+
+def ask_video(request: Request, opts: RunOptions) -> list[list[AskResult]]:
+    """Decode the clip once, then answer every question with every method asked (one list per method)."""
     from acckv_cli.answer.pipeline import STREAM, ask_decoded, decode_for_model
     from acckv_cli.terminal import quiet_libraries
 
@@ -67,14 +87,54 @@ def run(video: str, questions: list[str], questions_file: str | None, opts: RunO
         for result in results:
             result.method = spec.label  # `acckv:tau=0.9`, as asked
         answers.append(results)
-    for text in answers[0][0].notices:
-        notice(text)
-    if as_json:
-        for results in answers:
-            for result in results:
-                sys.stdout.write(json.dumps(result.to_dict()) + "\n")
-        return
-    render_answers(answers, report)
+    return answers
+
+
+def cache_questions(questions: list[str], questions_file: str | None) -> list[str]:
+    asked = [check_question(q) for q in questions] + (read_questions(questions_file) if questions_file else [])
+    if not asked:
+        raise Fail("no question: give one or more after VIDEO, or --questions FILE", 2)
+    return asked
+
+
+def ask_cache_file(path: str, questions: list[str], opts: RunOptions, specs: list[MethodSpec], budget: str | None,
+                   protocol: str, given: frozenset[str]) -> list:
+    """Answer from a saved cache (`acckv index`): its header is checked before the model loads, and an option
+    that would change what the file holds (method, budget, protocol, preprocessing, dtype) is refused."""
+    import dataclasses
+
+    from acckv_cli.answer.cachefile import read_header
+    from acckv_cli.answer.indexed import ask_file
+    from acckv_cli.options import Dtype
+    from acckv_cli.terminal import quiet_libraries
+
+    if len(specs) > 1:
+        raise Fail("a cache file holds one method's cache: give at most one -m with it", 2)
+    spec = specs[0]
+    header = read_header(path)
+    saved, clash = header["preprocessing"], []
+    if given & {"method", "method_options"}:
+        config = json.loads(json.dumps(spec.build().config()))  # as the header holds it (tuples become lists)
+        if config.pop("method") != header["method"]["name"] or config != header["method"]["params"]:
+            clash.append(f"method {header['method']['label']}")
+    if "budget" in given and parse_budget(budget).value != header["budget"]["value"]:
+        clash.append(f"budget {header['budget']['text']}")
+    if "protocol" in given and parse_protocol(protocol) != header["protocol"]:
+        clash.append(f"protocol {header['protocol']}")
+    for name in ("fps", "max_pixels", "official_fps"):
+        if name in given and getattr(opts, name) != saved[name]:
+            clash.append(f"--{name.replace('_', '-')} {saved[name]}")
+    if clash:
+        raise Fail(f"{os.path.basename(path)} was indexed with {', '.join(clash)}: a saved cache cannot change; "
+                   f"drop the option or index the clip again", 2)
+    if opts.dtype == Dtype.auto:  # the keys and values were computed in this dtype: load the model in it
+        opts = dataclasses.replace(opts, dtype=Dtype(header["model"]["dtype"]))
+    elif opts.dtype.value != header["model"]["dtype"]:
+        raise Fail(f"{os.path.basename(path)} holds {header['model']['dtype']} keys and values: pass --dtype "
+                   f"{header['model']['dtype']} (or leave --dtype out)", 2)
+    quiet_libraries()
+    lm = opts.load()
+    return ask_file(lm, path, questions, opts.max_new_tokens)
 
 
 def render_answers(answers: list[list[AskResult]], report: ReportMode) -> None:
@@ -129,6 +189,9 @@ def summary_table(results: list[AskResult]) -> Table:
                                 f"MB, media kept {percent(first.kv['media_kept_ratio'] or 0)} "
                                 f"({first.method} @ {first.budget.describe()}, protocol {first.protocol})")
     tm = first.timings
+    if "cache_file" in m:
+        summary.add_row("cache file", f"{os.path.basename(m['cache_file'])} read in {tm['load_s']:.3f} s: no decode, "
+                                      f"encoders or media prefill")
     summary.add_row("time", f"decode {tm['decode_s']:.2f} s · encode {tm['encode_s']:.2f} s · media prefill "
                             f"{tm['media_prefill_s']:.2f} s · question {tm['question_prefill_s']:.2f} s · "
                             f"generate {tm['generate_s']:.2f} s")

@@ -10,6 +10,7 @@ import os
 import sys
 
 from acckv_cli.answer.questions import check_question
+from acckv_cli.answer.cachename import is_cache_path
 from acckv_cli.errors import Fail
 from acckv_cli.options import MethodSpec, RunOptions
 from acckv_cli.terminal import err, notice, out
@@ -21,6 +22,9 @@ MEASURED = "acckv"  # inspect shows AccKV's scores, weights and priorities; othe
 def check(video: str, question: str, spec: MethodSpec, plot_path: str | None) -> str:
     from acckv_cli.media.decode import probe
 
+    if is_cache_path(video):  # the attention it measures needs the whole prompt, which a cache no longer holds
+        raise Fail(f"inspect needs the clip itself, not a cache file: run it on the video {os.path.basename(video)} "
+                   f"was indexed from", 2)
     question = check_question(question)
     if spec.name != MEASURED:
         raise Fail(f"inspect measures AccKV's scores and priorities: -m takes acckv with its options (e.g. "
