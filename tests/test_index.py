@@ -68,7 +68,7 @@ def test_answers_from_the_file_are_the_answers_from_the_video(indexed):
     for video, saved in zip(from_video, from_file):
         assert saved["report"] == video["report"] and saved["tokens"] == video["tokens"]
         assert (saved["kv_bytes"], saved["kv_bytes_full"]) == (video["kv_bytes"], video["kv_bytes_full"])
-        assert (saved["method"], saved["budget"], saved["protocol"]) == ("acckv", "0.2", "context")
+        assert (saved["method"], saved["budget"], saved["protocol"]) == ("acckv", 0.2, "context")
         assert saved["timings"]["decode_s"] == saved["timings"]["encode_s"] == saved["timings"]["media_prefill_s"] == 0
         assert saved["reused"] == ["decode", "encode", "media_prefill"]
         assert saved["media"]["cache_file"] == str(indexed) and saved["media"]["frames"] == video["media"]["frames"]
@@ -324,7 +324,7 @@ def test_batch_answers_from_cache_files(indexed, tmp_path):
     assert result.exit_code == 0, result.stderr
     (line,) = [json.loads(text) for text in out.read_text().splitlines()]
     assert line["error"] is None and line["answer"] == ask_json(indexed, QUESTIONS[0])[0]["answer"]
-    assert (line["method"], line["budget"], line["protocol"]) == ("acckv", "0.2", "context")
+    assert (line["method"], line["budget"], line["protocol"]) == ("acckv", 0.2, "context")
     assert line["reused"] == ["decode", "encode", "media_prefill"] and line["timings"]["media_prefill_s"] == 0
 
 

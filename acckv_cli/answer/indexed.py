@@ -204,7 +204,8 @@ def iter_file_answers(lm: LoadedModel, path: str, questions: list[str], max_new_
         summary = answer.report.summary()
         kv = {"kv_bytes": summary["kv_bytes_after"], "kv_bytes_full": summary["kv_bytes_before"],
               "kv_kept_ratio": summary["kv_kept_ratio"], "media_kept_ratio": summary["media_kept_ratio"]}
-        yield AskResult(answer.question, answer.text, lm.name, header["method"]["name"], header["budget"]["text"],
+        yield AskResult(answer.question, answer.text, lm.name, header["method"]["name"],
+                        Budget(header["budget"]["value"]),
                         answer.protocol, media, token_counts(answer), kv, answer.timings, answer.reused,
                         answer.report, notices)
 
