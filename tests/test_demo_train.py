@@ -3,7 +3,6 @@ deterministic step plan that makes resuming exact, deepening that keeps the func
 
 from __future__ import annotations
 
-import functools
 import random
 from pathlib import Path
 
@@ -27,12 +26,13 @@ def demo():
 
 def clip(processor, turns, suite="core", index=0, mc_share=0.0, monkeypatch=None):
     """One training clip's inputs with `turns` questions, `mc_share` of them as multiple choice."""
-    saved = D.TURNS[suite], D.chat
-    D.TURNS[suite], D.chat = turns, functools.partial(saved[1], mc_share=mc_share)
+    saved = D.TURNS[suite]
+    D.TURNS[suite] = turns
     try:
-        return D.clip_inputs(processor, suite, index, np.random.default_rng(0), random.Random(0))
+        return D.clip_inputs(processor, suite, index, np.random.default_rng(0), random.Random(0),
+                             D.Recipe(mc_share=mc_share))
     finally:
-        D.TURNS[suite], D.chat = saved
+        D.TURNS[suite] = saved
 
 
 def test_labels_cover_only_answers(demo):

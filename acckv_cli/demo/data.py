@@ -7,19 +7,21 @@ clip is rendered in memory at exactly 2 fps and 16 kHz (the rates `acckv` sample
 size `acckv` decodes a 320×240 file at, and run through the same processor path as inference
 (`model.load.process`: a soundtrack longer than the model's audio window arrives as per-window features).
 Up to `MAX_TURNS` of the clip's questions are asked as isolated turns; `MC_SHARE` of them as multiple
-choice with four lettered options (`evaluation.choices`), the answer being the letter.
+choice with four lettered options (`evaluation.choices`), the answer being the letter. A `Recipe` changes
+the mix, the multiple-choice share and which families are asked first (a later training stage's focus).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
 from acckv_cli.demo.auxiliary import batch_targets
+from acckv_cli.demo.sequence import batch_sequence_targets, option_targets
 from acckv_cli.evaluation.choices import LETTERS, format_question
 from acckv_cli.media.decode import DecodedMedia
 from acckv_cli.media.frames import fit_to_pixels
@@ -43,10 +45,30 @@ OPTIONS = 4
 ANSWER_CLASSES = (tuple(ANSWER_COLOURS), SHAPES, INSTRUMENTS, COUNT_WORDS[1:])
 
 
-def step_plan(seed: int, step: int) -> tuple[str, list[int]]:
+@dataclass(frozen=True)
+class Recipe:
+    """What a training stage samples. The defaults are v2's first stage."""
+
+    mix: dict[str, float] = field(default_factory=lambda: dict(SUITE_MIX))
+    mc_share: float = MC_SHARE
+    focus: tuple[str, ...] = ()   # question families asked before the others (when a clip has more than MAX_TURNS)
+    sequence_targets: bool = False  # compute sequence.py's targets (order, counts, options)
+
+    def as_card(self) -> dict:
+        return {"mix": self.mix, "mc_share": self.mc_share, "focus": list(self.focus),
+                "sequence_targets": self.sequence_targets}
+
+    @classmethod
+    def from_card(cls, card: dict) -> "Recipe":
+        return cls(dict(card.get("mix", SUITE_MIX)), card.get("mc_share", MC_SHARE), tuple(card.get("focus", ())),
+                   card.get("sequence_targets", False))
+
+
+def step_plan(seed: int, step: int, mix: dict[str, float] | None = None) -> tuple[str, list[int]]:
     """The suite and the training-clip indices of `step` (disjoint across steps within a suite)."""
+    mix = mix or SUITE_MIX
     rng = random.Random(seed * 1_000_003 + step)
-    suite = rng.choices(list(SUITE_MIX), weights=list(SUITE_MIX.values()))[0]
+    suite = rng.choices(list(mix), weights=list(mix.values()))[0]
     n = CLIPS_PER_STEP[suite]
     first = step * max(CLIPS_PER_STEP.values()) + seed * 2_000_000
     return suite, list(range(first, first + n))
@@ -93,10 +115,14 @@ def as_choice(qa: QA, rng: random.Random) -> tuple[str, str]:
     return format_question(qa.question, options), LETTERS[options.index(qa.answer)]
 
 
-def chat(questions: list[QA], rng: random.Random, turns: int = MAX_TURNS, mc_share: float = MC_SHARE) -> list[dict]:
-    """Up to `turns` questions as consecutive turns in random order, some as multiple choice."""
+def chat(questions: list[QA], rng: random.Random, turns: int = MAX_TURNS, mc_share: float = MC_SHARE,
+         focus: tuple[str, ...] = ()) -> list[dict]:
+    """Up to `turns` questions as consecutive turns in random order (families in `focus` first), some as
+    multiple choice."""
     order = list(questions)
     rng.shuffle(order)
+    if focus:  # a stable sort keeps the shuffled order within each group
+        order.sort(key=lambda qa: qa.family not in focus)
     out = []
     for i, qa in enumerate(order[:turns]):
         text, answer = as_choice(qa, rng) if rng.random() < mc_share else (qa.question, qa.answer)
@@ -120,34 +146,40 @@ def answer_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
     return labels
 
 
-def clip_inputs(processor, suite: str, index: int, np_rng: np.random.Generator, py_rng: random.Random) -> dict:
+def clip_inputs(processor, suite: str, index: int, np_rng: np.random.Generator, py_rng: random.Random,
+                recipe: Recipe = Recipe()) -> dict:
     """Processor inputs of one training clip with answer labels and auxiliary per-token targets."""
     example, questions = training_example(suite, index)
     media = decoded_media(example, np_rng)
     lm = LoadedModel(None, processor, "demo-training", torch.device("cpu"), torch.float32)
-    text = processor.apply_chat_template(chat(questions, py_rng, min(TURNS[suite], MAX_TURNS)), tokenize=False)
-    inputs, _ = process(lm, text, media)
+    turns = chat(questions, py_rng, min(TURNS[suite], MAX_TURNS), recipe.mc_share, recipe.focus)
+    inputs, _ = process(lm, processor.apply_chat_template(turns, tokenize=False), media)
     inputs["labels"] = answer_labels(inputs["input_ids"], processor.tokenizer)
     audio_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")
     audio_tokens = int((inputs["input_ids"] == audio_id).sum())
-    inputs["aux_targets"] = batch_targets([replace(example.spec, fps=FPS)], inputs["video_grid_thw"], [audio_tokens])
+    spec = replace(example.spec, fps=FPS)
+    inputs["aux_targets"] = batch_targets([spec], inputs["video_grid_thw"], [audio_tokens])
+    if recipe.sequence_targets:
+        option_at, correct = option_targets(inputs["input_ids"], inputs["labels"], processor.tokenizer)
+        inputs["sequence_targets"] = {**batch_sequence_targets([spec], [audio_tokens]), "option_at": option_at,
+                                      "option_correct": correct}
     return inputs
 
 
-def step_inputs(processor, seed: int, step: int) -> tuple[str, list[dict]]:
-    """The suite and per-clip inputs of one step (deterministic in (seed, step))."""
-    suite, indices = step_plan(seed, step)
+def step_inputs(processor, seed: int, step: int, recipe: Recipe = Recipe()) -> tuple[str, list[dict]]:
+    """The suite and per-clip inputs of one step (deterministic in (seed, step, recipe))."""
+    suite, indices = step_plan(seed, step, recipe.mix)
     np_rng, py_rng = np.random.default_rng([seed, step]), random.Random(seed * 7_919 + step)
-    return suite, [clip_inputs(processor, suite, i, np_rng, py_rng) for i in indices]
+    return suite, [clip_inputs(processor, suite, i, np_rng, py_rng, recipe) for i in indices]
 
 
 class Steps(torch.utils.data.IterableDataset):
     """Steps `first`…`last - 1`, made in a worker process so that rendering overlaps training."""
 
-    def __init__(self, processor, seed: int, first: int, last: int):
-        self.processor, self.seed, self.first, self.last = processor, seed, first, last
+    def __init__(self, processor, seed: int, first: int, last: int, recipe: Recipe = Recipe()):
+        self.processor, self.seed, self.first, self.last, self.recipe = processor, seed, first, last, recipe
 
     def __iter__(self):
         torch.set_num_threads(1)
         for step in range(self.first, self.last):
-            yield step, *step_inputs(self.processor, self.seed, step)
+            yield step, *step_inputs(self.processor, self.seed, step, self.recipe)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from acckv_cli.demo.auxiliary import AuxiliaryHeads, encoder_outputs
+from acckv_cli.demo.sequence import SequenceHeads
 from acckv_cli.model.layout import audio_lengths
 
 
@@ -55,30 +56,37 @@ def isolate_turns(thinker, inputs, tokenizer) -> dict:
 
 
 AUX_LAYER = 2  # decoder layer whose audio tokens must already "see" the picture
+SEQUENCE_LAYER = 4  # decoder layer that must know what came before (sequence.py): above AUX_LAYER
 
 
 def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads | None = None,
-                    aux_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                    aux_weight: float = 0.0, sequence_heads: SequenceHeads | None = None,
+                    sequence_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy on answer positions only (logits are computed only there), plus the weighted
-    auxiliary per-token losses when `heads` is given. Returns (loss, its parts as floats)."""
+    auxiliary per-token losses of whichever heads are given. Returns (loss, its parts as floats)."""
     labels = inputs.pop("labels")
     aux_targets = inputs.pop("aux_targets", None)
+    sequence_targets = inputs.pop("sequence_targets", None)
     if tokenizer is not None:
         inputs = isolate_turns(thinker, inputs, tokenizer)
+    probes = heads is not None or sequence_heads is not None
     with encoder_outputs(thinker) as encoded:
-        out = thinker.model(**inputs, use_audio_in_video=True, use_cache=False,
-                            output_hidden_states=heads is not None)
+        out = thinker.model(**inputs, use_audio_in_video=True, use_cache=False, output_hidden_states=probes)
     hidden = out.last_hidden_state[:, :-1]
     target = labels[:, 1:]
     where = target != -100
     logits = thinker.lm_head(hidden[where])
     loss = torch.nn.functional.cross_entropy(logits.float(), target[where])
     parts = {"answer": loss.item()}
+    is_audio = inputs["input_ids"] == thinker.config.audio_token_id
     if heads is not None and aux_targets is not None:
-        audio_mid = out.hidden_states[AUX_LAYER][inputs["input_ids"] == thinker.config.audio_token_id]
-        aux = heads.losses(encoded["video"], encoded["audio"], audio_mid, aux_targets)
+        aux = heads.losses(encoded["video"], encoded["audio"], out.hidden_states[AUX_LAYER][is_audio], aux_targets)
         loss = loss + aux_weight * sum(aux.values())
         parts.update({k: v.item() for k, v in aux.items()})
+    if sequence_heads is not None and sequence_targets is not None:
+        upper = out.hidden_states[min(SEQUENCE_LAYER, len(out.hidden_states) - 1)]  # tiny test models: the top
+        options = upper.flatten(0, 1)[sequence_targets["option_at"]]
+        seq = sequence_heads.losses(upper[is_audio], options, sequence_targets)
+        loss = loss + sequence_weight * sum(seq.values())
+        parts.update({k: v.item() for k, v in seq.items()})
     return loss, parts
-
-

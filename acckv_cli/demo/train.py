@@ -25,7 +25,8 @@ import torch
 
 from acckv_cli.demo.auxiliary import AuxiliaryHeads
 from acckv_cli.demo.checkpoint import CHECKPOINT, deepen, load_checkpoint, load_thinker, save_checkpoint, save_model
-from acckv_cli.demo.data import FPS, MAX_PIXELS, MAX_TURNS, SUITE_MIX, Steps, as_decoded  # noqa: F401 (re-exported)
+from acckv_cli.demo.data import FPS, MAX_PIXELS, MAX_TURNS, SUITE_MIX, Recipe, Steps, as_decoded  # noqa: F401
+from acckv_cli.demo.sequence import SequenceHeads
 from acckv_cli.demo.losses import isolate_turns, loss_on_answers  # noqa: F401 (re-exported for tests)
 from acckv_cli.demo.validate import quick_validation
 from acckv_cli.synth.avqa import answer_vocabulary, question_corpus
@@ -89,32 +90,54 @@ def starting_point(args) -> tuple[object, object, dict | None, dict]:
     card = {"what": "acckv demo model: Qwen2.5-Omni thinker architecture, small config, trained on SynthAVQA "
                     "(synthetic shapes + instrument tones: core, sparse and long suites)",
             "init": str(args.init) if args.init else None, "layers": thinker.config.text_config.num_hidden_layers,
-            "steps": args.steps or DEFAULT_STEPS, "lr": args.lr, "seed": args.seed, "aux_weight": args.aux_weight, "mix": SUITE_MIX,
+            "steps": args.steps or DEFAULT_STEPS, "lr": args.lr, "seed": args.seed, "aux_weight": args.aux_weight,
+            "sequence_weight": args.sequence_weight, **recipe_from_args(args).as_card(),
             "command": "python -m acckv_cli.demo.train " + " ".join(sys.argv[1:]), "minutes": 0.0, "history": []}
     return thinker, processor, None, card
+
+
+def recipe_from_args(args) -> Recipe:
+    mix = dict(part.split("=") for part in args.mix.split(",")) if args.mix else SUITE_MIX
+    return Recipe({k: float(v) for k, v in mix.items()}, args.mc_share,
+                  tuple(f for f in (args.focus or "").split(",") if f), args.sequence_weight > 0)
+
+
+def probes_for(thinker, card: dict) -> torch.nn.ModuleDict:
+    """The training-only linear heads the card asks for (auxiliary.py, sequence.py)."""
+    hidden = thinker.config.text_config.hidden_size
+    probes = torch.nn.ModuleDict()
+    if card["aux_weight"] > 0:
+        probes["aux"] = AuxiliaryHeads(hidden)
+    if card.get("sequence_weight", 0) > 0:
+        probes["sequence"] = SequenceHeads(hidden)
+    return probes
+
+
+def _probe(probes: torch.nn.ModuleDict, name: str):
+    return probes[name] if name in probes else None
 
 
 def train(args) -> dict:
     torch.manual_seed(args.seed)
     thinker, processor, state, card = starting_point(args)
-    heads = AuxiliaryHeads(thinker.config.text_config.hidden_size) if args.aux_weight > 0 else None
-    opt, params = optimizer_for(thinker, heads, args.lr)
+    probes = probes_for(thinker, card)
+    opt, params = optimizer_for(thinker, probes, args.lr)
     first = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-        if heads is not None and state["heads"] is not None:
-            heads.load_state_dict(state["heads"])
+        if state["heads"] is not None:
+            probes.load_state_dict(state["heads"])
         first = state["step"]
     steps = card["steps"]
     thinker.train()
     start, ema, last_save = time.time(), None, time.time()
     minutes_before = card["minutes"]
-    loader = torch.utils.data.DataLoader(Steps(processor, card["seed"], first, steps), batch_size=None,
+    loader = torch.utils.data.DataLoader(Steps(processor, card["seed"], first, steps, Recipe.from_card(card)), batch_size=None,
                                          num_workers=1, prefetch_factor=2)
 
     def checkpoint(step: int) -> None:
         card["minutes"] = round(minutes_before + (time.time() - start) / 60, 1)
-        save_checkpoint(args.out, thinker, processor, opt, heads, step, card)
+        save_checkpoint(args.out, thinker, processor, opt, probes, step, card)
 
     step = first
     for step, suite, clips in loader:
@@ -122,7 +145,8 @@ def train(args) -> dict:
             group["lr"] = lr_at(step, steps, card["lr"], warmup=min(100, steps // 20))
         parts_sum: dict[str, float] = {}
         for inputs in clips:
-            loss, parts = loss_on_answers(thinker, inputs, processor.tokenizer, heads, card["aux_weight"])
+            loss, parts = loss_on_answers(thinker, inputs, processor.tokenizer, _probe(probes, "aux"),
+                                          card["aux_weight"], _probe(probes, "sequence"), card.get("sequence_weight", 0.0))
             (loss / len(clips)).backward()
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v / len(clips)
@@ -174,6 +198,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     parser.add_argument("--aux-weight", type=float, default=0.3,
                         help="Weight of each per-token auxiliary loss (acckv_cli/demo/auxiliary.py); 0 turns them off")
+    parser.add_argument("--sequence-weight", type=float, default=0.0,
+                        help="Weight of each order/count/option loss (acckv_cli/demo/sequence.py); 0 turns them off")
+    parser.add_argument("--mix", default=None,
+                        help="Suite mix, e.g. core=0.2,sparse=0.5,long=0.3 (default: v2's first stage)")
+    parser.add_argument("--mc-share", type=float, default=0.3, help="Share of turns asked as multiple choice")
+    parser.add_argument("--focus", default=None,
+                        help="Question families asked first when a clip has more than 8, e.g. order,count")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="Stop after this long in this sitting, with a checkpoint to --resume from")
     parser.add_argument("--resume", action="store_true", help="Continue from --out's checkpoint (settings from it)")

@@ -1,0 +1,90 @@
+"""Auxiliary targets for the skills v2 did not learn from answers alone: order, counting, lettered options.
+
+Demo model v2 reached 95 % on single brief sounds but stayed at its step-500 level on "what plays right
+after the violin?" (46 %) and "how many times does the drum play?" (71 %) through 2,000 steps, and at
+chance on multiple choice. Each needs an intermediate fact that no answer token names, so here each gets a
+per-token label read by a linear probe from an upper decoder layer (`SEQUENCE_LAYER`), during training only:
+
+- `audio_previous`: at every audio token, the instrument of the last sound that *ended* before it ("none"
+  before the first). The tokens of the sound after the violin then carry "previous = violin" next to their
+  own instrument, which is what an order question has to find.
+- `audio_counts`: at every audio token, how many sounds of each instrument have *started* so far (0–4,
+  4 meaning four or more). The last audio token holds the clip's totals, which a count question reads.
+- `option_correct`: at the first token of every lettered option of a multiple-choice turn, whether it is
+  the right one. Answering with a letter then reduces to copying the letter in front of the flagged option.
+
+Every label depends only on what comes earlier in the sequence, so a causal decoder can compute it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from acckv_cli.demo.auxiliary import AUDIO_TOKENS_PER_SECOND, INSTRUMENT_CLASSES
+from acckv_cli.evaluation.choices import LETTERS
+from acckv_cli.synth.events import INSTRUMENTS, ClipSpec
+
+MAX_COUNT = 4  # class 4 = four or more
+
+
+def audio_sequence_targets(spec: ClipSpec, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """(previous instrument class per token, (n_tokens, len(INSTRUMENTS)) count-so-far classes)."""
+    sounds = sorted(spec.sound_events, key=lambda e: e.start_s)
+    t = (np.arange(n_tokens) + 0.5) / AUDIO_TOKENS_PER_SECOND
+    previous = np.zeros(n_tokens, dtype=np.int64)
+    for sound in sorted(sounds, key=lambda e: e.end_s):  # later ends overwrite earlier ones
+        previous[t >= sound.end_s] = INSTRUMENT_CLASSES.index(sound.instrument)
+    counts = np.zeros((n_tokens, len(INSTRUMENTS)), dtype=np.int64)
+    for sound in sounds:
+        counts[t >= sound.start_s, INSTRUMENTS.index(sound.instrument)] += 1
+    return previous, np.minimum(counts, MAX_COUNT)
+
+
+def option_targets(input_ids: torch.Tensor, labels: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions (flat, over batch × sequence) of each option's first token and whether it is the answer.
+
+    An option is the token after "\\n", a letter, "." in a user turn; its turn's answer is the first labelled
+    token after it (`data.answer_labels`), which for a lettered question is the letter.
+    """
+    newline, dot = (tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "."))
+    letters = {tokenizer.convert_tokens_to_ids(x): x for x in LETTERS}
+    positions, correct = [], []
+    L = input_ids.shape[1]
+    for b, row in enumerate(input_ids.tolist()):
+        answer_at = labels[b].ne(-100).nonzero().flatten().tolist()
+        for i in range(L - 3):
+            if row[i] == newline and row[i + 1] in letters and row[i + 2] == dot:
+                answer = next((row[j] for j in answer_at if j > i), None)
+                positions.append(b * L + i + 3)
+                correct.append(int(answer == row[i + 1]))
+    return torch.tensor(positions, dtype=torch.long), torch.tensor(correct, dtype=torch.long)
+
+
+def batch_sequence_targets(specs: list[ClipSpec], audio_tokens_per_clip: list[int]) -> dict[str, torch.Tensor]:
+    """Audio targets concatenated over clips in batch order (the order of the audio tokens)."""
+    parts = [audio_sequence_targets(s, n) for s, n in zip(specs, audio_tokens_per_clip)]
+    return {"audio_previous": torch.from_numpy(np.concatenate([p[0] for p in parts])),
+            "audio_counts": torch.from_numpy(np.concatenate([p[1] for p in parts]))}
+
+
+class SequenceHeads(nn.Module):
+    """Linear probes on an upper decoder layer; trained with the model, thrown away afterwards."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.audio_previous = nn.Linear(hidden, len(INSTRUMENT_CLASSES))
+        self.audio_counts = nn.Linear(hidden, len(INSTRUMENTS) * (MAX_COUNT + 1))
+        self.option_correct = nn.Linear(hidden, 2)
+
+    def losses(self, audio: torch.Tensor, options: torch.Tensor,
+               targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cross-entropy per head. audio: (Na, hidden); options: (No, hidden) hidden states at option tokens."""
+        ce = nn.functional.cross_entropy
+        counts = self.audio_counts(audio).view(len(audio), len(INSTRUMENTS), MAX_COUNT + 1)
+        out = {"audio_previous": ce(self.audio_previous(audio), targets["audio_previous"]),
+               "audio_counts": ce(counts.flatten(0, 1), targets["audio_counts"].flatten())}
+        if len(options):
+            out["option_correct"] = ce(self.option_correct(options), targets["option_correct"])
+        return out
