@@ -18,6 +18,7 @@ from acckv_cli.methods.vocab import HEAD_REDUCTIONS
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, gather_entries
 from acckv_cli.methods.merge import MERGE_RULES, mean_cosine_to_anchors, merge_into_kept
 from acckv_cli.methods.registry import register
+from acckv_cli.methods.salience import key_salience, standardised
 from acckv_cli.methods.stash import AttentionNeeds
 
 VIDEO, AUDIO = Modality.VIDEO, Modality.AUDIO
@@ -25,7 +26,7 @@ REDISTRIBUTIONS = ("visible_count", "paper", "column_mean", "none")
 BUDGET_SPLITS = ("proportional_by_count", "proportional", "joint")
 MERGE_TARGETS = ("none", "nearest_kept", "centroid")
 TAU_MODES = ("absolute", "quantile")
-COVERAGES = ("none", "time")
+COVERAGES = ("none", "time", "salient_time")
 FOCUS_STATS = ("mean_hat", "sum_hat")
 REFILLS = ("none", "high")
 
@@ -110,6 +111,7 @@ class AccKV(CompressionMethod):
     tau_mode: str = "absolute"
     min_keep_low: int = 0
     refill: str = "none"
+    salience: float = 0.0              # beyond the paper: weight of key salience in the ranking (salience.py)
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,
@@ -122,8 +124,8 @@ class AccKV(CompressionMethod):
             raise ValueError(f"acckv score_queries must be text, all, question or window:W, got {self.score_queries!r}")
         if self.tau_mode == "quantile" and not 0 <= self.tau <= 1:
             raise ValueError(f"acckv tau must lie in [0, 1] with tau_mode=quantile, got {self.tau}")
-        if self.coverage_seconds <= 0 or self.min_keep_low < 0:
-            raise ValueError("acckv coverage_seconds must be positive and min_keep_low ≥ 0")
+        if self.coverage_seconds <= 0 or self.min_keep_low < 0 or self.salience < 0:
+            raise ValueError("acckv coverage_seconds must be positive, min_keep_low and salience ≥ 0")
 
     def attention_needs(self) -> AttentionNeeds:
         weighting = "position" if self.redistribution in ("paper", "visible_count") else "none"
@@ -141,7 +143,8 @@ class AccKV(CompressionMethod):
             for kind, w in weights.items():
                 scores = torch.where(ctx.mask(kind), scores * w, scores)
         quota = self.split_budget(ctx, weights, scores, present)
-        chosen = {kind: self.top_of(ctx, kind, scores, quota[kind]) for kind in present}
+        ranking = self.with_salience(ctx, scores, present)
+        chosen = {kind: self.top_of(ctx, kind, ranking, quota[kind]) for kind in present}
         keep = torch.cat([self._protected(ctx, scores), *chosen.values()], dim=-1).sort(dim=-1).values
         keys, values, merged = self.merge(ctx, keep, scores)
         high, low = self.priorities(ctx, weights, chosen)
@@ -156,6 +159,19 @@ class AccKV(CompressionMethod):
     def _protected(ctx: LayerContext, scores: torch.Tensor) -> torch.Tensor:
         fixed = ctx.protected.nonzero().squeeze(1)
         return fixed if scores.ndim == 1 else fixed[None].expand(scores.shape[0], -1)
+
+    def with_salience(self, ctx: LayerContext, scores: torch.Tensor, present: list) -> torch.Tensor:
+        """The ranking inside each modality: z(attention score) + salience · z(key salience); the scores
+        themselves when `salience` is 0. Standardised per modality, so the weight means the same in every
+        layer whatever the scale of attention there."""
+        if self.salience == 0:
+            return scores
+        ranking = torch.zeros_like(scores, dtype=torch.float32)
+        for kind in present:
+            mask = ctx.mask(kind)
+            salient = key_salience(ctx.keys, mask, per_head=scores.ndim == 2)
+            ranking = ranking + standardised(scores, mask) + self.salience * standardised(salient, mask)
+        return ranking
 
     # --- A-F -------------------------------------------------------------------------------------------
     def modality_weights(self, ctx: LayerContext, scores: torch.Tensor) -> dict[Modality, float]:
@@ -220,7 +236,12 @@ class AccKV(CompressionMethod):
         order = by_score.gather(-1, by_bin)        # members grouped by bin, best score first within a bin
         starts = (sizes.cumsum(0) - sizes).repeat_interleave(sizes)
         rank = torch.arange(idx.numel(), device=idx.device) - starts
-        chosen = order[..., rank < _largest_remainder(k, sizes).repeat_interleave(sizes)]
+        if self.coverage == "salient_time":  # bins that stand out get more of the quota
+            share = _bin_weights(scores[..., idx], group, len(sizes))
+            quota = _weighted_quota(k, share, sizes)
+        else:
+            quota = _largest_remainder(k, sizes)
+        chosen = order[..., rank < quota.repeat_interleave(sizes)]
         return idx[chosen].sort(dim=-1).values
 
     # --- C-C step 1 ------------------------------------------------------------------------------------
@@ -345,6 +366,34 @@ def _largest_remainder(k: int, sizes: torch.Tensor) -> torch.Tensor:
     share = exact.floor().long()
     share[(exact - share).argsort(descending=True)[: k - int(share.sum())]] += 1
     return torch.minimum(share, sizes)
+
+
+def _bin_weights(scores: torch.Tensor, group: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """float [bins]: Σ exp(z) over each bin's tokens, z the token's standardised score (heads averaged,
+    capped at 4σ): a bin of ordinary tokens weighs its size, a bin holding a standout weighs far more."""
+    flat = scores.float().mean(0) if scores.ndim == 2 else scores.float()
+    z = (flat - flat.mean()) / flat.std().clamp(min=1e-8) if flat.numel() > 1 else torch.zeros_like(flat)
+    return torch.zeros(n_bins, device=flat.device).index_add_(0, group, z.clamp(max=4).exp())
+
+
+def _weighted_quota(k: int, weights: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """int64 [bins]: k slots split in proportion to `weights` (largest remainder), capped at each bin's
+    size; what a full bin cannot take goes to the others in proportion to their weights."""
+    quota = torch.zeros_like(sizes)
+    k = min(k, int(sizes.sum()))
+    while int(quota.sum()) < k:
+        room = sizes - quota
+        w = torch.where(room > 0, weights, torch.zeros_like(weights))
+        left = k - int(quota.sum())
+        exact = left * w / w.sum()
+        add = torch.minimum(exact.floor().long(), room)
+        short = left - int(add.sum())
+        if short > 0:  # the largest remainders among bins that still have room get one more
+            frac = torch.where(room - add > 0, exact - exact.floor(), torch.full_like(exact, -1.0))
+            add[frac.argsort(descending=True)[:short]] += 1
+            add = torch.minimum(add, room)
+        quota += add
+    return quota
 
 
 def _give_overflow(quota: dict, counts: dict, slots: int) -> dict:

@@ -1,0 +1,106 @@
+"""Key salience (methods/salience.py) and AccKV's use of it: the ranking term and the salient time bins.
+Each test fails if its ordering is inverted (the majority ranked above the standout, the quiet bin given
+the slots)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from acckv_cli.methods import acckv as acckv_mod, get_method
+from acckv_cli.methods.acckv import _weighted_quota
+from acckv_cli.methods.salience import key_salience, standardised
+from acckv_cli.model.layout import Modality
+from test_baselines import hand_layout, layout_context
+
+
+def majority_keys(L: int, standouts: list[int], kv: int = 2, dim: int = 8, seed: int = 0) -> torch.Tensor:
+    """[1, KV, L, D]: every token near one direction (silence, background), `standouts` near another."""
+    gen = torch.Generator().manual_seed(seed)
+    common, other = torch.zeros(dim), torch.zeros(dim)
+    common[0], other[1] = 1.0, 1.0
+    keys = common + 0.1 * torch.randn(kv, L, dim, generator=gen)
+    keys[:, standouts] = other + 0.1 * torch.randn(kv, len(standouts), dim, generator=gen)
+    return keys[None]
+
+
+def test_standout_keys_are_the_most_salient():
+    keys = majority_keys(40, [7, 23])
+    mask = torch.ones(40, dtype=torch.bool)
+    salience = key_salience(keys, mask)
+    assert set(salience.topk(2).indices.tolist()) == {7, 23}
+    per_head = key_salience(keys, mask, per_head=True)
+    assert per_head.shape == (2, 40) and torch.allclose(per_head.mean(0), salience)
+    assert key_salience(keys, torch.zeros(40, dtype=torch.bool)).abs().sum() == 0  # nothing masked: all 0
+
+
+def test_salience_is_measured_against_the_tokens_own_modality():
+    """A token typical of its own modality is not salient just because the other modality looks different."""
+    keys = majority_keys(40, list(range(30, 40)))      # tokens 30–39: a second modality, all alike
+    second = torch.zeros(40, dtype=torch.bool)
+    second[30:] = True
+    assert key_salience(keys, second)[30:].max() < 0.1
+    assert key_salience(keys, torch.ones(40, dtype=torch.bool))[30:].min() > 0.5
+
+
+def test_standardised_is_zero_mean_unit_std_inside_the_mask():
+    scores = torch.tensor([1.0, 2.0, 3.0, 10.0, 5.0])
+    mask = torch.tensor([True, True, True, False, True])
+    z = standardised(scores, mask)
+    assert z[3] == 0 and abs(float(z[mask].mean())) < 1e-6 and abs(float(z[mask].std()) - 1) < 1e-5
+
+
+def test_weighted_quota_sums_to_k_respects_sizes_and_follows_weights():
+    sizes = torch.tensor([3, 3, 3, 3])
+    heavy = torch.tensor([1.0, 1.0, 10.0, 1.0])
+    assert _weighted_quota(5, heavy, sizes).tolist() == [1, 1, 3, 0]   # bin 2 first, capped at its size
+    assert _weighted_quota(12, heavy, sizes).tolist() == [3, 3, 3, 3]
+    assert _weighted_quota(50, heavy, sizes).tolist() == [3, 3, 3, 3]  # more than there is: every token
+    quota = _weighted_quota(7, torch.tensor([1.0, 5.0, 1.0, 1.0]), torch.tensor([10, 2, 10, 10]))
+    assert int(quota.sum()) == 7 and quota[1] == 2
+
+
+@pytest.fixture
+def flat_attention(monkeypatch):
+    """Attention that prefers nothing (every key scores 1), so only salience can find the sound."""
+    monkeypatch.setattr(acckv_mod, "redistributed_scores", lambda ctx, rows, mode, how: torch.ones(ctx.length))
+
+
+def audio_standout_context(budget: float):
+    """The hand layout (6 s: 3 chunks of 2 frame pairs × 6 cells + 50 audio tokens) with every audio key
+    alike except one brief sound: 5 audio tokens of the second chunk."""
+    layout = hand_layout(seconds=6, cells=6)
+    ctx = layout_context(layout, budget)
+    audio = layout.mask(Modality.AUDIO).nonzero().squeeze(1)
+    sound = audio[60:65].tolist()
+    ctx.keys = majority_keys(len(layout), sound)
+    return ctx, sound
+
+
+@pytest.mark.parametrize("coverage", ["time", "salient_time", "none"])
+def test_acckv_with_salience_keeps_the_brief_sound(flat_attention, coverage):
+    ctx, sound = audio_standout_context(0.05)
+    kept = set(get_method("acckv", salience=8.0, coverage=coverage, coverage_seconds=1.0).compress_layer(ctx).keep.tolist())
+    assert set(sound) & kept
+
+
+def test_salient_time_bins_give_the_brief_sound_more_slots_than_time_bins(flat_attention):
+    """Equal bins spend the audio quota evenly over 6 s; salient bins spend more of it inside the sound."""
+    ctx, sound = audio_standout_context(0.1)
+    count = {}
+    for coverage in ("time", "salient_time"):
+        method = get_method("acckv", salience=8.0, coverage=coverage, coverage_seconds=0.25)
+        count[coverage] = len(set(sound) & set(method.compress_layer(ctx).keep.tolist()))
+    assert count["salient_time"] > count["time"]
+
+
+def test_zero_salience_leaves_the_ranking_alone():
+    ctx, _ = audio_standout_context(0.1)
+    scores = torch.rand(ctx.length)
+    method = get_method("acckv")
+    assert method.salience == 0 and method.with_salience(ctx, scores, [Modality.VIDEO, Modality.AUDIO]) is scores
+
+
+def test_negative_salience_is_refused():
+    with pytest.raises(ValueError, match="salience"):
+        get_method("acckv", salience=-1.0)
