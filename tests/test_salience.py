@@ -10,6 +10,7 @@ import torch
 from acckv_cli.methods import acckv as acckv_mod, get_method
 from acckv_cli.methods.acckv import _weighted_quota
 from acckv_cli.methods.salience import key_salience, standardised
+from acckv_cli.methods.uniform import spread_in_time
 from acckv_cli.model.layout import Modality
 from test_baselines import hand_layout, layout_context
 
@@ -104,3 +105,29 @@ def test_zero_salience_leaves_the_ranking_alone():
 def test_negative_salience_is_refused():
     with pytest.raises(ValueError, match="salience"):
         get_method("acckv", salience=-1.0)
+
+
+def test_skeleton_lays_its_share_as_uniform_does(monkeypatch):
+    """skeleton=1: each modality's slots placed exactly as `uniform` places that many, whatever attention
+    prefers (here the latest tokens)."""
+    layout = hand_layout(seconds=6, cells=6)
+    ctx = layout_context(layout, 0.2)
+    monkeypatch.setattr(acckv_mod, "redistributed_scores",
+                        lambda ctx, rows, mode, how: torch.arange(ctx.length, dtype=torch.float32))
+    keep = get_method("acckv", skeleton=1.0, merge_target="none", coverage="none").compress_layer(ctx).keep
+    for kind in (Modality.VIDEO, Modality.AUDIO):
+        mine = keep[layout.mask(kind)[keep]]
+        assert mine.numel() and torch.equal(mine, spread_in_time(layout, layout.mask(kind), mine.numel()))
+
+
+def test_half_a_skeleton_keeps_the_start_of_the_clip_that_attention_ignores(monkeypatch):
+    layout = hand_layout(seconds=6, cells=6)
+    ctx = layout_context(layout, 0.2)
+    monkeypatch.setattr(acckv_mod, "redistributed_scores",
+                        lambda ctx, rows, mode, how: torch.arange(ctx.length, dtype=torch.float32))
+    media = layout.media_mask
+    for skeleton, earliest in ((0.0, 4.0), (0.5, 0.0)):
+        keep = get_method("acckv", skeleton=skeleton, merge_target="none", coverage="none").compress_layer(ctx).keep
+        kept_times = layout.time_s[keep[media[keep]]]
+        assert (float(kept_times.min()) >= earliest) if skeleton == 0 else (float(kept_times.min()) <= 1.0)
+        assert int(media[keep].sum()) == get_method("uniform").compress_layer(ctx).keep.numel() - int((~media).sum())

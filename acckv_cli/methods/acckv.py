@@ -19,6 +19,7 @@ from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult,
 from acckv_cli.methods.merge import MERGE_RULES, mean_cosine_to_anchors, merge_into_kept
 from acckv_cli.methods.registry import register
 from acckv_cli.methods.salience import key_salience, standardised
+from acckv_cli.methods.uniform import spread_in_time
 from acckv_cli.methods.stash import AttentionNeeds
 
 VIDEO, AUDIO = Modality.VIDEO, Modality.AUDIO
@@ -112,6 +113,7 @@ class AccKV(CompressionMethod):
     min_keep_low: int = 0
     refill: str = "none"
     salience: float = 0.0              # beyond the paper: weight of key salience in the ranking (salience.py)
+    skeleton: float = 0.0              # beyond the paper: share of each quota laid evenly in time first
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,
@@ -124,6 +126,8 @@ class AccKV(CompressionMethod):
             raise ValueError(f"acckv score_queries must be text, all, question or window:W, got {self.score_queries!r}")
         if self.tau_mode == "quantile" and not 0 <= self.tau <= 1:
             raise ValueError(f"acckv tau must lie in [0, 1] with tau_mode=quantile, got {self.tau}")
+        if not 0 <= self.skeleton <= 1:
+            raise ValueError(f"acckv skeleton must lie in [0, 1], got {self.skeleton}")
         if self.coverage_seconds <= 0 or self.min_keep_low < 0 or self.salience < 0:
             raise ValueError("acckv coverage_seconds must be positive, min_keep_low and salience ≥ 0")
 
@@ -219,8 +223,23 @@ class AccKV(CompressionMethod):
         return _give_overflow(quota, counts, slots)
 
     def top_of(self, ctx: LayerContext, kind: Modality, scores: torch.Tensor, k: int) -> torch.Tensor:
-        """The k best-scored tokens of `kind` ([k], or [KV, k] per KV head), spread over time if `coverage`."""
+        """The k best-scored tokens of `kind` ([k], or [KV, k] per KV head), spread over time if `coverage`;
+        with `skeleton`, that share of k is first laid evenly over the clip as `uniform` lays it."""
         idx = ctx.mask(kind).nonzero().squeeze(1)
+        shape = scores.shape[:-1]
+        k = min(max(k, 0), idx.numel())
+        base = idx[:0]
+        if self.skeleton > 0 and k > 0:
+            base = spread_in_time(ctx.layout, ctx.layout.mask(kind), round(self.skeleton * k)).to(idx.device)
+            idx = idx[~torch.isin(idx, base)]
+        rest = self.ranked(ctx, idx, scores, k - base.numel())
+        if not base.numel():
+            return rest
+        base = base if not shape else base[None].expand(*shape, -1)
+        return torch.cat([base, rest], dim=-1).sort(dim=-1).values
+
+    def ranked(self, ctx: LayerContext, idx: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
+        """The k best-scored of the candidates `idx`, by time bin if `coverage` ([k] or [KV, k], sorted)."""
         shape = scores.shape[:-1]
         if k <= 0:
             return idx[:0] if not shape else idx[None, :0].expand(*shape, 0)
