@@ -213,12 +213,38 @@ def split_over_bins(k: int, sizes: list[int]) -> list[int]:
     return share
 
 
-def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool, coverage_s: float | None = None):
+def z_scores(x: torch.Tensor) -> torch.Tensor:
+    """(x − mean) / sample standard deviation (n − 1), in float64."""
+    x = x.double()
+    return (x - x.mean()) / math.sqrt(float(((x - x.mean()) ** 2).sum()) / (x.numel() - 1))
+
+
+def reference_salience(keys: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """1 − cosine of each token's key to the mean unit key of the tokens `idx`, averaged over KV heads."""
+    out = []
+    for h in range(keys.shape[1]):
+        k = keys[0, h, idx].double()
+        unit = k / k.norm(dim=-1, keepdim=True)
+        centre = unit.mean(0) / unit.mean(0).norm()
+        out.append(1 - unit @ centre)
+    return torch.stack(out).mean(0)
+
+
+def evenly_in_time(layout, idx: torch.Tensor, k: int) -> list[int]:
+    """k of `idx` at the middles of k equal strata of the (time, position) order."""
+    order = sorted(idx.tolist(), key=lambda i: (float(layout.time_s[i]), i))
+    return [order[(2 * i + 1) * len(order) // (2 * k)] for i in range(k)]
+
+
+def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool, coverage_s: float | None = None,
+                    salience: float = 0.0, skeleton: float = 0.0):
     """AccKV's kept set, written from the method description with plain tensor code:
     A-R over the text rows after the media (c_j = rows that see j), A-F weights = ratio of the per-token
     means, quotas k_m ∝ W_m·n_m (rounded, capped, overflow to the other), top-k_m per modality, merge of
     every other token of m into its most key-similar kept token of m (per KV head, mean), then calibration:
-    drop kept low-priority tokens whose mean key cosine (over KV heads and high-priority anchors) < τ."""
+    drop kept low-priority tokens whose mean key cosine (over KV heads and high-priority anchors) < τ.
+    With `skeleton`, round(skeleton·k_m) of m's slots first go to evenly spaced tokens of m; with `salience`,
+    the rest are ranked by z(score) + salience·z(key salience), z over all tokens of m."""
     labels = ctx.layout.modality
     video, audio = labels == int(Modality.VIDEO), labels == int(Modality.AUDIO)
     media = video | audio
@@ -236,15 +262,24 @@ def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool, coverage_
     kept = [(~media).nonzero().squeeze(1)]
     for name, k in (("video", k_video), ("audio", k_audio)):
         idx = masks[name].nonzero().squeeze(1)
+        rank = s.clone().double()
+        if salience:
+            rank[idx] = z_scores(s[idx]) + salience * z_scores(reference_salience(ctx.keys, idx))
+        if skeleton:
+            base = evenly_in_time(ctx.layout, idx, round(skeleton * k))
+            kept.append(torch.tensor(base, dtype=torch.long))
+            idx = torch.tensor([i for i in idx.tolist() if i not in base], dtype=torch.long)
+            k -= len(base)
+        s_m = rank
         if coverage_s is None:
-            kept.append(idx[s[idx].topk(k).indices])
+            kept.append(idx[s_m[idx].topk(k).indices])
             continue
         bins = [int(math.floor(float(ctx.layout.time_s[i]) / coverage_s)) for i in idx.tolist()]
         values = sorted(set(bins))
         members = [[i for i, b in zip(idx.tolist(), bins) if b == v] for v in values]
         for group, share in zip(members, split_over_bins(k, [len(m) for m in members])):
             group = torch.tensor(group)
-            kept.append(group[s[group].topk(share).indices])
+            kept.append(group[s_m[group].topk(share).indices])
     keep = torch.cat(kept).sort().values
     K, V = ctx.keys[0].double(), ctx.values[0].double()
     out_k, out_v = K[:, keep].clone(), V[:, keep].clone()
@@ -296,7 +331,8 @@ def check_acckv(thinker, method, merge: bool, seed: int, budget: float = 0.4, ta
                 coverage_s: float | None = None):
     ctx, attn = random_context(thinker, MIXED, budget, seed=seed)
     result = method.compress_layer(ctx)
-    keep, out_k, out_v, high = acckv_reference(ctx, attn, budget, tau, merge, coverage_s)
+    keep, out_k, out_v, high = acckv_reference(ctx, attn, budget, tau, merge, coverage_s, method.salience,
+                                               method.skeleton)
     assert result.stats["priority"] == high
     assert torch.equal(result.keep, keep)
     keys = result.keys if result.keys is not None else ctx.keys[:, :, result.keep]
@@ -309,7 +345,7 @@ def test_acckv_equals_reference(tiny, merge, seed):
     """The paper's pipeline (no coverage, calibration on with an absolute τ), merge on and off."""
     thinker, _ = tiny
     params = dict(tau=0.0, tau_mode="absolute", calibration=True, coverage="none",
-                  merge_target="nearest_kept" if merge else "none")
+                  merge_target="nearest_kept" if merge else "none", salience=0.0, skeleton=0.0)
     check_acckv(thinker, AccKV(**params), merge, seed)
 
 
@@ -319,8 +355,43 @@ def test_acckv_time_coverage_equals_reference(tiny, seed, coverage_s):
     """`coverage=time`: each modality's quota spread over time bins by token count, top-scored in each bin."""
     thinker, _ = tiny
     params = dict(tau=0.0, tau_mode="absolute", calibration=True, coverage="time", coverage_seconds=coverage_s,
-                  merge_target="nearest_kept")
+                  merge_target="nearest_kept", salience=0.0, skeleton=0.0)
     check_acckv(thinker, AccKV(**params), True, seed, coverage_s=coverage_s)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("salience,skeleton", [(2.0, 0.0), (0.0, 0.5), (2.0, 0.5)])
+def test_acckv_salience_and_skeleton_equal_reference(tiny, seed, salience, skeleton):
+    """Round 4's additions (the defaults: salience 2, skeleton 0.5, 1-s time bins) against plain code."""
+    thinker, _ = tiny
+    params = dict(tau=0.0, tau_mode="absolute", calibration=True, coverage="time", coverage_seconds=1.0,
+                  merge_target="nearest_kept", salience=salience, skeleton=skeleton)
+    check_acckv(thinker, AccKV(**params), True, seed, coverage_s=1.0)
+
+
+class SalienceInverted(AccKV):
+    """Plausible bug 4: the majority's keys ranked as salient (cosine instead of 1 − cosine)."""
+
+    def with_salience(self, ctx, scores, present):
+        from acckv_cli.methods import acckv as acckv_mod
+        original = acckv_mod.key_salience
+        acckv_mod.key_salience = lambda keys, mask, per_head=False: -original(keys, mask, per_head)
+        try:
+            return super().with_salience(ctx, scores, present)
+        finally:
+            acckv_mod.key_salience = original
+
+
+def test_inverted_salience_fails_the_reference(tiny):
+    thinker, _ = tiny
+    failures = 0
+    for seed in range(3):
+        try:
+            check_acckv(thinker, SalienceInverted(tau=0.0, tau_mode="absolute", calibration=True, coverage="none",
+                                                  merge_target="none", salience=2.0, skeleton=0.0), False, seed)
+        except AssertionError:
+            failures += 1
+    assert failures > 0
 
 
 @pytest.mark.parametrize("mutant", [LowestScored, EvictsMostSimilar, InvertedWeights])
@@ -331,7 +402,7 @@ def test_plausible_acckv_bugs_fail_the_reference(tiny, mutant):
     for seed in range(3):
         try:
             check_acckv(thinker, mutant(tau=0.0, tau_mode="absolute", calibration=True, coverage="none",
-                                        merge_target="none"), False, seed)
+                                        merge_target="none", salience=0.0, skeleton=0.0), False, seed)
         except AssertionError:
             failures += 1
     assert failures > 0

@@ -253,8 +253,8 @@ def test_methods_options_list_every_hyperparameter():
     rows = json.loads(invoke("methods", "--json").stdout)
     acckv = next(r for r in rows if r["name"] == "acckv")
     names = {o["name"] for o in acckv["options"]}
-    assert {"redistribution", "coverage", "calibration", "tau"} <= names
-    assert next(o for o in acckv["options"] if o["name"] == "coverage")["choices"] == ["none", "time"]
+    assert {"redistribution", "coverage", "calibration", "tau", "salience", "skeleton"} <= names
+    assert next(o for o in acckv["options"] if o["name"] == "coverage")["choices"] == ["none", "time", "salient_time"]
     assert all(r["paper"] for r in rows if r["name"] not in ("full", "random", "taskfocus", "uniform", "oracle"))
     options = {r["name"]: {o["name"] for o in r["options"]} for r in rows}
     assert options["oracle"] == {"evidence"} and options["divprune"] == {"features", "per_layer"}

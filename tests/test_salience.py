@@ -81,7 +81,8 @@ def audio_standout_context(budget: float):
 @pytest.mark.parametrize("coverage", ["time", "salient_time", "none"])
 def test_acckv_with_salience_keeps_the_brief_sound(flat_attention, coverage):
     ctx, sound = audio_standout_context(0.05)
-    kept = set(get_method("acckv", salience=8.0, coverage=coverage, coverage_seconds=1.0).compress_layer(ctx).keep.tolist())
+    method = get_method("acckv", salience=8.0, skeleton=0.0, coverage=coverage, coverage_seconds=1.0)
+    kept = set(method.compress_layer(ctx).keep.tolist())
     assert set(sound) & kept
 
 
@@ -90,7 +91,7 @@ def test_salient_time_bins_give_the_brief_sound_more_slots_than_time_bins(flat_a
     ctx, sound = audio_standout_context(0.1)
     count = {}
     for coverage in ("time", "salient_time"):
-        method = get_method("acckv", salience=8.0, coverage=coverage, coverage_seconds=0.25)
+        method = get_method("acckv", salience=8.0, skeleton=0.0, coverage=coverage, coverage_seconds=0.25)
         count[coverage] = len(set(sound) & set(method.compress_layer(ctx).keep.tolist()))
     assert count["salient_time"] > count["time"]
 
@@ -98,7 +99,7 @@ def test_salient_time_bins_give_the_brief_sound_more_slots_than_time_bins(flat_a
 def test_zero_salience_leaves_the_ranking_alone():
     ctx, _ = audio_standout_context(0.1)
     scores = torch.rand(ctx.length)
-    method = get_method("acckv")
+    method = get_method("acckv", salience=0.0)
     assert method.salience == 0 and method.with_salience(ctx, scores, [Modality.VIDEO, Modality.AUDIO]) is scores
 
 
@@ -127,7 +128,8 @@ def test_half_a_skeleton_keeps_the_start_of_the_clip_that_attention_ignores(monk
                         lambda ctx, rows, mode, how: torch.arange(ctx.length, dtype=torch.float32))
     media = layout.media_mask
     for skeleton, earliest in ((0.0, 4.0), (0.5, 0.0)):
-        keep = get_method("acckv", skeleton=skeleton, merge_target="none", coverage="none").compress_layer(ctx).keep
+        method = get_method("acckv", skeleton=skeleton, salience=0.0, merge_target="none", coverage="none")
+        keep = method.compress_layer(ctx).keep
         kept_times = layout.time_s[keep[media[keep]]]
         assert (float(kept_times.min()) >= earliest) if skeleton == 0 else (float(kept_times.min()) <= 1.0)
         assert int(media[keep].sum()) == get_method("uniform").compress_layer(ctx).keep.numel() - int((~media).sum())

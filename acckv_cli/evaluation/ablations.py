@@ -6,7 +6,8 @@ Torch-free, like every method spec, so that `eval` checks them before it imports
 # AccKV with one component off (the paper's Table-6 ablations), the paper read literally, and the measured
 # departures reverted one at a time (docs/acckv-defaults.md).
 ABLATIONS = {
-    "acckv-paper": "acckv:redistribution=paper,budget_split=proportional,coverage=none,calibration=true,tau=0.6",
+    "acckv-paper": "acckv:redistribution=paper,budget_split=proportional,coverage=none,calibration=true,tau=0.6,"
+                   "salience=0,skeleton=0",
     "acckv-no-AR": "acckv:redistribution=none",
     "acckv-no-AF": "acckv:focusing=false",
     "acckv-no-CC": "acckv:merge_target=none,calibration=false",
@@ -15,4 +16,7 @@ ABLATIONS = {
     "acckv-no-coverage": "acckv:coverage=none",
     "acckv-all-rows": "acckv:score_queries=all",
     "acckv-xmodal-merge": "acckv:cross_modal_merge=true",
+    "acckv-no-salience": "acckv:salience=0",
+    "acckv-no-skeleton": "acckv:skeleton=0",
+    "acckv-round3": "acckv:salience=0,skeleton=0,coverage_seconds=0.25",  # the defaults before round 4
 }

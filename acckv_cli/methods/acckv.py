@@ -88,9 +88,18 @@ class AccKV(CompressionMethod):
     Open points, as fields: score_queries (text | all | question | window:W), head_reduction (mean: one
     set for all heads | kv_mean: a set per KV head), budget_split (how W becomes per-modality quotas:
     proportional_by_count k_m ∝ W_m·n_m, proportional k_m ∝ W_m, joint = one top-k over W-weighted
-    scores), min_keep_low, refill. Beyond the paper: coverage=time spreads each modality's quota over
-    time bins of `coverage_seconds` in proportion to the tokens of m in each bin (top-scored within each
-    bin), so a modality's quota cannot all land in one second.
+    scores), min_keep_low, refill. Beyond the paper (docs/acckv-defaults.md measures each):
+      coverage=time          spreads each modality's quota over time bins of `coverage_seconds` in
+                             proportion to the tokens of m in each bin (top-ranked within each bin), so a
+                             modality's quota cannot all land in one second; `salient_time` weights the
+                             bins by how much their tokens stand out instead.
+      salience               the ranking inside a modality is z(A-R score) + salience · z(key salience),
+                             key salience = 1 − cos(key, the modality's mean key direction) (salience.py):
+                             brief sounds among silence and small shapes on a flat background stand out
+                             in the keys, while the text rows' attention favours silent tokens (sinks).
+      skeleton               that share of each modality's quota is laid evenly over the clip first, as
+                             `uniform` lays it; the rest is ranked. Redundant evidence (one long tone, one
+                             large shape) is best served by even coverage, brief evidence by the ranking.
     """
 
     name = "acckv"
@@ -103,7 +112,7 @@ class AccKV(CompressionMethod):
     focus_stat: str = "mean_hat"
     budget_split: str = "proportional_by_count"
     coverage: str = "time"             # beyond the paper; measured: docs/acckv-defaults.md
-    coverage_seconds: float = 0.25
+    coverage_seconds: float = 1.0      # with salience and skeleton (round 4); 0.25 s before
     merge_target: str = "nearest_kept"
     merge_rule: str = "avg"
     cross_modal_merge: bool = False
@@ -112,8 +121,8 @@ class AccKV(CompressionMethod):
     tau_mode: str = "absolute"
     min_keep_low: int = 0
     refill: str = "none"
-    salience: float = 0.0              # beyond the paper: weight of key salience in the ranking (salience.py)
-    skeleton: float = 0.0              # beyond the paper: share of each quota laid evenly in time first
+    salience: float = 2.0              # beyond the paper: weight of key salience in the ranking (salience.py)
+    skeleton: float = 0.5              # beyond the paper: share of each quota laid evenly in time first
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,
