@@ -68,6 +68,7 @@ def ask(
     max_pixels: Optional[int] = f.MAX_PIXELS,
     max_new_tokens: int = f.MAX_NEW_TOKENS,
     official_fps: bool = f.OFFICIAL_FPS,
+    chunk_seconds: Optional[float] = f.CHUNK_SECONDS,
     report: o.ReportMode = typer.Option(o.ReportMode.compact, "--report", "-r",
                                         help="Retention table: compact (a sample of layers, fits 80 columns), full "
                                              "(every layer, every column, the per-second timeline) or none."),
@@ -82,7 +83,8 @@ def ask(
     from acckv_cli.cli.commands import ask as body
     run(lambda: body.run(video, questions or [], questions_file,
                          o.RunOptions.build(model, device, dtype, fps, max_pixels, max_new_tokens, official_fps),
-                         o.parse_methods(method, method_options), budget, protocol, report, as_json, _given(ctx)))
+                         o.parse_methods(method, method_options), budget, protocol, report, as_json, _given(ctx),
+                         chunk_seconds))
 
 
 @app.command("index")
@@ -98,7 +100,7 @@ def index_command(
     method_options: Optional[list[str]] = f.METHOD_OPTIONS,
     budget: Optional[str] = f.BUDGET,
     protocol: str = typer.Option("context", "--protocol", help="context (the media prefilled and compressed at "
-                                 "once) or stream (long clips: 2 s at a time with a bounded cache); see `ask "
+                                 "once) or stream (long clips: a step at a time with a bounded cache); see `ask "
                                  "--help`. Answers from the file equal `ask VIDEO` with this protocol."),
     device: o.Device = f.DEVICE,
     dtype: o.Dtype = f.DTYPE,
@@ -170,6 +172,7 @@ def eval_cmd(
     dtype: o.Dtype = f.DTYPE,
     fps: float = f.FPS,
     official_fps: bool = f.OFFICIAL_FPS,
+    chunk_seconds: Optional[float] = f.CHUNK_SECONDS,
     report: o.ReportMode = typer.Option(o.ReportMode.compact, "--report", "-r",
                                         help="Summary table: compact (accuracy, agreement, KL; fits 80 columns), "
                                              "full (every column of summary.csv) or none."),
@@ -183,7 +186,7 @@ def eval_cmd(
                          o.split_list(budgets, "0.2,0.1,0.05"), o.split_list(protocols, "query-aware,context"),
                          ablation, out_dir, data_dir, resume, overwrite, suites or ["core"],
                          o.RunOptions.build(model, device, dtype, fps, None, max_new_tokens, official_fps), report,
-                         as_json, benchmark, media_root))
+                         as_json, benchmark, media_root, chunk_seconds))
 
 
 @app.command("inspect", epilog=examples(
@@ -246,6 +249,7 @@ def batch_command(
     max_pixels: Optional[int] = f.MAX_PIXELS,
     max_new_tokens: int = f.MAX_NEW_TOKENS,
     official_fps: bool = f.OFFICIAL_FPS,
+    chunk_seconds: Optional[float] = f.CHUNK_SECONDS,
     workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="Run on N Ray workers, each loading "
                                           "the model once and answering whole videos (pip install 'acckv[ray]')."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="auto|HOST:PORT",
@@ -266,7 +270,7 @@ def batch_command(
     run(lambda: body.run(source, out_path, question, questions, fmt, resume, overwrite, shard,
                          o.RunOptions.build(model, device, dtype, fps, max_pixels, max_new_tokens, official_fps),
                          o.single_method(method, method_options, "batch"), budget, protocol, workers, ray_address,
-                         gpus_per_worker, cpus_per_worker, benchmark, media_root))
+                         gpus_per_worker, cpus_per_worker, benchmark, media_root, chunk_seconds))
 
 
 @app.command()
