@@ -182,6 +182,7 @@ def heavy_imports(*args: str, cwd: Path = ROOT) -> tuple[int, list[str]]:
     ["ask", CLIP, "What plays?", "--chunk-seconds", "4"],                   # a step without streaming
     ["batch", "samples", "--question", "q", "--out", "r.jsonl", "--chunk-seconds", "5", "--protocol", "stream"],
     ["eval", "--protocol", "context", "--chunk-seconds", "4"],
+    ["bench", "--stream", "--chunk-seconds", "3"],
 ])
 def test_argument_errors_import_neither_torch_nor_transformers(args, tmp_path):
     (tmp_path / "samples").symlink_to(ROOT / "samples")

@@ -308,8 +308,10 @@ def bench(
                                 help="Clip lengths of the streaming mode, in minutes."),
     media_budget: int = typer.Option(1024, "--media-budget", metavar="N",
                                      help="Media entries kept per layer in the streaming mode."),
-    chunk_seconds: float = typer.Option(2.0, "--chunk-seconds", metavar="SECONDS",
-                                        help="Seconds of clip per streaming step (a multiple of Qwen's 2-s chunk)."),
+    chunk_seconds: Optional[float] = typer.Option(None, "--chunk-seconds", metavar="SECONDS",
+                                                  help="Seconds of clip per streaming step (a multiple of Qwen's "
+                                                       "2-s chunk; default: as `ask`, the fewest 2-s chunks "
+                                                       "holding 512 tokens)."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True),
     verbose: bool = f.VERBOSE,
 ):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from acckv_cli.errors import Fail
-from acckv_cli.options import MethodSpec, parse_budget, parse_protocol
+from acckv_cli.options import MethodSpec, parse_budget, parse_chunk_seconds, parse_protocol
 from acckv_cli.terminal import err, out, quiet_libraries
 
 DTYPES = ("float32", "bfloat16")
@@ -64,6 +64,7 @@ def run_stream(minutes, layers, dtype, methods, media_budget, chunk_seconds, thr
                tiny) -> None:
     """Streaming vs one-shot prefill against clip length (`bench/stream.py`)."""
     _precheck(dtype, (methods or "acckv").split(",")[0], None)
+    parse_chunk_seconds(chunk_seconds, ["stream"])
     from acckv_cli.bench.stream import command
 
     quiet_libraries()
