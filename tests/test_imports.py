@@ -183,6 +183,9 @@ def heavy_imports(*args: str, cwd: Path = ROOT) -> tuple[int, list[str]]:
     ["batch", "samples", "--question", "q", "--out", "r.jsonl", "--chunk-seconds", "5", "--protocol", "stream"],
     ["eval", "--protocol", "context", "--chunk-seconds", "4"],
     ["bench", "--stream", "--chunk-seconds", "3"],
+    ["bench", "--device", "tpu"],
+    ["bench", "--device", "cpu", "--methods", "nope"],
+    ["bench", "--shape", "7b"],                                             # --shape without --device
 ])
 def test_argument_errors_import_neither_torch_nor_transformers(args, tmp_path):
     (tmp_path / "samples").symlink_to(ROOT / "samples")

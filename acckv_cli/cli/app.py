@@ -279,8 +279,15 @@ def bench(
                                         help="Comma-separated prompt lengths, e.g. 2k,8k,16k (the default; 8k with "
                                              "--question-counts)."),
     long: bool = typer.Option(False, "--long", help="Add a 32k-token prompt."),
-    layers: int = typer.Option(2, "--layers", metavar="N", help="Decoder layers of the 3B-shaped random model (the "
-                                                                "real one has 36)."),
+    layers: Optional[int] = typer.Option(None, "--layers", metavar="N",
+                                         help="Decoder layers of the random model (default 2; with --device, all of "
+                                              "--shape's: 28 for 7b)."),
+    device: Optional[str] = typer.Option(None, "--device", metavar="cpu|cuda",
+                                         help="Device bench: every method with its hooks at the full depth of "
+                                              "--shape (default 7b), KV bytes, peak device memory, decode "
+                                              "ms/token, masked-full equivalence (default sizes 8k,32k)."),
+    shape: Optional[str] = typer.Option(None, "--shape", metavar="3b|7b",
+                                        help="Decoder shape of the --device bench's random model (default 7b)."),
     dtype: str = typer.Option("float32", "--dtype", metavar="float32|bfloat16", help="Weights dtype."),
     methods: Optional[str] = typer.Option(None, "--methods", metavar="NAMES",
                                           help="Comma-separated methods (default: all)."),
@@ -319,15 +326,19 @@ def bench(
     with --question-counts the cost of many questions about one clip, or with --stream streaming vs one-shot
     prefill."""
     from acckv_cli.cli.commands import bench as body
-    if stream:
-        run(body.run_stream, minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot,
-            out_md, tiny)
-    elif question_counts is not None:
-        run(body.run_questions, question_counts, protocols, sizes, layers, dtype, decode_steps, threads, out_json,
+    run(body.check_modes, device, shape, stream, question_counts)
+    if device is not None:
+        run(body.run_device, device, shape, sizes, layers, dtype, methods, budgets, decode_steps, out_json, out_md,
             tiny)
+    elif stream:
+        run(body.run_stream, minutes, 2 if layers is None else layers, dtype, methods, media_budget, chunk_seconds,
+            threads, out_json, plot, out_md, tiny)
+    elif question_counts is not None:
+        run(body.run_questions, question_counts, protocols, sizes, 2 if layers is None else layers, dtype,
+            decode_steps, threads, out_json, tiny)
     else:
-        run(body.run, sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot,
-            out_md, tiny)
+        run(body.run, sizes, long, 2 if layers is None else layers, dtype, methods, budgets, decode_steps, repeat,
+            threads, out_json, plot, out_md, tiny)
 
 
 def main() -> None:
