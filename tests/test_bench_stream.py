@@ -38,7 +38,9 @@ def test_stream_kv_peak_is_flat_and_one_shot_grows():
     assert rows[("stream", 0.3)]["steps"] == 9 and rows[("one-shot", 0.3)]["steps"] == 1
     table = markdown(result)
     assert table.count("\n| 0.") == 2 and "target" in table
-    assert set(result["targets"]) >= {"stream_peak_flat", "time_ok", "stream_over_one_shot_time"}
+    assert set(result["targets"]) >= {"stream_peak_flat", "time_ok", "stream_over_one_shot_time",
+                                      "stream_over_one_shot_cpu"}
+    assert all(r["prefill_cpu_s"] > 0 for r in result["rows"]) and "in CPU time: ×" in table
 
 
 def test_default_step_is_the_stream_protocols():
