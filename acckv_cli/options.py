@@ -195,6 +195,18 @@ def parse_protocol(text: str) -> str:
     return name
 
 
+def parse_chunk_seconds(value: float | None, protocols) -> float | None:
+    """`--chunk-seconds`: the step of `--protocol stream`, a whole number of Qwen2.5-Omni's 2-s audio/video
+    chunks (None: the stream's own default); refused when nothing in `protocols` streams."""
+    if value is None:
+        return None
+    if not (value >= 2 and value % 2 == 0):
+        raise UsageError(f"--chunk-seconds {value:g} is not a multiple of Qwen's 2-s audio/video chunk (2, 4, 6, …)")
+    if "stream" not in protocols:
+        raise UsageError("--chunk-seconds sets the step of --protocol stream; add --protocol stream or drop it")
+    return float(value)
+
+
 def split_list(values: list[str] | None, default: str) -> list[str]:
     """A repeatable option whose values may also be comma lists (`-b 0.2 -b 0.1` = `-b 0.2,0.1`)."""
     out = [part.strip() for value in (values or [default]) for part in value.split(",")]

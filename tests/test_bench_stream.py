@@ -28,7 +28,8 @@ def test_synthetic_clip_is_laid_out_by_time():
 
 
 def test_stream_kv_peak_is_flat_and_one_shot_grows():
-    cfg = StreamBenchConfig(minutes=(0.1, 0.3), tiny=True, isolate=False, method="snapkv", budget=32, new_tokens=1)
+    cfg = StreamBenchConfig(minutes=(0.1, 0.3), tiny=True, isolate=False, method="snapkv", budget=32, new_tokens=1,
+                            chunk_seconds=2.0)
     result = run(cfg)
     rows = {(r["mode"], r["minutes"]): r for r in result["rows"]}
     assert rows[("stream", 0.1)]["kv_peak_mb"] == rows[("stream", 0.3)]["kv_peak_mb"]
@@ -37,7 +38,19 @@ def test_stream_kv_peak_is_flat_and_one_shot_grows():
     assert rows[("stream", 0.3)]["steps"] == 9 and rows[("one-shot", 0.3)]["steps"] == 1
     table = markdown(result)
     assert table.count("\n| 0.") == 2 and "target" in table
-    assert set(result["targets"]) >= {"stream_peak_flat", "time_ok", "stream_over_one_shot_time"}
+    assert set(result["targets"]) >= {"stream_peak_flat", "time_ok", "stream_over_one_shot_time",
+                                      "stream_over_one_shot_cpu"}
+    assert all(r["prefill_cpu_s"] > 0 for r in result["rows"]) and "in CPU time: ×" in table
+
+
+def test_default_step_is_the_stream_protocols():
+    """Left to its default, the bench streams as `ask` does: the fewest 2-s chunks holding 512 tokens (16 s of
+    this synthetic clip's 33 tokens per second), and says so in its rows and table."""
+    result = run(StreamBenchConfig(minutes=(0.5,), tiny=True, isolate=False, method="snapkv", budget=32,
+                                   new_tokens=1))
+    stream = next(r for r in result["rows"] if r["mode"] == "stream")
+    assert stream["step_s"] == 16.0 and stream["steps"] == 2  # 30 s of media: 16 s, then the rest
+    assert "| 2 × 16 s |" in markdown(result)
 
 
 def test_worker_prints_one_json_point(capsys):

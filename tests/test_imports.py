@@ -178,6 +178,14 @@ def heavy_imports(*args: str, cwd: Path = ROOT) -> tuple[int, list[str]]:
     ["eval", "--manifest", "missing.jsonl"],                                # a manifest
     ["eval", "-b", "abc"],
     ["bench", "--methods", "nope"],
+    ["ask", CLIP, "What plays?", "--protocol", "stream", "--chunk-seconds", "3"],   # a stream step
+    ["ask", CLIP, "What plays?", "--chunk-seconds", "4"],                   # a step without streaming
+    ["batch", "samples", "--question", "q", "--out", "r.jsonl", "--chunk-seconds", "5", "--protocol", "stream"],
+    ["eval", "--protocol", "context", "--chunk-seconds", "4"],
+    ["bench", "--stream", "--chunk-seconds", "3"],
+    ["bench", "--device", "tpu"],
+    ["bench", "--device", "cpu", "--methods", "nope"],
+    ["bench", "--shape", "7b"],                                             # --shape without --device
 ])
 def test_argument_errors_import_neither_torch_nor_transformers(args, tmp_path):
     (tmp_path / "samples").symlink_to(ROOT / "samples")

@@ -121,6 +121,8 @@ def test_stream_file_is_token_identical_to_streaming_the_video(tmp_path):
     index_to_file(lm, CLIP, path, IndexRequest("acckv", budget=Budget(0.2), protocol="stream"))
     assert cachefile.read_header(str(path))["protocol"] == "stream"
     assert_same(video_answers(lm, CLIP, "acckv", "stream"), file_answers(lm, path))
+    # the step it was streamed at made the file: another one is refused, before the model loads
+    one_line_error(invoke("ask", path, "Q?", "--chunk-seconds", "4"), 2, "its own stream step")
 
 
 def test_the_file_holds_what_the_answer_path_needs(indexed):
@@ -233,6 +235,7 @@ def test_options_that_would_change_the_file_are_refused(indexed):
     one_line_error(invoke("ask", indexed, "Q?", "-m", "snapkv", "--protocol", "stream"), 2, "method acckv",
                    "protocol context")
     one_line_error(invoke("ask", indexed, "Q?", "--dtype", "bfloat16"), 2, "float32")
+    one_line_error(invoke("ask", indexed, "Q?", "--chunk-seconds", "4"), 2, "protocol context")  # a stream step
     missing = indexed.with_name("missing.acckv")
     one_line_error(invoke("ask", missing, "Q?"), 2, "not found", missing.name)
     assert invoke("ask", indexed, "Q?", "-b", "20%", "--protocol", "context", "--fps", "2").exit_code == 0

@@ -121,7 +121,7 @@ def test_cache_never_exceeds_budget_plus_one_step(tiny_lm_w4, long_media, method
     """At every step, every layer holds at most protected + cap + the step's tokens before compression and at
     most protected + cap after; the whole cache's bytes likewise. The report's kept indices are prompt media
     and text entries with the right modality counts."""
-    session = StreamSession(tiny_lm_w4, long_media["av"])
+    session = StreamSession(tiny_lm_w4, long_media["av"], chunk_seconds=2.0)
     answer = session.ask([QUESTION], build_method(method), Budget(40), "stream", 1)[0]
     run = session.last_stream.run
     layers = tiny_lm_w4.thinker.config.text_config.num_hidden_layers
@@ -173,19 +173,20 @@ def test_unstreamable_inputs_are_one_line_errors(q3_lm, tiny_lm_w4, long_media):
 # --- frames: per chunk, fps kept, position range --------------------------------------------------------
 
 def test_frames_are_decoded_per_chunk(tmp_path, tiny_lm):
-    """A streamed file decodes its frames one chunk at a time, in order, each once, and the slices equal the
-    full decode's frames."""
+    """A streamed file decodes its frames in order, each once, and the slices equal the full decode's frames:
+    per 2-s step without front-end blocks, in one block when the whole clip fits the block bound."""
     path = make_clip(tmp_path / "clip.mp4", 9, rate=10, size="64x48")
     eager = decode_for_model(tiny_lm, path)
     lazy = decode_for_model(tiny_lm, path, lazy_frames=True)
     assert lazy.frames.reads == [] and len(lazy.frames) == len(eager.frames) == 18
     assert np.array_equal(lazy.frames[5:9], eager.frames[5:9])
-    lazy.frames.reads.clear()
-    session = StreamSession(tiny_lm, lazy)
-    session.ask([QUESTION], get_method("snapkv"), Budget(0.2), "stream", 1)
-    reads = [r for r in lazy.frames.reads if r[1] - r[0] > 2 or r[0] > 0]  # (the grid probe reads frames 0–2)
-    assert reads == [(4 * k, min(4 * k + 4, 18)) for k in range(5)]  # 2 s at 2 fps = 4 frames per step
-    assert session.last_encoder.max_frames_read == 4
+    for block_mb, expected in ((None, [(4 * k, min(4 * k + 4, 18)) for k in range(5)]), (64, [(0, 18)])):
+        lazy.frames.reads.clear()
+        session = StreamSession(tiny_lm, lazy, chunk_seconds=2.0, block_mb=block_mb)
+        session.ask([QUESTION], get_method("snapkv"), Budget(0.2), "stream", 1)
+        reads = [r for r in lazy.frames.reads if r[1] - r[0] > 2 or r[0] > 0]  # (the grid probe reads frames 0–2)
+        assert reads == expected  # 2 s at 2 fps = 4 frames per step, or the whole clip in one block
+        assert session.last_encoder.max_frames_read == expected[0][1]
 
 
 def test_requested_fps_is_kept_beyond_768_frames(tmp_path, tiny_lm):
@@ -226,12 +227,13 @@ def test_ask_batch_and_eval_take_the_stream_protocol(tmp_path):
     audio window: the whole soundtrack and every frame at 2 fps (from a 4-fps file) are used."""
     path = make_clip(tmp_path / "long.mp4", 20, rate=4, size="64x48")
     result = runner.invoke(app, ["ask", path, "What instrument plays?", "What colour is the square?",
-                                 "--protocol", "stream", "--method", "snapkv", "--json", "--max-new-tokens", "2"])
+                                 "--protocol", "stream", "--method", "snapkv", "--json", "--max-new-tokens", "2",
+                                 "--chunk-seconds", "4"])
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert [r["protocol"] for r in rows] == ["stream", "stream"] and rows[1]["reused"]
     assert rows[0]["media"]["frames"] == 40 and rows[0]["tokens"]["audio"] == 20 * 25
-    assert "encoded whole, in 2 windows" in result.stderr
+    assert "encoded whole, in 2 windows" in result.stderr and "streamed in 5 steps of 4 s" in result.stderr
     out = tmp_path / "batch.jsonl"
     result = runner.invoke(app, ["batch", str(tmp_path), "--question", "What plays?", "--out", str(out),
                                  "--protocol", "stream", "--method", "snapkv", "--max-new-tokens", "2"])
@@ -246,3 +248,21 @@ def test_ask_batch_and_eval_take_the_stream_protocol(tmp_path):
     summary = json.loads(result.stdout)["summary"]
     assert {(e["protocol"], e["method"]) for e in summary} == {("stream", "full"), ("stream", "snapkv")}
     assert all(e["errors"] == 0 for e in summary)
+
+
+@pytest.mark.parametrize("args, message", [(["--chunk-seconds", "3", "--protocol", "stream"], "multiple of Qwen's 2-s"),
+                                           (["--chunk-seconds", "-2", "--protocol", "stream"], "multiple of Qwen's 2-s"),
+                                           (["--chunk-seconds", "4", "--protocol", "context"], "--protocol stream")])
+def test_chunk_seconds_is_checked_before_the_model_loads(tmp_path, monkeypatch, args, message):
+    """A step that is no whole number of 2-s chunks, or one given without streaming: one line, exit code 2, and
+    the model is never loaded (its loader would fail the test)."""
+    from acckv_cli import options
+
+    monkeypatch.setattr(options.RunOptions, "load", lambda self: pytest.fail("the model was loaded"))
+    path = make_clip(tmp_path / "c.mp4", 2, rate=2, size="32x32")
+    for command in (["ask", path, "What?"], ["batch", str(tmp_path), "--question", "What?", "--out",
+                                             str(tmp_path / "o.jsonl")],
+                    ["eval", "--split", "test", "--clips", "1", "--out-dir", str(tmp_path / "eval")]):
+        result = runner.invoke(app, [*command, *args])
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.stderr

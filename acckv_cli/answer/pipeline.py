@@ -120,21 +120,24 @@ def decode_sizes(lm: LoadedModel, max_pixels: int | None = None) -> dict:
 def ask_clip(lm: LoadedModel, path: str, questions: list[str], method: str = "acckv", budget: Budget | None = None,
              protocol: str = DEFAULT_PROTOCOL, fps: float = 2.0, max_pixels: int | None = None,
              max_new_tokens: int = 32, method_params: dict | None = None,
-             official_fps: bool = False) -> list[AskResult]:
-    """Answer every question about the clip at `path`, decoding, encoding and prefilling its media once."""
+             official_fps: bool = False, chunk_seconds: float | None = None) -> list[AskResult]:
+    """Answer every question about the clip at `path`, decoding, encoding and prefilling its media once
+    (`chunk_seconds`: the step of `--protocol stream`, None for its default)."""
     questions = [check_question(q) for q in questions]
     decoded = decode_for_model(lm, path, fps=fps, max_pixels=max_pixels, official_fps=official_fps,
                                lazy_frames=protocol == STREAM)
-    return ask_decoded(lm, decoded, questions, method, budget, protocol, max_pixels, max_new_tokens, method_params)
+    return ask_decoded(lm, decoded, questions, method, budget, protocol, max_pixels, max_new_tokens, method_params,
+                       chunk_seconds)
 
 
 def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: list[str], method: str = "acckv",
                 budget: Budget | None = None, protocol: str = DEFAULT_PROTOCOL, max_pixels: int | None = None,
-                max_new_tokens: int = 32, method_params: dict | None = None) -> list[AskResult]:
+                max_new_tokens: int = 32, method_params: dict | None = None,
+                chunk_seconds: float | None = None) -> list[AskResult]:
     """`ask_clip` on media decoded by the caller with `decode_for_model(lm, path, fps, max_pixels)`."""
     results = []
     for result in iter_answers(lm, decoded, questions, method, budget, protocol, max_pixels, max_new_tokens,
-                               method_params):
+                               method_params, chunk_seconds):
         if isinstance(result, Exception):
             raise result
         results.append(result)
@@ -143,7 +146,7 @@ def ask_decoded(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: lis
 
 def iter_answers(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: list[str], method: str = "acckv",
                  budget: Budget | None = None, protocol: str = DEFAULT_PROTOCOL, max_pixels: int | None = None,
-                 max_new_tokens: int = 32, method_params: dict | None = None):
+                 max_new_tokens: int = 32, method_params: dict | None = None, chunk_seconds: float | None = None):
     """Yield one `AskResult` per question, or the exception that question raised (batch records it and goes on).
 
     The prompt, the encoders and the media prefill are shared; a failure there is every question's failure.
@@ -154,7 +157,7 @@ def iter_answers(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: li
     # `full` keeps every entry whatever it is given: its answers and reports say 100 %, not the budget it ignored
     budget = Budget(1.0) if compressor.name == "full" else (budget or Budget(0.2))
     try:
-        session = open_session(lm, decoded, protocol, max_pixels)
+        session = open_session(lm, decoded, protocol, max_pixels, chunk_seconds)
         media_cache = session.media_cache_for(protocol, compressor, budget)
     except Exception as exc:
         for _ in questions:
@@ -172,11 +175,12 @@ def iter_answers(lm: LoadedModel, decoded: media_mod.DecodedMedia, questions: li
 
 
 def open_session(lm: LoadedModel, decoded: media_mod.DecodedMedia, protocol: str,
-                 max_pixels: int | None = None) -> ClipSession:
-    """The session that serves `protocol`: a streamed one (`acckv_cli.answer.stream`) or the one-shot one."""
+                 max_pixels: int | None = None, chunk_seconds: float | None = None) -> ClipSession:
+    """The session that serves `protocol`: a streamed one (`acckv_cli.answer.stream`, steps of `chunk_seconds`,
+    None for its default) or the one-shot one."""
     if protocol == STREAM:
         from acckv_cli.answer.stream import StreamSession
-        return StreamSession(lm, decoded, pixel_cap(lm, max_pixels))
+        return StreamSession(lm, decoded, pixel_cap(lm, max_pixels), chunk_seconds=chunk_seconds)
     return ClipSession(lm, decoded, pixel_cap(lm, max_pixels))
 
 

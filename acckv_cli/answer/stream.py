@@ -8,14 +8,16 @@ then its 25 audio tokens per second), which is the natural streaming unit. For o
    need only counts — frames, the frame grid, audio tokens — so the processor's own placeholder expansion
    (`replace_video_with_audio_token`) and the model's own `get_rope_index` give the one-shot prompt's ids
    and positions without decoding a frame (tests compare them with the processor's output).
-2. **Steps** (`plan_steps`): prompt index ranges, one per interleave chunk (`chunk_seconds` groups
-   several); the first step also holds the system prompt, the last the closing delimiters.
-3. **Per step** (`ChunkEncoder`): decode only the step's frames (`frames.FrameReader` slices), run the
-   video processor and the vision tower on its frame pairs (sized for the whole clip, so pixels and
-   encoder outputs equal the one-shot ones: the vision tower attends within a frame pair), take its audio
-   tokens from the audio tower run per feature window (`soundtrack`; a window is encoded once, when its
-   first token is needed, and dropped when consumed), merge them into the token embeddings as
-   transformers does (placeholders replaced in order), and prefill the step at its whole-clip positions.
+2. **Steps** (`plan_steps`): prompt index ranges of `chunk_seconds` of media each, a whole number of
+   interleave chunks (default: the fewest holding `MIN_STEP_TOKENS`, so a decoder forward amortises reading
+   the weights); the first step also holds the system prompt, the last the closing delimiters.
+3. **Front end in blocks** (`frontend.ChunkEncoder`): frames are decoded, the video processor and the vision
+   tower run over blocks of many frame pairs (the whole clip when it fits `block_mb`), the audio tower over
+   several feature windows per call (`soundtrack`: each window's tokens at its true time); outputs are kept
+   on the CPU until their step, merged into the token embeddings as transformers does (placeholders
+   replaced in order), and each step is prefilled at its whole-clip positions. Frames are sized for the
+   whole clip and both towers attend within a frame pair / a 2-s audio chunk, so the rows equal one-shot
+   encoding up to float rounding.
 4. **Compression after every step** (`methods.streaming.StreamCompression`): each layer keeps the protected
    text plus a fixed media cap (the budget of the whole clip's media), scored query-agnostically by the
    newest step's rows; so the cache never holds more than the cap plus one step.
@@ -24,12 +26,16 @@ then its 25 audio tokens per second), which is the natural streaming unit. For o
 
 With a budget that keeps everything, a streamed cache equals the one-shot prefill (tests: first-answer
 logits within 1e-4). Memory that grows with the clip: the token ids, positions and layout (a few bytes per
-token), and the decoded soundtrack (64 kB per second); frames, encoder outputs and the KV cache do not.
+token), and the decoded soundtrack (64 kB per second); frames, encoder outputs (one block) and the KV
+cache do not.
 Qwen3-Omni interleaves per token with deepstack inputs and is not streamed (a one-line error).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -39,15 +45,15 @@ from transformers import DynamicCache
 
 from acckv_cli.model import soundtrack
 from acckv_cli.model.generation import eos_token_ids, forward_segment
-from acckv_cli.model.layout import Modality
 from acckv_cli.media.decode import DecodedMedia
 from acckv_cli.methods import Budget, CompressionMethod
 from acckv_cli.methods.attention import per_layer_attention
 from acckv_cli.methods.streaming import StreamCompression, stream_refusal
-from acckv_cli.model.load import LoadedModel, cast_inputs, processor_kwargs
+from acckv_cli.model.load import LoadedModel, processor_kwargs
 from acckv_cli.model.positions import check_prompt
 from acckv_cli.model.prompt import MediaPrompt, split_template
 from acckv_cli.answer.session import ClipSession, MediaCache, ProtocolError, snapshot
+from acckv_cli.answer.frontend import DEFAULT_BLOCK_MB, AudioStream, ChunkEncoder  # noqa: F401 (re-exported)
 
 PROTOCOL = "stream"
 
@@ -171,15 +177,34 @@ def _expand(lm: LoadedModel, prefix: str, grid, second_per_grid, plan: AudioPlan
 
 # --- steps -----------------------------------------------------------------------------------------------
 
-def plan_steps(layout, chunk_seconds: float = 2.0) -> list[tuple[int, int]]:
+# A decoder forward reads every weight once, whatever its rows: a step must hold enough tokens to amortise
+# that (measured on the bench's 3B-shaped decoder, 1 CPU thread: 66-token steps cost ×1.6 of one-shot time,
+# 264-token steps ×1.0–1.1; docs/long-videos.md). A real checkpoint's 2-s chunk at 640×360 holds ≈ 650.
+MIN_STEP_TOKENS = 512
+
+
+def auto_chunk_seconds(layout, min_tokens: int = MIN_STEP_TOKENS) -> float:
+    """The shortest step, a whole number of interleave chunks, whose media hold ≥ `min_tokens` tokens on
+    average over the clip (`--chunk-seconds` left to its default)."""
+    chunk = layout.seconds_per_chunk or 2.0
+    media = int(layout.media_mask.sum())
+    if media == 0:
+        return chunk
+    per_chunk = media * chunk / max(layout.duration_s, chunk)
+    return chunk * max(1, math.ceil(min_tokens / per_chunk))
+
+
+def plan_steps(layout, chunk_seconds: float | None = 2.0) -> list[tuple[int, int]]:
     """Prompt index ranges [start, end) of the steps: one per `chunk_seconds` of media (a multiple of the
-    interleave chunk), in prompt order; the first from 0, the last to the end of the prefix.
+    interleave chunk; None: `auto_chunk_seconds`), in prompt order; the first from 0, the last to the end.
 
     Qwen2.5-Omni orders media chunk by chunk, so the tokens of one time span are contiguous.
     """
     media = layout.media_mask.nonzero().squeeze(1)
     if media.numel() == 0:
         return [(0, len(layout))]
+    if chunk_seconds is None:
+        chunk_seconds = auto_chunk_seconds(layout)
     seconds = layout.time_s[media]
     span = chunk_seconds if layout.seconds_per_chunk is None else max(
         layout.seconds_per_chunk, round(chunk_seconds / layout.seconds_per_chunk) * layout.seconds_per_chunk)
@@ -192,97 +217,32 @@ def plan_steps(layout, chunk_seconds: float = 2.0) -> list[tuple[int, int]]:
     return list(zip(starts, ends))
 
 
-# --- per-step decoder inputs -----------------------------------------------------------------------------
+# --- memory -----------------------------------------------------------------------------------------------
 
-class AudioStream:
-    """Audio tokens by index, from the audio tower run once per feature window; consumed windows dropped."""
-
-    def __init__(self, lm: LoadedModel, plan: AudioPlan):
-        self.lm, self.plan = lm, plan
-        self.offsets = np.cumsum([0, *plan.tokens])
-        self.cache: dict[int, torch.Tensor] = {}
-        self.encoded = 0
-
-    def tokens(self, start: int, stop: int) -> torch.Tensor:
-        """Audio tokens [start, stop) of the soundtrack: [stop − start, d]."""
-        parts = []
-        first = int(np.searchsorted(self.offsets, start, side="right")) - 1
-        for w in range(first, len(self.plan.tokens)):
-            lo, hi = int(self.offsets[w]), int(self.offsets[w + 1])
-            if lo >= stop:
-                break
-            parts.append(self._window(w)[max(start, lo) - lo:min(stop, hi) - lo])
-        for w in [w for w in self.cache if self.offsets[w + 1] <= stop]:
-            del self.cache[w]  # every token of it has been placed
-        return torch.cat(parts) if parts else torch.zeros(0)
-
-    def _window(self, w: int) -> torch.Tensor:
-        if w not in self.cache:
-            features, mask = self.plan.features(self.lm, w)
-            features = features.to(self.lm.device, self.lm.dtype)
-            out = self.lm.thinker.model.get_audio_features(features, mask.to(self.lm.device)).last_hidden_state
-            if out.shape[0] != self.plan.tokens[w]:
-                raise RuntimeError(f"audio window {w}: {out.shape[0]} tokens, expected {self.plan.tokens[w]}")
-            self.cache[w] = out
-            self.encoded += 1
-        return self.cache[w]
+M_MMAP_THRESHOLD = -3             # mallopt parameter (glibc's malloc.h)
+MMAP_THRESHOLD = 128 * 1024       # glibc's own initial threshold, kept fixed
+_heap_pinned: bool | None = None
 
 
-class ChunkEncoder:
-    """Decoder inputs of prompt tokens [start, end): embeddings with the step's video and audio features merged.
+def pin_heap_threshold() -> bool:
+    """Keep glibc's mmap threshold at its initial 128 KiB for the rest of the process (once; False elsewhere).
 
-    Timings (seconds) accumulate in `frames_s` (decoding frames) and `encode_s` (processor + encoders).
+    glibc raises the threshold to the size of any mmapped block that is freed (up to 32 MB), so once a model is
+    built every per-step tensor of a stream (a step's MLP activations, attention-score chunks: 10–60 MB) comes
+    from the heap, and the heap keeps what it grew to: peak RSS then depends on the order of those allocations
+    over the first steps (measured: 84 to 160 MB for the same 1- to 5-minute runs). With the threshold fixed,
+    such tensors are mapped and unmapped: the peak is the live working set, the same run after run and for
+    every clip length. Cost: a page fault per 4 kB of each large tensor, 4–10 % more CPU at the default step
+    (docs/long-videos.md).
     """
-
-    def __init__(self, lm: LoadedModel, prompt: StreamPrompt):
-        self.lm, self.prompt = lm, prompt
-        modality = prompt.layout.modality
-        self.video_before = torch.cumsum(modality == int(Modality.VIDEO), 0) - (modality == int(Modality.VIDEO)).long()
-        self.audio_before = torch.cumsum(modality == int(Modality.AUDIO), 0) - (modality == int(Modality.AUDIO)).long()
-        self.audio = AudioStream(lm, prompt.audio_plan) if prompt.audio_plan is not None else None
-        grid = prompt.inputs.get("video_grid_thw")
-        self.per_pair = int(grid[0, 1] * grid[0, 2]) // lm.processor.video_processor.merge_size ** 2 if grid is not None else 0
-        self.frames_s = self.encode_s = 0.0
-        self.max_frames_read = 0
-
-    @torch.inference_mode()
-    def embeds(self, start: int, end: int) -> dict:
-        """`{"inputs_embeds": [1, end − start, d]}` for the decoder."""
-        ids = self.prompt.input_ids[:, start:end]
-        modality = self.prompt.layout.modality[start:end]
-        embeds = self.lm.thinker.get_decoder().embed_tokens(ids)
-        video = modality == int(Modality.VIDEO)
-        audio = modality == int(Modality.AUDIO)
-        if video.any():
-            first, count = int(self.video_before[start + int(video.nonzero()[0])]), int(video.sum())
-            if first % self.per_pair or count % self.per_pair:
-                raise RuntimeError(f"step [{start}, {end}) does not hold whole frame pairs")
-            features = self._video(first // self.per_pair, count // self.per_pair)
-            embeds[0, video.to(embeds.device)] = features.to(embeds.dtype)
-        if audio.any():
-            t0 = time.perf_counter()
-            first = int(self.audio_before[start + int(audio.nonzero()[0])])
-            embeds[0, audio.to(embeds.device)] = self.audio.tokens(first, first + int(audio.sum())).to(embeds.dtype)
-            self.encode_s += time.perf_counter() - t0
-        return {"inputs_embeds": embeds}
-
-    def _video(self, first_pair: int, n_pairs: int) -> torch.Tensor:
-        """Vision-tower outputs of frame pairs [first_pair, first_pair + n_pairs): [n_pairs · tokens/pair, d]."""
-        vp = self.lm.processor.video_processor
-        t0 = time.perf_counter()
-        frames = self.prompt.media.frames[first_pair * vp.temporal_patch_size:(first_pair + n_pairs) * vp.temporal_patch_size]
-        self.max_frames_read = max(self.max_frames_read, len(frames))
-        t1 = time.perf_counter()
-        pixels = vp(videos=[frames], return_tensors="pt", **self.prompt.video_kwargs)
-        pixels = cast_inputs({k: v.to(self.lm.device) for k, v in pixels.items()}, self.lm.dtype)
-        out = self.lm.thinker.model.get_video_features(pixels["pixel_values_videos"], pixels["video_grid_thw"])
-        features = torch.cat(list(out.pooler_output))
-        self.frames_s += t1 - t0
-        self.encode_s += time.perf_counter() - t1
-        if features.shape[0] != n_pairs * self.per_pair:
-            raise RuntimeError(f"frame pairs {first_pair}+{n_pairs}: {features.shape[0]} video tokens, "
-                               f"expected {n_pairs * self.per_pair}")
-        return features
+    global _heap_pinned
+    if _heap_pinned is None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _heap_pinned = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+        except (OSError, AttributeError):  # not glibc: nothing to pin
+            _heap_pinned = False
+    return _heap_pinned
 
 
 # --- the streaming prefill -------------------------------------------------------------------------------
@@ -299,12 +259,13 @@ class StreamResult:
 
 
 def stream_prefill(lm: LoadedModel, prompt, cache, method: CompressionMethod, budget: Budget,
-                   embed, chunk_seconds: float = 2.0) -> StreamResult:
+                   embed, chunk_seconds: float | None = None) -> StreamResult:
     """Prefill `prompt` (any prompt with `layout` and `positions`) into `cache` step by step, compressing
     every layer after each step; `embed(start, end)` gives a step's decoder inputs (`ChunkEncoder.embeds`,
-    or token embeddings for the benchmark's synthetic prompts)."""
+    or token embeddings for the benchmark's synthetic prompts). `chunk_seconds` None: `auto_chunk_seconds`."""
     if (reason := stream_refusal(method)) is not None:
         raise StreamUnsupported(reason)
+    pin_heap_threshold()  # bounded memory means a flat peak: see its docstring
     steps = plan_steps(prompt.layout, chunk_seconds)
     positions = prompt.positions
     start_time, embed_s = time.perf_counter(), 0.0
@@ -327,7 +288,7 @@ class StreamSession(ClipSession):
     """
 
     def __init__(self, lm: LoadedModel, media: DecodedMedia, max_pixels: int | None = None,
-                 chunk_seconds: float = 2.0):
+                 chunk_seconds: float | None = None, block_mb: float | None = DEFAULT_BLOCK_MB):
         self.lm = lm
         self.prompt = StreamPrompt.build_stream(lm, media, max_pixels)
         self.decode_s = media.decode_seconds
@@ -335,7 +296,13 @@ class StreamSession(ClipSession):
         self._embedded = None
         self.eos = eos_token_ids(lm.thinker, lm.processor.tokenizer)
         self._paid = {"decode", "encode"}
-        self.chunk_seconds = chunk_seconds
+        # seconds per step (None: enough for MIN_STEP_TOKENS) and front-end memory per block (None: per step)
+        self.chunk_seconds = chunk_seconds if chunk_seconds is not None else auto_chunk_seconds(self.prompt.layout)
+        self.block_mb = block_mb
+        steps = len(plan_steps(self.prompt.layout, self.chunk_seconds))
+        self.prompt.notices.append(f"streamed in {steps} steps of {self.chunk_seconds:g} s"
+                                   + ("" if chunk_seconds is not None else f" (the fewest 2-s chunks holding "
+                                                                            f"{MIN_STEP_TOKENS} tokens)"))
         self.last_stream: StreamResult | None = None
         self.last_encoder: ChunkEncoder | None = None
 
@@ -349,7 +316,7 @@ class StreamSession(ClipSession):
         if method is None:
             raise StreamUnsupported("--protocol stream compresses while prefilling: it needs a method")
         cache = DynamicCache(config=self.lm.thinker.config.get_text_config(decoder=True))
-        encoder = ChunkEncoder(self.lm, self.prompt)
+        encoder = ChunkEncoder(self.lm, self.prompt, self.block_mb)
         result = stream_prefill(self.lm, self.prompt, cache, method, budget or Budget(0.2), encoder.embeds,
                                 self.chunk_seconds)
         self.decode_s += encoder.frames_s      # frames are decoded inside the stream,

@@ -79,6 +79,7 @@ class Options:
     method_params: dict = field(default_factory=dict)
     method_label: str | None = None  # as written on the command line (`acckv:tau=0.9`); default: `method`
     official_fps: bool = False
+    chunk_seconds: float | None = None  # the step of --protocol stream (None: its default)
 
     @property
     def label(self) -> str:
@@ -348,7 +349,7 @@ def run_video(lm, items: list[Item], options: Options):
                                        lazy_frames=options.protocol == STREAM)  # streamed: frames per chunk
             results = iter_answers(lm, decoded, [it.prompt for it in items], options.method, options.budget,
                                    options.protocol, options.max_pixels, options.max_new_tokens,
-                                   options.method_params)
+                                   options.method_params, options.chunk_seconds)
     except Exception as exc:  # one bad file is one error per item, never the end of the run
         results = iter([exc] * len(items))
     for item, result in zip(items, results):

@@ -68,6 +68,7 @@ def ask(
     max_pixels: Optional[int] = f.MAX_PIXELS,
     max_new_tokens: int = f.MAX_NEW_TOKENS,
     official_fps: bool = f.OFFICIAL_FPS,
+    chunk_seconds: Optional[float] = f.CHUNK_SECONDS,
     report: o.ReportMode = typer.Option(o.ReportMode.compact, "--report", "-r",
                                         help="Retention table: compact (a sample of layers, fits 80 columns), full "
                                              "(every layer, every column, the per-second timeline) or none."),
@@ -82,7 +83,8 @@ def ask(
     from acckv_cli.cli.commands import ask as body
     run(lambda: body.run(video, questions or [], questions_file,
                          o.RunOptions.build(model, device, dtype, fps, max_pixels, max_new_tokens, official_fps),
-                         o.parse_methods(method, method_options), budget, protocol, report, as_json, _given(ctx)))
+                         o.parse_methods(method, method_options), budget, protocol, report, as_json, _given(ctx),
+                         chunk_seconds))
 
 
 @app.command("index")
@@ -98,7 +100,7 @@ def index_command(
     method_options: Optional[list[str]] = f.METHOD_OPTIONS,
     budget: Optional[str] = f.BUDGET,
     protocol: str = typer.Option("context", "--protocol", help="context (the media prefilled and compressed at "
-                                 "once) or stream (long clips: 2 s at a time with a bounded cache); see `ask "
+                                 "once) or stream (long clips: a step at a time with a bounded cache); see `ask "
                                  "--help`. Answers from the file equal `ask VIDEO` with this protocol."),
     device: o.Device = f.DEVICE,
     dtype: o.Dtype = f.DTYPE,
@@ -170,6 +172,7 @@ def eval_cmd(
     dtype: o.Dtype = f.DTYPE,
     fps: float = f.FPS,
     official_fps: bool = f.OFFICIAL_FPS,
+    chunk_seconds: Optional[float] = f.CHUNK_SECONDS,
     report: o.ReportMode = typer.Option(o.ReportMode.compact, "--report", "-r",
                                         help="Summary table: compact (accuracy, agreement, KL; fits 80 columns), "
                                              "full (every column of summary.csv) or none."),
@@ -183,7 +186,7 @@ def eval_cmd(
                          o.split_list(budgets, "0.2,0.1,0.05"), o.split_list(protocols, "query-aware,context"),
                          ablation, out_dir, data_dir, resume, overwrite, suites or ["core"],
                          o.RunOptions.build(model, device, dtype, fps, None, max_new_tokens, official_fps), report,
-                         as_json, benchmark, media_root))
+                         as_json, benchmark, media_root, chunk_seconds))
 
 
 @app.command("inspect", epilog=examples(
@@ -246,6 +249,7 @@ def batch_command(
     max_pixels: Optional[int] = f.MAX_PIXELS,
     max_new_tokens: int = f.MAX_NEW_TOKENS,
     official_fps: bool = f.OFFICIAL_FPS,
+    chunk_seconds: Optional[float] = f.CHUNK_SECONDS,
     workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="Run on N Ray workers, each loading "
                                           "the model once and answering whole videos (pip install 'acckv[ray]')."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="auto|HOST:PORT",
@@ -266,7 +270,7 @@ def batch_command(
     run(lambda: body.run(source, out_path, question, questions, fmt, resume, overwrite, shard,
                          o.RunOptions.build(model, device, dtype, fps, max_pixels, max_new_tokens, official_fps),
                          o.single_method(method, method_options, "batch"), budget, protocol, workers, ray_address,
-                         gpus_per_worker, cpus_per_worker, benchmark, media_root))
+                         gpus_per_worker, cpus_per_worker, benchmark, media_root, chunk_seconds))
 
 
 @app.command()
@@ -275,8 +279,15 @@ def bench(
                                         help="Comma-separated prompt lengths, e.g. 2k,8k,16k (the default; 8k with "
                                              "--question-counts)."),
     long: bool = typer.Option(False, "--long", help="Add a 32k-token prompt."),
-    layers: int = typer.Option(2, "--layers", metavar="N", help="Decoder layers of the 3B-shaped random model (the "
-                                                                "real one has 36)."),
+    layers: Optional[int] = typer.Option(None, "--layers", metavar="N",
+                                         help="Decoder layers of the random model (default 2; with --device, all of "
+                                              "--shape's: 28 for 7b)."),
+    device: Optional[str] = typer.Option(None, "--device", metavar="cpu|cuda",
+                                         help="Device bench: every method with its hooks at the full depth of "
+                                              "--shape (default 7b), KV bytes, peak device memory, decode "
+                                              "ms/token, masked-full equivalence (default sizes 8k,32k)."),
+    shape: Optional[str] = typer.Option(None, "--shape", metavar="3b|7b",
+                                        help="Decoder shape of the --device bench's random model (default 7b)."),
     dtype: str = typer.Option("float32", "--dtype", metavar="float32|bfloat16", help="Weights dtype."),
     methods: Optional[str] = typer.Option(None, "--methods", metavar="NAMES",
                                           help="Comma-separated methods (default: all)."),
@@ -304,8 +315,10 @@ def bench(
                                 help="Clip lengths of the streaming mode, in minutes."),
     media_budget: int = typer.Option(1024, "--media-budget", metavar="N",
                                      help="Media entries kept per layer in the streaming mode."),
-    chunk_seconds: float = typer.Option(2.0, "--chunk-seconds", metavar="SECONDS",
-                                        help="Seconds of clip per streaming step (a multiple of Qwen's 2-s chunk)."),
+    chunk_seconds: Optional[float] = typer.Option(None, "--chunk-seconds", metavar="SECONDS",
+                                                  help="Seconds of clip per streaming step (a multiple of Qwen's "
+                                                       "2-s chunk; default: as `ask`, the fewest 2-s chunks "
+                                                       "holding 512 tokens)."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True),
     verbose: bool = f.VERBOSE,
 ):
@@ -313,15 +326,19 @@ def bench(
     with --question-counts the cost of many questions about one clip, or with --stream streaming vs one-shot
     prefill."""
     from acckv_cli.cli.commands import bench as body
-    if stream:
-        run(body.run_stream, minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot,
-            out_md, tiny)
-    elif question_counts is not None:
-        run(body.run_questions, question_counts, protocols, sizes, layers, dtype, decode_steps, threads, out_json,
+    run(body.check_modes, device, shape, stream, question_counts)
+    if device is not None:
+        run(body.run_device, device, shape, sizes, layers, dtype, methods, budgets, decode_steps, out_json, out_md,
             tiny)
+    elif stream:
+        run(body.run_stream, minutes, 2 if layers is None else layers, dtype, methods, media_budget, chunk_seconds,
+            threads, out_json, plot, out_md, tiny)
+    elif question_counts is not None:
+        run(body.run_questions, question_counts, protocols, sizes, 2 if layers is None else layers, dtype,
+            decode_steps, threads, out_json, tiny)
     else:
-        run(body.run, sizes, long, layers, dtype, methods, budgets, decode_steps, repeat, threads, out_json, plot,
-            out_md, tiny)
+        run(body.run, sizes, long, 2 if layers is None else layers, dtype, methods, budgets, decode_steps, repeat,
+            threads, out_json, plot, out_md, tiny)
 
 
 def main() -> None:

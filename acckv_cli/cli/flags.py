@@ -24,9 +24,9 @@ PROTOCOL_HELP = ("Where the cache is compressed relative to the question: query-
                  "compressed, then the assistant header and the answer run through the compressed cache), "
                  "context (media compressed before any question; one compressed cache serves every question), "
                  "prefill (the whole prompt prefilled before compressing: the first answer token comes from the "
-                 "full cache, so short answers cannot see compression) or stream (long clips: decoded, encoded "
-                 "and prefilled 2 s at a time, the cache compressed after each chunk so memory stays flat; then "
-                 "as context).")
+                 "full cache, so short answers cannot see compression) or stream (long clips: prefilled a step at a "
+                 "time, --chunk-seconds, the cache compressed after each step so memory stays flat; then as "
+                 "context).")
 
 VIDEO = typer.Argument(..., metavar="VIDEO", help=MEDIA_HELP)
 MODEL = typer.Option(None, "--model", metavar="FOLDER|HUB_ID",
@@ -55,6 +55,11 @@ FPS = typer.Option(2.0, "--fps", metavar="FPS",
                         "out of step).")
 MAX_PIXELS = typer.Option(None, "--max-pixels", metavar="PIXELS", help="Pixel cap per frame (default: the model's "
                                                                        "range).")
+# Checked with the other arguments, before torch (`options.parse_chunk_seconds`).
+CHUNK_SECONDS = typer.Option(None, "--chunk-seconds", metavar="SECONDS",
+                             help="Seconds of clip per step of --protocol stream, a multiple of Qwen's 2-s chunk "
+                                  "(default: the fewest 2-s chunks holding 512 tokens; the cache holds the budget "
+                                  "plus one step).")
 MAX_NEW_TOKENS = typer.Option(32, "--max-new-tokens", metavar="N", help="Longest answer in tokens.")
 OFFICIAL_FPS = typer.Option(False, "--official-fps", help="Tell the processor no frame rate (it then assumes 2 fps), "
                                                           "exactly as Qwen's README call; default: the true sampled rate.")

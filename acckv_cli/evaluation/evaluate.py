@@ -195,8 +195,9 @@ def where_kept(answer: Answer, evidence: Spans) -> dict:
 
 def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: list[str], out_dir: Path,
              protocols: tuple[str, ...] = DEFAULT_PROTOCOLS, resume: bool = False, max_new_tokens: int = 4,
-             fps: float = 2.0, progress=None) -> list[dict]:
-    """Evaluate every item under every (protocol, method, budget); append rows to `out_dir/results.jsonl`."""
+             fps: float = 2.0, progress=None, chunk_seconds: float | None = None) -> list[dict]:
+    """Evaluate every item under every (protocol, method, budget); append rows to `out_dir/results.jsonl`
+    (`chunk_seconds`: the step of the stream protocol, None for its default)."""
     for protocol in protocols:
         check_protocol(protocol)
     check_evidence(items, methods)
@@ -216,7 +217,8 @@ def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: li
             todo = {(item.id, p, c.label, c.budget_text) for item in clip_items for p in protocols for c in configs
                     if result_key(item.id, p, c.label, c.budget_text) not in done}
             if todo:
-                for row in evaluate_clip(lm, video, clip_items, configs, protocols, todo, max_new_tokens, fps):
+                for row in evaluate_clip(lm, video, clip_items, configs, protocols, todo, max_new_tokens, fps,
+                                         chunk_seconds):
                     row.update(model=lm.name, seed=0, code_version=version)
                     sink.write(json.dumps(row) + "\n")
                     sink.flush()
@@ -226,7 +228,7 @@ def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: li
 
 
 def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], protocols, todo: set,
-                  max_new_tokens: int, fps: float):
+                  max_new_tokens: int, fps: float, chunk_seconds: float | None = None):
     """Rows for the pending (item, protocol, method, budget) combinations of one clip."""
     from acckv_cli.media import decode as media_mod
 
@@ -259,7 +261,8 @@ def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], prot
         kind = STREAM if protocol == STREAM else "one-shot"
         try:  # a stream that cannot run (e.g. Qwen3-Omni) fails its own rows only
             if kind not in sessions:
-                sessions[kind] = open_session(lm, decoded, STREAM) if kind == STREAM else ClipSession(lm, decoded)
+                sessions[kind] = (open_session(lm, decoded, STREAM, chunk_seconds=chunk_seconds) if kind == STREAM
+                                  else ClipSession(lm, decoded))
             session, shared = sessions[kind], None
             if protocol not in MEDIA_COMPRESSED:  # one full media prefill serves every method's compression
                 needs = AttentionNeeds()

@@ -16,7 +16,7 @@ from acckv_cli.lazy import torch
 from acckv_cli.model.layout import Modality
 from acckv_cli.methods.vocab import HEAD_REDUCTIONS
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, gather_entries
-from acckv_cli.methods.merge import MERGE_RULES, mean_cosine_to_anchors, merge_into_kept
+from acckv_cli.methods.merge import MERGE_RULES, kept_counts, mean_cosine_to_anchors, merge_counted
 from acckv_cli.methods.registry import register
 from acckv_cli.methods.salience import key_salience, standardised
 from acckv_cli.methods.uniform import spread_in_time
@@ -159,14 +159,15 @@ class AccKV(CompressionMethod):
         ranking = self.with_salience(ctx, scores, present)
         chosen = {kind: self.top_of(ctx, kind, ranking, quota[kind]) for kind in present}
         keep = torch.cat([self._protected(ctx, scores), *chosen.values()], dim=-1).sort(dim=-1).values
-        keys, values, merged = self.merge(ctx, keep, scores)
+        keys, values, merged, counts = self.merge(ctx, keep, scores)
         high, low = self.priorities(ctx, weights, chosen)
         stats = {"weights": {k.label: round(float(w), 4) for k, w in weights.items()},
                  "priority": high.label if high is not None else None,
                  "quota": {k.label: int(v) for k, v in quota.items()}, "merged": merged}
         if self.calibration and low is not None and chosen[low].shape[-1] and chosen[high].shape[-1]:
-            keep, keys, values, stats["calibration"] = self.calibrate(ctx, keep, keys, values, high, low, scores)
-        return LayerResult(keep, keys, values, stats)
+            keep, keys, values, counts, stats["calibration"] = self.calibrate(ctx, keep, keys, values, high, low,
+                                                                               scores, counts)
+        return LayerResult(keep, keys, values, stats, counts)
 
     @staticmethod
     def _protected(ctx: LayerContext, scores: torch.Tensor) -> torch.Tensor:
@@ -274,27 +275,31 @@ class AccKV(CompressionMethod):
 
     # --- C-C step 1 ------------------------------------------------------------------------------------
     def merge(self, ctx: LayerContext, keep: torch.Tensor, scores: torch.Tensor):
-        """(keys, values, merged counts per modality): the kept entries with the evicted media merged in."""
+        """(keys, values, merged entries per modality, tokens per kept entry [KV, k] or None): the kept entries
+        with the evicted media merged in, each entry weighed by the tokens it already stands for (`ctx.counts`)."""
         if self.merge_target == "none":
-            return None, None, {}
+            return None, None, {}, None
         media = ctx.mask(VIDEO, AUDIO)
         labels = None if self.cross_modal_merge else ctx.modality
         if self.merge_target == "nearest_kept":
-            keys, values, merged = merge_into_kept(ctx.keys, ctx.values, keep, media, labels, self.merge_rule)
+            keys, values, merged, counts = merge_counted(ctx.keys, ctx.values, keep, media, labels, self.merge_rule,
+                                                         ctx.counts)
         else:
-            keys, values, merged = centroid_merge(ctx, keep, scores)
+            keys, values, merged, counts = centroid_merge(ctx, keep, scores)
         names = {str(int(k)): k.label for k in (VIDEO, AUDIO)}
-        return keys, values, {names.get(n, "media" if n == "all" else n): v for n, v in merged.items()}
+        return keys, values, {names.get(n, "media" if n == "all" else n): v for n, v in merged.items()}, counts
 
     # --- C-C step 2 ------------------------------------------------------------------------------------
-    def calibrate(self, ctx, keep, keys, values, high, low, scores):
+    def calibrate(self, ctx, keep, keys, values, high, low, scores, counts=None):
         """Evict kept low-priority tokens whose mean key cosine to the kept high-priority keys is below τ.
 
         With a set per KV head, cosines are per head and every head drops the same number of entries
         (the mean over heads of the number below τ), its least similar ones, so eviction stays one gather.
+        `counts` ([KV, k], tokens per kept entry after merging, or None) follow the surviving entries.
         """
         keys = keys if keys is not None else gather_entries(ctx.keys, keep)
         values = values if values is not None else gather_entries(ctx.values, keep)
+        counts = counts if counts is not None else kept_counts(ctx.counts, keep, ctx.keys.shape[1])
         rows = keep[None] if keep.ndim == 1 else keep
         kv = keys.shape[1]
         cos = []
@@ -317,13 +322,16 @@ class AccKV(CompressionMethod):
                                                                                              device=all_c.device))]}
         if keep.ndim == 1:
             keep, keys, values = keep[alive[0]], keys[:, :, alive[0]], values[:, :, alive[0]]
+            counts = counts[:, alive[0]]
         else:
             keep = keep[alive].view(kv, -1)
             keys = keys[0][alive].view(kv, -1, keys.shape[-1])[None]
             values = values[0][alive].view(kv, -1, values.shape[-1])[None]
+            counts = counts[alive].view(kv, -1)
         if self.refill == "high" and drop_n:
-            keep, keys, values, stats["refilled"] = self.refill_high(ctx, keep, keys, values, high, scores, drop_n)
-        return keep, keys, values, stats
+            keep, keys, values, counts, stats["refilled"] = self.refill_high(ctx, keep, keys, values, high, scores,
+                                                                             drop_n, counts)
+        return keep, keys, values, counts, stats
 
     def calibration_drop(self, c: torch.Tensor) -> torch.Tensor:
         if self.tau_mode == "absolute":
@@ -338,11 +346,12 @@ class AccKV(CompressionMethod):
         return drop
 
     @staticmethod
-    def refill_high(ctx, keep, keys, values, high, scores, n):
+    def refill_high(ctx, keep, keys, values, high, scores, n, counts):
         """Give the slots freed by calibration to the next-best high-priority tokens (unmerged)."""
         rows = keep[None] if keep.ndim == 1 else keep
         score_rows = scores[None] if scores.ndim == 1 else scores
-        new_keep, new_k, new_v, added = [], [], [], 0
+        own = ctx.counts if ctx.counts is not None else torch.ones(ctx.keys.shape[1], ctx.length, device=keep.device)
+        new_keep, new_k, new_v, new_n, added = [], [], [], [], 0
         for r, kept in enumerate(rows):
             candidates = ctx.mask(high).clone()
             candidates[kept] = False
@@ -354,21 +363,24 @@ class AccKV(CompressionMethod):
             new_keep.append(torch.cat([kept, extra])[order])
             new_k.append(torch.cat([keys[:, heads], ctx.keys[:, heads].index_select(2, extra)], 2)[:, :, order])
             new_v.append(torch.cat([values[:, heads], ctx.values[:, heads].index_select(2, extra)], 2)[:, :, order])
+            new_n.append(torch.cat([counts[heads], own[heads].index_select(1, extra)], 1)[:, order])
         if keep.ndim == 1:
-            return new_keep[0], new_k[0], new_v[0], added
-        return torch.stack(new_keep), torch.cat(new_k, 1), torch.cat(new_v, 1), added
+            return new_keep[0], new_k[0], new_v[0], new_n[0], added
+        return torch.stack(new_keep), torch.cat(new_k, 1), torch.cat(new_v, 1), torch.cat(new_n, 0), added
 
 
 def centroid_merge(ctx: LayerContext, keep: torch.Tensor, scores: torch.Tensor):
     """C-C step 1 read literally ("merge the unimportant tokens of a modality by averaging"): per KV head,
     all non-selected tokens of a modality are averaged together with that modality's lowest-scored kept
-    entry, which then holds their mean (one budget entry for the whole remainder of the modality)."""
+    entry, which then holds their mean (one budget entry for the whole remainder of the modality). Entries
+    are weighed by the tokens they already stand for (`ctx.counts`, a streamed cache); returns the counts too."""
     rows = keep[None].expand(ctx.keys.shape[1], -1) if keep.ndim == 1 else keep
     score_rows = scores[None].expand(rows.shape[0], -1) if scores.ndim == 1 else scores
-    out_k, out_v, merged = [], [], {}
+    out_k, out_v, out_n, merged = [], [], [], {}
     for h, kept in enumerate(rows):
         k_h, v_h = ctx.keys[0, h].float(), ctx.values[0, h].float()
-        slot_k, slot_v = k_h[kept].clone(), v_h[kept].clone()
+        w_h = ctx.counts[h].to(kept.device) if ctx.counts is not None else torch.ones(ctx.length, device=kept.device)
+        slot_k, slot_v, count = k_h[kept].clone(), v_h[kept].clone(), w_h[kept].clone()
         is_kept = torch.zeros(ctx.length, dtype=torch.bool, device=kept.device)
         is_kept[kept] = True
         for kind in (VIDEO, AUDIO):
@@ -378,13 +390,16 @@ def centroid_merge(ctx: LayerContext, keep: torch.Tensor, scores: torch.Tensor):
             if evicted.numel() == 0 or slots.numel() == 0:
                 continue
             s = slots[score_rows[h, kept[slots]].argmin()]
-            slot_k[s] = (slot_k[s] + k_h[evicted].sum(0)) / (1 + evicted.numel())
-            slot_v[s] = (slot_v[s] + v_h[evicted].sum(0)) / (1 + evicted.numel())
+            w_e, total = w_h[evicted], count[s] + w_h[evicted].sum()
+            slot_k[s] = (count[s] * slot_k[s] + (w_e[:, None] * k_h[evicted]).sum(0)) / total
+            slot_v[s] = (count[s] * slot_v[s] + (w_e[:, None] * v_h[evicted]).sum(0)) / total
+            count[s] = total
             merged[str(int(kind))] = merged.get(str(int(kind)), 0.0) + evicted.numel() / rows.shape[0]
         out_k.append(slot_k)
         out_v.append(slot_v)
+        out_n.append(count)
     return (torch.stack(out_k)[None].to(ctx.keys.dtype), torch.stack(out_v)[None].to(ctx.values.dtype),
-            {n: round(v, 2) for n, v in merged.items()})
+            {n: round(v, 2) for n, v in merged.items()}, torch.stack(out_n))
 
 
 def _largest_remainder(k: int, sizes: torch.Tensor) -> torch.Tensor:

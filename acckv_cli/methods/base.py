@@ -58,6 +58,9 @@ class LayerContext:
     shared: dict  # state shared across the layers of one run (e.g. FastV's kept set)
     offset: int = 0
     stash: LayerStash = field(default_factory=LayerStash)
+    # How many prompt tokens each entry already stands for, [KV, L] fp32 (None: one each). Only a streamed
+    # cache has entries that absorbed others in an earlier step; merging weighs them by it.
+    counts: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -155,12 +158,15 @@ class LayerResult:
     keep: sorted prompt indices, [k] for one set shared by every KV head, or [KV, k] for a set per KV head
           (each row sorted; the same k in every head, so eviction stays one real gather).
     keys/values: [1, KV, k, D] when merging changed the kept entries (else gathered from the cache).
+    counts: [KV, k] fp32 prompt tokens each kept entry now stands for, when merging changed them (a streamed
+          cache carries them to the next step; None: the entries' own counts, gathered by `keep`).
     """
 
     keep: torch.Tensor
     keys: torch.Tensor | None = None
     values: torch.Tensor | None = None
     stats: dict = field(default_factory=dict)
+    counts: torch.Tensor | None = None
 
 
 def check_choice(method: str, field_name: str, value, choices) -> None:

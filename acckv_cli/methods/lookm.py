@@ -10,7 +10,7 @@ from acckv_cli.model.layout import Modality
 from acckv_cli.methods.vocab import HEAD_REDUCTIONS
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, kept_mask
 from acckv_cli.methods.h2o import heavy_hitters_and_recent
-from acckv_cli.methods.merge import MERGE_RULES, merge_into_kept, nearest_targets
+from acckv_cli.methods.merge import MERGE_RULES, merge_counted, nearest_targets
 from acckv_cli.methods.registry import register
 from acckv_cli.methods.stash import AttentionNeeds
 
@@ -66,8 +66,10 @@ class LookM(CompressionMethod):
         media = ~ctx.protected
         stats = {"recent": int(recent.sum()), "heavy": int(keep.shape[-1] - ctx.protected.sum() - recent.sum()),
                  "cross_modal": self._cross_modal(ctx, keep)}
-        keys, values, merged = merge_into_kept(ctx.keys, ctx.values, keep, media, rule=self.merge)
-        return LayerResult(keep, keys, values, {**stats, "merged": merged.get("all", 0.0)})
+        # weighed by the tokens each entry already stands for (a streamed cache merges again every step)
+        keys, values, merged, counts = merge_counted(ctx.keys, ctx.values, keep, media, rule=self.merge,
+                                                     counts=ctx.counts)
+        return LayerResult(keep, keys, values, {**stats, "merged": merged.get("all", 0.0)}, counts)
 
     @staticmethod
     def _cross_modal(ctx: LayerContext, keep: torch.Tensor) -> dict:

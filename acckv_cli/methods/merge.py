@@ -60,17 +60,36 @@ def merge_into_kept(keys: torch.Tensor, values: torch.Tensor, keep: torch.Tensor
                           dropped); the project filters per KV head, LOOK-M per slot over heads
                 Values follow the keys' targets with the same arithmetic.
     Returns (keys [1, KV, k, D], values [1, KV, k, D], merged entries per label value or "all", mean over heads).
+    `merge_counted` is the same merge for entries that already stand for several tokens (a streamed cache).
+    """
+    keys, values, merged, _ = merge_counted(keys, values, keep, candidates, labels, rule)
+    return keys, values, merged
+
+
+def merge_counted(keys: torch.Tensor, values: torch.Tensor, keep: torch.Tensor, candidates: torch.Tensor,
+                  labels: torch.Tensor | None = None, rule: str = "avg", counts: torch.Tensor | None = None):
+    """`merge_into_kept` where entry j already stands for w_j prompt tokens (`counts` [KV, L] fp32, None = 1).
+
+    Every term of a rule is weighted by its entry's count and the denominator is the sum of the weights, so
+    with `avg` a slot is the plain mean of every token it ever absorbed, however many steps merged into it:
+    k'_t = (w_t k_t + Σ w_e k_e) / (w_t + Σ w_e); `pivot` weighs each (k_e + k_t)/2 by w_e, `weighted` each
+    c_e k_e by w_e. With every count 1 this is exactly `merge_into_kept` (one-shot runs are unchanged).
+    Without counts a streamed cache, which merges again after every step, would give a slot's latest
+    absorbed entries as much weight as all its earlier ones together.
+    Returns (keys, values, merged stats, counts [KV, k] fp32: tokens each kept entry now stands for).
     """
     if rule not in MERGE_RULES:
         raise ValueError(f"unknown merge rule {rule!r} (choose from {', '.join(MERGE_RULES)})")
     kv, L = keys.shape[1], keys.shape[2]
     rows = keep[None].expand(kv, -1) if keep.ndim == 1 else keep
-    out_k, out_v = [], []
+    out_k, out_v, out_n = [], [], []
     merged: dict[str, float] = {}
     for h in range(kv):
         k_h, v_h, kept = keys[0, h].float(), values[0, h].float(), rows[h]
-        slot_k, slot_v = k_h[kept].clone(), v_h[kept].clone()
-        count = torch.ones(kept.numel(), device=keys.device)
+        w_h = counts[h].to(keys.device, torch.float32) if counts is not None else torch.ones(L, device=keys.device)
+        own_k, own_v = k_h[kept], v_h[kept]
+        count = w_h[kept].clone()
+        slot_k, slot_v = own_k * count[:, None], own_v * count[:, None]   # weighted sums, divided at the end
         is_kept = torch.zeros(L, dtype=torch.bool, device=keys.device)
         is_kept[kept] = True
         evicted_all = candidates & ~is_kept
@@ -84,22 +103,32 @@ def merge_into_kept(keys: torch.Tensor, values: torch.Tensor, keep: torch.Tensor
                 continue
             target, cos = _nearest(k_h[None], evicted, kept[slots], with_cosine=rule == "weighted")
             target = slots[target[0]]
-            src_k, src_v = k_h[evicted], v_h[evicted]
+            src_k, src_v, src_w = k_h[evicted], v_h[evicted], w_h[evicted]
             if rule == "pivot":
-                src_k = (src_k + slot_k[target]) / 2
-                src_v = (src_v + slot_v[target]) / 2
+                src_k = (src_k + own_k[target]) / 2
+                src_v = (src_v + own_v[target]) / 2
             elif rule == "weighted":
                 c = cos[0]
                 use = c >= c.mean()
-                target, src_k, src_v = target[use], src_k[use] * c[use, None], src_v[use] * c[use, None]
-            slot_k.index_add_(0, target, src_k)
-            slot_v.index_add_(0, target, src_v)
-            count.index_add_(0, target, torch.ones_like(target, dtype=count.dtype))
+                target, src_w = target[use], src_w[use]
+                src_k, src_v = src_k[use] * c[use, None], src_v[use] * c[use, None]
+            slot_k.index_add_(0, target, src_k * src_w[:, None])
+            slot_v.index_add_(0, target, src_v * src_w[:, None])
+            count.index_add_(0, target, src_w)
             merged[name] = merged.get(name, 0.0) + int(target.numel()) / kv
         out_k.append(slot_k / count[:, None])
         out_v.append(slot_v / count[:, None])
+        out_n.append(count)
     return (torch.stack(out_k)[None].to(keys.dtype), torch.stack(out_v)[None].to(values.dtype),
-            {name: round(n, 2) for name, n in merged.items()})
+            {name: round(n, 2) for name, n in merged.items()}, torch.stack(out_n))
+
+
+def kept_counts(counts: torch.Tensor | None, keep: torch.Tensor, kv: int) -> torch.Tensor:
+    """Tokens each kept entry stands for, [KV, k] fp32: `counts` [KV, L] (None: 1 each) at `keep` ([k] or [KV, k])."""
+    rows = keep[None].expand(kv, -1) if keep.ndim == 1 else keep
+    if counts is None:
+        return torch.ones(rows.shape, device=keep.device)
+    return counts.to(keep.device).gather(1, rows)
 
 
 def mean_cosine_to_anchors(keys: torch.Tensor, candidates: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:

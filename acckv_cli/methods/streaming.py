@@ -24,7 +24,9 @@ Budgets: a ratio is a share of the *whole* clip's media tokens, turned into a fi
 first step (`MediaCap`), so the cap does not grow with the clip. Bookkeeping: `kept[layer]` holds the
 prompt index of every cached entry ([n], or [KV, n] per KV head), so reports know each slot's modality and
 time; `trace` records every (step, layer) with the entries before and after compression and the KV bytes
-of the whole cache at that moment.
+of the whole cache at that moment. Merging methods merge again after every step: `counts[layer]` ([KV, n])
+holds how many prompt tokens each cached entry stands for, handed to the next step (`LayerContext.counts`)
+so that a merged entry averages every token it absorbed (`merge.merge_counted`).
 
 Refused with one line (`stream_refusal`): methods that change the prefill itself or need the whole
 compressed part in one forward (FastV's hooks: `install`, `cached_length`, `finish`), PyramidKV (its
@@ -39,11 +41,14 @@ from array import array
 from dataclasses import dataclass
 
 import torch
+from transformers import AttentionInterface
 
 from acckv_cli.model.layout import TokenLayout
+from acckv_cli.methods import attention as attn
 from acckv_cli.methods.base import (Compression, CompressionError, CompressionMethod, LayerContext,
                                     shrink_layer)
 from acckv_cli.methods.budget import Budget, BudgetError
+from acckv_cli.methods.merge import kept_counts
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,36 @@ def stream_refusal(method: CompressionMethod) -> str | None:
     return None
 
 
+# The post-RoPE queries of the step, kept by the attention function for the hook that runs right after it
+# (keyed by the attention module): scoring then reuses them instead of projecting the step's rows again, which
+# cost 5 % of a streamed prefill (one more q_proj per layer and step). Popped by the hook, so none outlives it.
+_QUERIES: dict[int, torch.Tensor] = {}
+STREAM_ATTENTION = "acckv_stream_sdpa"
+
+
+def _sdpa_keeping_queries(module, query, key, value, attention_mask, **kwargs):
+    """`acckv_sdpa` that also keeps this layer's queries [1, H, q, D] for the compression hook."""
+    _QUERIES[id(module)] = query
+    return attn.acckv_sdpa(module, query, key, value, attention_mask, **kwargs)
+
+
+AttentionInterface.register(STREAM_ATTENTION, _sdpa_keeping_queries)
+
+
+@dataclass
 class StreamLayerContext(LayerContext):
-    """A `LayerContext` whose query rows are the step's own rows (see the module docstring)."""
+    """A `LayerContext` whose query rows are the step's own rows (see the module docstring); `queries` are the
+    step's post-RoPE queries as the attention module computed them ([1, H, q, D]), when it kept them."""
+
+    queries: torch.Tensor | None = None
+
+    def accumulate(self, rows: torch.Tensor, weighting: str = "none") -> torch.Tensor:
+        rows = rows.to(self.keys.device).sort().values
+        if self.queries is None or (rows.numel() and int(rows[0]) < self.offset):
+            return super().accumulate(rows, weighting)
+        q = self.queries[0]  # the same numbers `project_queries` computes from the step's hidden states
+        return attn.accumulate_queries(lambda r: q[:, r - self.offset].float(), rows, self.keys, self.module,
+                                       weighting)
 
     def rows(self, selector: str) -> torch.Tensor:
         L, device = self.length, self.keys.device
@@ -116,12 +149,28 @@ class StreamCompression(Compression):
         super().__init__(method, thinker, layout, budget, collect_stats=False)
         self.cap = media_cap(budget, int(layout.media_mask.sum()))
         self.kept: dict[int, torch.Tensor] = {}
+        # Prompt tokens each cached entry stands for, [KV, n] fp32, once a merge made one stand for several
+        # (absent: one each). The next step's merge weighs entries by it, so a slot averages all it absorbed.
+        self.counts: dict[int, torch.Tensor] = {}
         self.stats: dict[int, dict] = {}
         self._trace = array("q")  # TRACE_FIELDS per (step, layer), 72 bytes a row (a dict would be ~10×)
         self.peak_entries: dict[int, int] = {}
         self.peak_kv_bytes = 0  # the most KV bytes the whole cache held (one layer holding a step uncompressed)
         self.step: tuple[int, int] | None = None
         self.n_steps = 0
+
+    def __enter__(self) -> "StreamCompression":
+        super().__enter__()  # hooks, and `acckv_sdpa` for the decoder; then its query-keeping variant
+        self._config = self.decoder_layers[0].self_attn.config
+        self._saved_attention, self._config._attn_implementation = self._config._attn_implementation, STREAM_ATTENTION
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if getattr(self, "_config", None) is not None:
+            self._config._attn_implementation = self._saved_attention
+            self._config = None
+        _QUERIES.clear()
+        super().__exit__(*exc)
 
     def begin_step(self, start: int, end: int) -> None:
         """The next forward prefills prompt tokens [start, end)."""
@@ -130,6 +179,7 @@ class StreamCompression(Compression):
     # --- the per-layer hook -------------------------------------------------------------------------------
     def _hook(self, module, args, kwargs, output):
         hidden, cache = kwargs["hidden_states"], kwargs.get("cache")
+        queries = _QUERIES.pop(id(module), None)
         if cache is None or self.step is None:
             return output
         if hidden.shape[0] != 1:
@@ -145,9 +195,17 @@ class StreamCompression(Compression):
         total_bytes = sum(l.keys.nbytes + l.values.nbytes for l in cache.layers if l.keys is not None and l.keys.numel())
         slots = self._slots(cached, start, end)                       # [n + q] or [KV, n + q]
         rows = slots if slots.ndim == 1 else slots[0]
+        counts = self.counts.get(idx)
+        if counts is not None:  # the step's new entries stand for themselves
+            counts = torch.cat([counts, counts.new_ones(counts.shape[0], end - start)], dim=1)
         ctx = StreamLayerContext(idx, len(self.decoder_layers), module, hidden, cos, sin, layer.keys,
-                                 layer.values, self.layout.select(rows), self.cap, self.shared, n)
+                                 layer.values, self.layout.select(rows), self.cap, self.shared, n, counts=counts,
+                                 queries=queries)
         result = self.method.compress_layer(ctx)
+        if result.counts is not None:
+            self.counts[idx] = result.counts.float()
+        elif counts is not None:
+            self.counts[idx] = kept_counts(counts, result.keep.to(counts.device), counts.shape[0])
         self.kept[idx] = self._apply(layer, result, slots)
         media_budget = self.method.media_slots(ctx)
         self.stats[idx] = {**result.stats, "layer_budget": self.method.layer_budget(ctx), "media_budget": media_budget}

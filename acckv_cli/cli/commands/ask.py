@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from acckv_cli.answer.cachename import is_cache_path
 from acckv_cli.answer.questions import check_question, read_questions
 from acckv_cli.errors import Fail
-from acckv_cli.options import MethodSpec, ReportMode, RunOptions, parse_budget, parse_protocol
+from acckv_cli.options import MethodSpec, ReportMode, RunOptions, parse_budget, parse_chunk_seconds, parse_protocol
 from acckv_cli.terminal import new_table, notice, out, percent
 
 if TYPE_CHECKING:
@@ -26,16 +26,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class Request:
-    """What `ask` was asked, checked: the questions, each method with its budget, the protocol."""
+    """What `ask` was asked, checked: the questions, each method with its budget, the protocol (and its step)."""
 
     video: str
     questions: list[str]
     runs: list[tuple[MethodSpec, object]]  # (method, methods.Budget)
     protocol: str
+    chunk_seconds: float | None = None  # the step of --protocol stream (None: its default)
 
 
 def check(video: str, questions: list[str], questions_file: str | None, specs: list[MethodSpec],
-          budget: str | None, protocol: str) -> Request:
+          budget: str | None, protocol: str, chunk_seconds: float | None = None) -> Request:
     """Every argument and the media file, torch-free: a mistake is one line before any model is loaded."""
     from acckv_cli.media.decode import probe
 
@@ -45,22 +46,23 @@ def check(video: str, questions: list[str], questions_file: str | None, specs: l
     if not asked:
         raise Fail("no question: give one or more after VIDEO, or --questions FILE", 2)
     protocol = parse_protocol(protocol)
+    chunk_seconds = parse_chunk_seconds(chunk_seconds, [protocol])
     runs = [(spec, parse_budget(budget, spec)) for spec in specs]
     if budget is not None and len(specs) == 1 and specs[0].name == "full":
         notice("full keeps every entry: --budget is ignored")
     probe(video)  # fail fast on a bad file before loading the model
-    return Request(video, asked, runs, protocol)
+    return Request(video, asked, runs, protocol, chunk_seconds)
 
 
 def run(video: str, questions: list[str], questions_file: str | None, opts: RunOptions, specs: list[MethodSpec],
         budget: str | None, protocol: str, report: ReportMode, as_json: bool,
-        given: frozenset[str] = frozenset()) -> None:
+        given: frozenset[str] = frozenset(), chunk_seconds: float | None = None) -> None:
     """`given`: the options typed on the command line (a cache file refuses those that would change it)."""
     if is_cache_path(video):
         answers = [ask_cache_file(video, cache_questions(questions, questions_file), opts, specs, budget, protocol,
                                   given)]
     else:
-        answers = ask_video(check(video, questions, questions_file, specs, budget, protocol), opts)
+        answers = ask_video(check(video, questions, questions_file, specs, budget, protocol, chunk_seconds), opts)
     for text in answers[0][0].notices:
         notice(text)
     if as_json:
@@ -83,7 +85,7 @@ def ask_video(request: Request, opts: RunOptions) -> list[list[AskResult]]:
     answers = []
     for spec, parsed_budget in request.runs:
         results = ask_decoded(lm, decoded, request.questions, spec.name, parsed_budget, request.protocol,
-                              opts.max_pixels, opts.max_new_tokens, spec.params)
+                              opts.max_pixels, opts.max_new_tokens, spec.params, request.chunk_seconds)
         for result in results:
             result.method = spec.label  # `acckv:tau=0.9`, as asked
         answers.append(results)
@@ -119,8 +121,11 @@ def ask_cache_file(path: str, questions: list[str], opts: RunOptions, specs: lis
             clash.append(f"method {header['method']['label']}")
     if "budget" in given and parse_budget(budget).value != header["budget"]["value"]:
         clash.append(f"budget {header['budget']['text']}")
-    if "protocol" in given and parse_protocol(protocol) != header["protocol"]:
+    if ("protocol" in given and parse_protocol(protocol) != header["protocol"]) or (
+            "chunk_seconds" in given and header["protocol"] != "stream"):
         clash.append(f"protocol {header['protocol']}")
+    elif "chunk_seconds" in given:  # the step a clip was streamed at made the file (its notices name it)
+        clash.append("its own stream step")
     for name in ("fps", "max_pixels", "official_fps"):
         if name in given and getattr(opts, name) != saved[name]:
             clash.append(f"--{name.replace('_', '-')} {saved[name]}")

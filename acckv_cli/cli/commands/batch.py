@@ -9,7 +9,7 @@ import os
 from acckv_cli.batch.local import (LineWriter, Options, Tally, collect_items, finished_keys, parse_shard, run_items,
                              shard)
 from acckv_cli.errors import Fail
-from acckv_cli.options import Format, MethodSpec, RunOptions, parse_budget, parse_protocol
+from acckv_cli.options import Format, MethodSpec, RunOptions, parse_budget, parse_chunk_seconds, parse_protocol
 from acckv_cli.answer.questions import read_questions
 from acckv_cli.terminal import err, new_table, notice, out, percent, quiet_libraries
 
@@ -18,9 +18,10 @@ def run(source: str, out_path: str, question: str | None, questions_file: str | 
         resume: bool, overwrite: bool, shard_text: str | None, opts: RunOptions, spec: MethodSpec, budget: str | None,
         protocol: str, workers: int | None = None, ray_address: str | None = None,
         gpus_per_worker: float | None = None, cpus_per_worker: float | None = None, benchmark: str | None = None,
-        media_root: str | None = None) -> None:
+        media_root: str | None = None, chunk_seconds: float | None = None) -> None:
     """With `workers` the items run on a Ray cluster (`acckv_cli.batch.ray_workers`); the driver still writes `--out`."""
     protocol = parse_protocol(protocol)
+    chunk_seconds = parse_chunk_seconds(chunk_seconds, [protocol])
     if question is not None and questions_file is not None:
         raise Fail("pass --question or --questions, not both", 2)
     shard_i, shard_n = parse_shard(shard_text)
@@ -57,7 +58,7 @@ def run(source: str, out_path: str, question: str | None, questions_file: str | 
             label = " ".join(filter(None, [f"shard {shard_i}/{shard_n}" if shard_n > 1 else "",
                                            f"on {ray_cfg.workers} Ray worker(s)" if ray_cfg else ""]))
             options = Options(spec.name, parsed_budget, protocol, opts.fps, opts.max_pixels, opts.max_new_tokens,
-                              spec.params, spec.label, opts.official_fps)
+                              spec.params, spec.label, opts.official_fps, chunk_seconds)
             with _progress() as bar:
                 task = bar.add_task(label, total=len(todo))
                 advance = lambda item: bar.advance(task)  # noqa: E731

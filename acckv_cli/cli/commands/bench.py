@@ -1,12 +1,14 @@
-"""`acckv bench`: the cost of each method on a random 3B-shaped thinker, or of many questions about one clip."""
+"""`acckv bench`: the cost of each method on a random 3B-shaped thinker, of many questions about one clip, of
+streaming, or of every method at a real checkpoint's full depth on a device (`--device`)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from acckv_cli.errors import Fail
-from acckv_cli.options import MethodSpec, parse_budget, parse_protocol
+from acckv_cli.options import MethodSpec, parse_budget, parse_chunk_seconds, parse_protocol
 from acckv_cli.terminal import err, out, quiet_libraries
 
 DTYPES = ("float32", "bfloat16")
@@ -64,11 +66,65 @@ def run_stream(minutes, layers, dtype, methods, media_budget, chunk_seconds, thr
                tiny) -> None:
     """Streaming vs one-shot prefill against clip length (`bench/stream.py`)."""
     _precheck(dtype, (methods or "acckv").split(",")[0], None)
+    parse_chunk_seconds(chunk_seconds, ["stream"])
     from acckv_cli.bench.stream import command
 
     quiet_libraries()
     command(minutes, layers, dtype, methods, media_budget, chunk_seconds, threads, out_json, plot, out_md, tiny,
             console=out, progress_console=err)
+
+
+def run_device(device, shape, sizes, layers, dtype, methods, budgets, decode_steps, out_json, out_md, tiny) -> None:
+    """Every method at a real checkpoint's full depth on a device (`bench/device.py`); exit code 1 when the
+    masked-full equivalence misses its tolerance."""
+    if device not in ("cpu", "cuda") or dtype not in ("float32", "bfloat16", "float16"):
+        raise Fail("--device takes cpu or cuda, and --dtype float32, bfloat16 or float16", 2)
+    if (shape or "7b") not in ("3b", "7b"):
+        raise Fail(f"--shape takes 3b or 7b, not {shape!r}", 2)
+    for name in filter(None, (m.strip() for m in (methods or "").split(","))):
+        MethodSpec.parse(name)  # names checked before torch is imported
+    from acckv_cli.bench.config import parse_sizes  # (imports torch: sizes are checked after, as in `run`)
+
+    try:
+        parsed_sizes = parse_sizes(sizes) if sizes else None
+        budget_values = tuple(float(b) for b in budgets.split(",") if b.strip())
+    except ValueError as exc:
+        raise Fail(str(exc) if "--sizes" in str(exc) else f"--budgets takes ratios like 0.2,0.1, not {budgets!r}", 2)
+    if layers is not None and layers < 1 or decode_steps < 1 or not budget_values:
+        raise Fail("--layers and --decode-steps must be at least 1, and --budgets list ratios", 2)
+    quiet_libraries()
+    from acckv_cli.bench.device import DeviceBenchConfig, markdown, run_device_bench
+    from acckv_cli.methods import METHODS
+
+    cfg = DeviceBenchConfig(shape="tiny" if tiny else (shape or "7b"), layers=layers, dtype=dtype, device=device,
+                            budgets=budget_values, decode_steps=decode_steps, out_json=out_json)
+    if parsed_sizes:
+        cfg.sizes = parsed_sizes
+    if methods:
+        cfg.methods = tuple(m.strip() for m in methods.split(",") if m.strip())
+        unknown = [m for m in cfg.methods if m not in METHODS]
+        if unknown:
+            raise Fail(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(sorted(METHODS))}", 2)
+    try:
+        result = run_device_bench(cfg, progress=lambda text: err.print(f"… {text}", highlight=False))
+    except RuntimeError as exc:
+        raise Fail(str(exc), 1) from None
+    table = markdown(result)
+    sys.stdout.write(table)  # plain Markdown: a Rich console would wrap the wide rows
+    if out_md:
+        Path(out_md).write_text(table)
+    if not result["equivalence_ok"]:
+        raise Fail("masked-full equivalence outside its tolerance (see the equivalence table)", 1)
+
+
+def check_modes(device: str | None, shape: str | None, stream: bool, question_counts: str | None) -> None:
+    """One bench mode per run; `--shape` belongs to the device bench."""
+    modes = [name for name, on in (("--device", device is not None), ("--stream", stream),
+                                   ("--question-counts", question_counts is not None)) if on]
+    if len(modes) > 1:
+        raise Fail(f"{' and '.join(modes)} are separate bench modes: give one", 2)
+    if shape is not None and device is None:
+        raise Fail("--shape chooses the model of the device bench: add --device cpu or --device cuda", 2)
 
 
 def _precheck(dtype: str, methods: str | None, budgets: str | None) -> None:

@@ -16,7 +16,7 @@ from acckv_cli.cli.commands.batch import check_output
 from acckv_cli.errors import Fail
 from acckv_cli.evaluation.ablations import ABLATIONS
 from acckv_cli.evaluation.items import SUITES, Item, check_evidence, read_manifest
-from acckv_cli.options import ReportMode, RunOptions, parse_budget, parse_methods, parse_protocol
+from acckv_cli.options import ReportMode, RunOptions, parse_budget, parse_chunk_seconds, parse_methods, parse_protocol
 from acckv_cli.terminal import err, notice, out
 
 DEFAULT_METHODS = ("full", "acckv", "snapkv", "h2o", "pyramidkv", "lookm", "fastv", "taskfocus", "streamingllm",
@@ -35,11 +35,13 @@ class Request:
     suites: list[str]
     out_dir: Path
     items: list[Item] | None  # a manifest's items; None: SynthAVQA, generated after the checks
+    chunk_seconds: float | None = None  # the step of the stream protocol (None: its default)
 
 
 def check(split: str, clips: int, manifest: str | None, methods: list[str], method_options: list[str],
           budgets: list[str], protocols: list[str], ablation: bool, out_dir: str | None, resume: bool,
-          overwrite: bool, suites: list[str], benchmark: str | None, media_root: str | None) -> Request:
+          overwrite: bool, suites: list[str], benchmark: str | None, media_root: str | None,
+          chunk_seconds: float | None = None) -> Request:
     """Every argument and the manifest, torch-free: a mistake is one line before any model is imported."""
     suite_list = list(dict.fromkeys(s.strip() for text in suites for s in text.split(",") if s.strip()))
     for suite in suite_list:
@@ -50,6 +52,7 @@ def check(split: str, clips: int, manifest: str | None, methods: list[str], meth
     protocol_list = tuple(parse_protocol(p) for p in protocols)
     if not protocol_list:
         raise Fail("--protocol needs at least one protocol", 2)
+    chunk_seconds = parse_chunk_seconds(chunk_seconds, protocol_list)
     specs = parse_methods(methods, method_options, ABLATIONS, default=DEFAULT_METHODS)
     labels = [spec.label for spec in specs] + ([] if methods or manifest else list(REFERENCE_POINTS))
     if ablation:
@@ -75,15 +78,15 @@ def check(split: str, clips: int, manifest: str | None, methods: list[str], meth
     items = read_manifest(manifest, benchmark, media_root) if manifest else None
     if items is not None:
         check_evidence(items, labels)  # e.g. the oracle on rows without "evidence"
-    return Request(labels, budgets, protocol_list, suite_list, folder, items)
+    return Request(labels, budgets, protocol_list, suite_list, folder, items, chunk_seconds)
 
 
 def run(split: str, clips: int, manifest: str | None, methods: list[str], method_options: list[str],
         budgets: list[str], protocols: list[str], ablation: bool, out_dir: str | None, data_dir: str, resume: bool,
         overwrite: bool, suites: list[str], opts: RunOptions, report: ReportMode, as_json: bool,
-        benchmark: str | None = None, media_root: str | None = None) -> None:
+        benchmark: str | None = None, media_root: str | None = None, chunk_seconds: float | None = None) -> None:
     request = check(split, clips, manifest, methods, method_options, budgets, protocols, ablation, out_dir, resume,
-                    overwrite, suites, benchmark, media_root)
+                    overwrite, suites, benchmark, media_root, chunk_seconds)
     from acckv_cli.evaluation import evaluate as ev
     from acckv_cli.evaluation.summary import calibration, plot_summary, summarise, summarise_families, write_summary
     from acckv_cli.evaluation.tables import summary_tables
@@ -123,4 +126,4 @@ def _run_with_progress(ev, lm, items: list[Item], request: Request, resume: bool
         task = bar.add_task("evaluating", total=len(items))
         return ev.run_eval(lm, items, request.labels, request.budgets, request.out_dir, request.protocols,
                            resume=resume, max_new_tokens=opts.max_new_tokens, fps=opts.fps,
-                           progress=lambda done: bar.advance(task, done))
+                           progress=lambda done: bar.advance(task, done), chunk_seconds=request.chunk_seconds)
