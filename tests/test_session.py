@@ -15,10 +15,10 @@ import torch
 from transformers import AttentionInterface, DynamicCache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from conftest import FAMILIES, synthetic_media
+from conftest import FAMILIES, build_method, synthetic_media
 from acckv_cli.model.generation import embed_prompt, forward_segment, greedy_decode, split_words
 from acckv_cli.model.layout import layout_for_inputs
-from acckv_cli.methods import Budget, CompressionError, get_method
+from acckv_cli.methods import METHODS, Budget, CompressionError, get_method
 from acckv_cli.methods.attention import per_layer_attention
 from acckv_cli.methods.base import kept_mask
 from acckv_cli.methods.h2o import H2O
@@ -302,3 +302,29 @@ def test_split_words():
     assert split_words("greenish bluestar", words) == "greenish blue star"
     assert split_words("starred", words) == "star red"
     assert split_words("greenblue", frozenset()) == "greenblue"
+
+
+@pytest.mark.parametrize("name, params", [pytest.param(name, {}, id=name) for name in sorted(METHODS)] + [
+    pytest.param("fastv", {"mode": "kv_emulate"}, id="fastv-kv_emulate"),
+    pytest.param("acckv", {"merge_target": "none"}, id="acckv-no-merge")])
+def test_prefill_first_token_is_the_full_caches_except_fastv_prune(tiny_lm, session, name, params):
+    """Under `prefill` every layer is compressed after its attention over the whole prompt has run, so the
+    first answer token equals the full cache's for every eviction or merging method (the blind spot the
+    protocol exists to show); FastV's default `prune` mode drops tokens from the hidden states of layers ≥ K
+    inside that prefill, so its first token moves. The second token already runs through the compressed cache.
+
+    Catches: a docs claim of KL = 0 "for every method" (false for FastV prune), a `prefill` protocol that
+    compresses before the header (the first token would move for every method), or FastV prune silently
+    falling back to kv_emulate (its first token would not move)."""
+    question, budget = QUESTIONS[1], Budget(0.1)
+    method = build_method(name, **params)
+    full = session.answer(question, session.media_cache_for("prefill", get_method("full"), budget), "prefill",
+                          get_method("full"), budget, max_new_tokens=1)
+    answer = session.answer(question, session.media_cache_for("prefill", method, budget), "prefill", method,
+                            budget, max_new_tokens=1)
+    assert answer.report.summary()["media_kept_ratio"] < 1.0 or name == "full"
+    blind = torch.allclose(answer.first_logits, full.first_logits, atol=1e-6, rtol=0)
+    if name == "fastv" and method.mode == "prune":
+        assert not blind and (answer.first_logits - full.first_logits).abs().max() > 1e-3
+    else:
+        assert blind, (answer.first_logits - full.first_logits).abs().max()

@@ -11,8 +11,9 @@ every answer names its **protocol**:
   depends on what was kept. With several questions the full media cache is prefilled once and each
   question compresses its own copy.
 * `prefill`: the whole prompt, header included, is prefilled before compression — today's kvpress-style
-  "compress during prefill". The first answer token is computed from the full cache, so for short answers
-  this protocol is blind to compression; it exists to show that.
+  "compress during prefill". The first answer token is computed from the full cache (for every method but
+  FastV's `prune` mode, which drops tokens inside that prefill), so for short answers this protocol is
+  blind to compression; it exists to show that.
 * `stream`: like `context`, but system + media are prefilled chunk by chunk and compressed after every
   chunk, so the cache never holds the whole clip (`acckv_cli.answer.stream.StreamSession`).
 
