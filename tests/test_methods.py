@@ -405,3 +405,35 @@ def test_acckv_focus_weights_priority_and_quotas_from_eager_attention():
         assert int((kept == int(Modality.VIDEO)).sum()) == k_video
         assert int((kept == int(Modality.AUDIO)).sum()) == slots - k_video
     assert max(abs(r["weights"]["video"] - 0.5) for r in run.layers) > 0.05  # the weights are not a tie
+
+
+def acckv_kept_sets(thinker, prompt, **params) -> list[torch.Tensor]:
+    run, _ = compressed_run(thinker, prompt, get_method("acckv", merge_target="none", **params), Budget(0.2), 1)
+    return [r["keep"] for r in sorted(run.layers, key=lambda r: r["layer"])]
+
+
+@pytest.mark.parametrize("coverage", ["time", "none"])
+def test_redistribution_changes_the_selection_only_where_rows_see_different_keys(tiny, av_prompt, coverage):
+    """A-R's divisor c_j (the scored rows that can see key j) is the same for every media key when every
+    scored row comes after the media, so it can only change the selection when the rows include media
+    queries. Here, per layer, `redistribution=visible_count` against `none`:
+
+    * rows = all, or a 80-row window reaching into the media: the kept sets differ in every layer;
+    * rows = the last row only (after the media): c_j = 1 and one row weight, so the kept sets are
+      identical in every layer — while the paper's literal c_j = n − j (a recency prior) still moves them.
+
+    Under the default `score_queries=text` the rows are all after the media: A-R reduces to weighting each
+    text row by its position (i + 1), which moved the kept set of one layer in three here (docs/acckv-choices.md).
+    Catches: A-R ignored (no change with all rows), or a divisor counting rows that were not scored (c_j =
+    n − j with one row: the sets would move)."""
+    thinker, _ = tiny
+    for rows in ("all", "window:80"):
+        ar = acckv_kept_sets(thinker, av_prompt, score_queries=rows, coverage=coverage)
+        raw = acckv_kept_sets(thinker, av_prompt, score_queries=rows, coverage=coverage, redistribution="none")
+        assert all(not torch.equal(a, b) for a, b in zip(ar, raw)), rows
+    one = dict(score_queries="window:1", coverage=coverage)
+    ar = acckv_kept_sets(thinker, av_prompt, **one)
+    raw = acckv_kept_sets(thinker, av_prompt, **one, redistribution="none")
+    paper = acckv_kept_sets(thinker, av_prompt, **one, redistribution="paper")
+    assert all(torch.equal(a, b) for a, b in zip(ar, raw))
+    assert any(not torch.equal(a, b) for a, b in zip(paper, raw))
