@@ -278,13 +278,21 @@ def test_nothing_of_one_question_leaks_into_the_next(tiny_lm, media, protocol):
         assert torch.allclose(answer.first_logits, alone.first_logits, atol=1e-6)
 
 
-def test_timings_say_what_was_reused(tiny_lm, media):
+def test_timings_say_what_was_reused(tiny_lm, media, count_calls):
+    """The timing fields agree with what ran, counted by hooks: two questions under one compression run each
+    encoder once and one media prefill; a new budget on the same session prefills again (a second media
+    cache) but does not encode again."""
     session = ClipSession(tiny_lm, media)
-    first, second = session.ask(QUESTIONS[:2], get_method("acckv"), Budget(0.2), "context", max_new_tokens=2)
+    P = session.prompt.length
+    with count_calls(tiny_lm.thinker, long=P) as calls:
+        first, second = session.ask(QUESTIONS[:2], get_method("acckv"), Budget(0.2), "context", max_new_tokens=2)
+    assert (calls.audio, calls.video, calls.prefill) == (1, 1, [P])
     assert first.reused == [] and first.timings["encode_s"] > 0 and first.timings["media_prefill_s"] > 0
     assert set(second.reused) == {"decode", "encode", "media_prefill"}
     assert second.timings["encode_s"] == second.timings["media_prefill_s"] == 0
-    third = session.ask(QUESTIONS[2:], get_method("acckv"), Budget(0.1), "context", max_new_tokens=2)[0]
+    with count_calls(tiny_lm.thinker, long=P) as calls:
+        third = session.ask(QUESTIONS[2:], get_method("acckv"), Budget(0.1), "context", max_new_tokens=2)[0]
+    assert (calls.audio, calls.video, calls.prefill) == (0, 0, [P])
     assert set(third.reused) == {"decode", "encode"} and third.timings["media_prefill_s"] > 0  # new budget
 
 
