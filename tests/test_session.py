@@ -145,7 +145,9 @@ def one_segment_query_aware(lm, session, question, method, budget):
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("name, params", [("snapkv", SNAPKV_SCORED), ("h2o", {}), ("acckv", {}),
                                           ("acckv", {"score_queries": "all"}), ("acckv", {"score_queries": "window:80"}),
-                                          ("random", {}), ("fastv", {}), ("taskfocus", {})])
+                                          ("random", {}), ("fastv", {}), ("taskfocus", {}), ("lookm", {}),
+                                          ("pyramidkv", {}), ("streamingllm", {}), ("uniform", {}), ("divprune", {}),
+                                          ("oracle", {})])
 def test_query_aware_with_a_shared_media_prefill_equals_one_segment(request, family, name, params):
     """The media prefilled once (stash recorded) and the question compressed later keeps the same entries
     and gives the same first-token logits as compressing media + question in one forward. (FastV's prune
@@ -156,7 +158,7 @@ def test_query_aware_with_a_shared_media_prefill_equals_one_segment(request, fam
     any window bug would be hidden behind keeping the most recent media."""
     tiny_lm, session = family_session(request, family)
     question, budget = QUESTIONS[2], Budget(0.3)
-    method = get_method(name, **params)
+    method = build_method(name, **params)
     run, first = one_segment_query_aware(tiny_lm, session, question, method, budget)
     media_cache = session.media_cache_for("query-aware", method, budget)
     answer = session.answer(question, media_cache, "query-aware", method, budget, max_new_tokens=1)

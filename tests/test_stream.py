@@ -151,11 +151,21 @@ def test_ratio_budget_is_a_share_of_the_whole_clip(tiny_lm_w4, long_media):
 
 
 def test_many_questions_share_one_streamed_cache(tiny_lm_w4, long_media):
-    """Several questions: one streaming prefill, each question appended and cut back (same report)."""
+    """Several questions: one streaming prefill, each question appended and cut back (same report), and each
+    answer equal to the question asked alone on a fresh stream (same tokens, first-token logits within 1e-6).
+    Catches: a question's entries left in the streamed cache for the next one, or the stream's state (cap,
+    stash, layout) moved by the first question."""
+    questions = [QUESTION, "What colour is the square?", "Which instrument plays while the star is visible?"]
     session = StreamSession(tiny_lm_w4, long_media["av"])
-    answers = session.ask([QUESTION, "What colour is the square?"], get_method("snapkv"), Budget(0.3), "stream", 2)
+    answers = session.ask(questions, get_method("snapkv"), Budget(0.3), "stream", 3)
     assert answers[1].reused == ["media_prefill", "decode", "encode"]
     assert answers[0].report.to_dict() == answers[1].report.to_dict()
+    for question, together in zip(questions, answers):
+        alone = StreamSession(tiny_lm_w4, long_media["av"]).ask([question], get_method("snapkv"), Budget(0.3),
+                                                               "stream", 3)[0]
+        assert together.token_ids == alone.token_ids
+        assert torch.allclose(together.first_logits, alone.first_logits, atol=1e-6)
+    assert not torch.allclose(answers[0].first_logits, answers[1].first_logits)  # the questions differ
 
 
 def test_unstreamable_inputs_are_one_line_errors(q3_lm, tiny_lm_w4, long_media):
