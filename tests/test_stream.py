@@ -180,6 +180,31 @@ def test_unstreamable_inputs_are_one_line_errors(q3_lm, tiny_lm_w4, long_media):
         ClipSession(tiny_lm_w4, long_media["av"]).media_cache_for("stream", get_method("acckv"), Budget(0.2))
 
 
+def test_timings_are_per_streamed_media_cache(tmp_path, tiny_lm, count_calls):
+    """A second media cache on the same stream session (another budget, as `eval` does per method and budget)
+    decodes its frames and runs the encoders again, chunk by chunk: its first answer reports those costs and
+    reuses nothing; its second answer lists decode, encode and media_prefill as reused. Counted by hooks
+    too: the second cache re-encodes as much as the first. Catches the per-session bookkeeping that reported
+    `decode_s 0`, `encode_s 0` and `reused ['decode', 'encode']` for a stream that had paid both again."""
+    path = make_clip(tmp_path / "clip.mp4", 6, rate=10, size="64x48")
+    session = StreamSession(tiny_lm, decode_for_model(tiny_lm, path, lazy_frames=True))
+    counts = []
+    answers = []
+    for budget in (Budget(0.3), Budget(0.1)):
+        with count_calls(tiny_lm.thinker, long=1000) as calls:
+            answers.append(session.ask([QUESTION, "What colour is the square?"], get_method("snapkv"), budget,
+                                       "stream", 1))
+        counts.append((calls.audio, calls.video))
+    assert counts[0] == counts[1] and counts[1][1] > 1  # the second stream encoded every chunk again
+    for first, second in answers:
+        assert first.reused == [] and first.timings["decode_s"] > 0 and first.timings["encode_s"] > 0
+        assert first.timings["media_prefill_s"] > 0
+        assert second.reused == ["media_prefill", "decode", "encode"]
+        assert second.timings["decode_s"] == second.timings["encode_s"] == second.timings["media_prefill_s"] == 0
+    # the session's totals: both streams' frames and encoders
+    assert session.encode_s >= answers[0][0].timings["encode_s"] + answers[1][0].timings["encode_s"] - 1e-3
+
+
 # --- frames: per chunk, fps kept, position range --------------------------------------------------------
 
 def test_frames_are_decoded_per_chunk(tmp_path, tiny_lm):

@@ -98,7 +98,10 @@ class MediaCache:
     """The prefilled prefix of a clip: a cache holding system + media, and how it was made.
 
     `run` is the compression applied to it (context protocol) or None (full cache, other protocols);
-    `stash` records what query-aware scoring needs from the prefix rows.
+    `stash` records what query-aware scoring needs from the prefix rows. `costs` ({"decode": s, "encode": s})
+    is set when making this cache decoded and encoded the media itself (streaming does, chunk by chunk, for
+    every media cache): its first answer reports them, later ones list them as reused. None: the session's
+    once-per-clip costs apply.
     """
 
     cache: DynamicCache
@@ -107,6 +110,7 @@ class MediaCache:
     stash: Stash | None
     prefill_s: float
     used: int = 0
+    costs: dict | None = None
 
 
 class ClipSession:
@@ -177,7 +181,12 @@ class ClipSession:
                    "media_prefill_s": media_cache.prefill_s if media_cache.used == 0 else 0.0}
         reused = [] if media_cache.used == 0 else ["media_prefill"]
         for cost in ("decode", "encode"):
-            if cost in self._paid:
+            if media_cache.costs is not None:  # paid by this media cache itself (streaming)
+                if media_cache.used == 0:
+                    timings[f"{cost}_s"] = media_cache.costs[cost]
+                else:
+                    reused.append(cost)
+            elif cost in self._paid:
                 timings[f"{cost}_s"] = self.decode_s if cost == "decode" else self.encode_s
                 self._paid.discard(cost)
             else:
