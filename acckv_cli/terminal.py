@@ -36,7 +36,7 @@ def classify(exc: BaseException) -> Fail:
         return exc
     if isinstance(exc, AcckvError):
         return Fail(str(exc), exc.exit_code)
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch's is a RuntimeError
         return Fail("out of memory: lower --max-pixels or --fps, or use a shorter clip", 1)
     first = str(exc).splitlines()[0] if str(exc) else ""
     return Fail(f"unexpected {type(exc).__name__}: {first} (rerun with --verbose for details)", 1)

@@ -130,3 +130,56 @@ def family_fixtures(request, family: str):
     """(LoadedModel, audio+video Prompt) of the tiny model of `family`, one of FAMILIES."""
     lm, prompt = {"qwen2.5": ("tiny_lm", "av_prompt"), "qwen3": ("q3_lm", "q3_av_prompt")}[family]
     return request.getfixturevalue(lm), request.getfixturevalue(prompt)
+
+
+class Calls:
+    """What ran, counted by hooks (not by the fields the code writes about itself): `audio` and `video`
+    encoder forwards, `decode` calls of the media decoder, and the token length of every text-decoder
+    forward (`prefill`: those with at least `long` tokens, i.e. that carry media)."""
+
+    def __init__(self, long: int):
+        self.audio = self.video = self.decode = 0
+        self.lengths: list[int] = []
+        self.long = long
+
+    @property
+    def prefill(self) -> list[int]:
+        return [n for n in self.lengths if n >= self.long]
+
+
+@pytest.fixture
+def count_calls(monkeypatch):
+    """`with count_calls(thinker, long=100) as calls:` — hooks on the thinker's audio tower, vision tower and
+    text decoder, and a spy on `acckv_cli.media.decode.decode`; removed on exit."""
+    import contextlib
+
+    from acckv_cli.media import decode as media_mod
+
+    @contextlib.contextmanager
+    def counting(thinker, long: int = 100):
+        calls = Calls(long)
+        real = media_mod.decode
+
+        def decode(*args, **kwargs):
+            calls.decode += 1
+            return real(*args, **kwargs)
+
+        def length(module, args, kwargs, output):  # after the forward: embed_prompt's capture stops before it
+            embeds = kwargs.get("inputs_embeds")
+            ids = kwargs.get("input_ids") if embeds is None else None
+            tensor = embeds if embeds is not None else ids if ids is not None else args[0]
+            calls.lengths.append(int(tensor.shape[1]))
+
+        towers = thinker.model
+        handles = [towers.audio_tower.register_forward_hook(lambda *_: setattr(calls, "audio", calls.audio + 1)),
+                   towers.visual.register_forward_hook(lambda *_: setattr(calls, "video", calls.video + 1)),
+                   thinker.get_decoder().register_forward_hook(length, with_kwargs=True)]
+        monkeypatch.setattr(media_mod, "decode", decode)
+        try:
+            yield calls
+        finally:
+            for handle in handles:
+                handle.remove()
+            monkeypatch.setattr(media_mod, "decode", real)
+
+    return counting

@@ -336,7 +336,9 @@ def check_acckv(thinker, method, merge: bool, seed: int, budget: float = 0.4, ta
     assert result.stats["priority"] == high
     assert torch.equal(result.keep, keep)
     keys = result.keys if result.keys is not None else ctx.keys[:, :, result.keep]
+    values = result.values if result.values is not None else ctx.values[:, :, result.keep]
     torch.testing.assert_close(keys[0].double(), out_k, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values[0].double(), out_v, atol=1e-5, rtol=1e-5)  # merged values, not only keys
 
 
 @pytest.mark.parametrize("merge", [False, True])
@@ -527,9 +529,14 @@ def test_taskfocus_splits_slots(clip, question, focus):
         assert result.stats["priority"] == focus
         kept = kept_by_modality(layout, record["keep"])
         assert kept[focus] == round(0.8 * slots) and kept[focus] + kept[other] == slots
-        # within the focus modality: the top tokens by AccKV's A-R score (text rows, visible_count)
+        # within the focus modality: the top tokens by the reference A-R score (text rows, visible_count) of the
+        # layer's attention probabilities (one prefill forward: every row is in ctx.hidden)
         ctx = inp["ctx"]
-        scores = redistributed_scores(ctx, ctx.rows("text"), "visible_count", "mean")
+        with torch.no_grad():
+            (_, attn), = list(attention_rows(ctx.module, ctx.hidden, inp["keys"], ctx.cos, ctx.sin,
+                                             torch.arange(ctx.length)))
+        rows = torch.arange(int(layout.media_mask.nonzero().max()) + 1, len(layout))
+        scores = references.accumulated_redistributed_scores(attn, rows, "visible_count").mean(0)
         idx = layout.mask(Modality[focus.upper()]).nonzero().squeeze(1)
         best = idx[scores[idx].topk(kept[focus]).indices].sort().values
         assert torch.equal(record["keep"][torch.isin(record["keep"], idx)], best)

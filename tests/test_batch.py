@@ -102,20 +102,21 @@ def test_each_video_is_decoded_encoded_and_prefilled_once(full_run):
         assert second["timings"]["decode_s"] == second["timings"]["media_prefill_s"] == 0
 
 
-def test_decode_runs_once_per_video(folder, monkeypatch, tmp_path):
-    from acckv_cli.media import decode as media
+def test_decode_runs_once_per_video(folder, tmp_path, count_calls):
+    """Counted by hooks on the model and a spy on the decoder, not read from the `reused` field: three
+    questions on each of two clips (one without audio) decode each clip once, run the vision encoder once
+    per clip and the audio encoder once (the silent clip has none), and prefill each clip's media once.
+    Catches: a session rebuilt per question, or the encoders rerun for every question."""
     from acckv_cli.batch.local import LineWriter, Options, run_items
     from acckv_cli.methods import Budget
     from acckv_cli.model.load import load_model
 
-    calls = []
-    real = media.decode
-    monkeypatch.setattr(media, "decode", lambda path, **kw: calls.append(path) or real(path, **kw))
     items, _ = collect_items(str(folder / "sub"), QUESTIONS * 1 + ["Is it loud?"], "acckv", "0.5")
-    with LineWriter(str(tmp_path / "r.jsonl"), "jsonl", True) as writer:
-        tally = run_items(load_model(), items, Options("acckv", Budget(0.5), "context", 2.0, None, 1), writer.write)
+    lm = load_model()
+    with LineWriter(str(tmp_path / "r.jsonl"), "jsonl", True) as writer, count_calls(lm.thinker, long=40) as calls:
+        tally = run_items(lm, items, Options("acckv", Budget(0.5), "context", 2.0, None, 1), writer.write)
     assert tally.done == 6 and tally.failed == 0
-    assert len(calls) == 2 == len(set(calls))
+    assert (calls.decode, calls.video, calls.audio, len(calls.prefill)) == (2, 2, 1, 2), calls.lengths
 
 
 def test_reused_media_does_not_pile_up_notices():

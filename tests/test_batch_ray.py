@@ -258,3 +258,43 @@ def test_unreachable_ray_address_is_one_line_at_once(folder, tmp_path):  # noqa:
     lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
     assert len(lines) == 1 and f"cannot connect to Ray at '{address}'" in lines[0], result.stderr
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_workers_with_a_shard_csv_and_overwrite(folder, questions_file, full_run, tmp_path):  # noqa: F811
+    """`--workers 1 --shard I/2 --format csv`: the shard's rows, each the local run's answer for its item; a
+    second run on the same --out with the other shard and `--overwrite` leaves only that shard's rows. The two
+    shards cover the input exactly once. Catches: Ray ignoring --shard (every item), --format (JSON lines in a
+    .csv), or --overwrite (appending to the old file)."""
+    import csv
+
+    local = {line["key"]: line for line in read_lines(full_run[0])}
+    out = tmp_path / "r.csv"
+    shards = []
+    for i, extra in ((0, []), (1, ["--overwrite"])):
+        result = invoke("batch", str(folder), "--questions", str(questions_file), "--out", str(out), "--workers",
+                        "1", "--shard", f"{i}/2", "--format", "csv", *extra, *FAST)
+        assert result.exit_code == 0, result.stderr
+        rows = list(csv.DictReader(out.read_text().splitlines()))
+        assert rows and all(set(row) == set(rows[0]) for row in rows)
+        for row in rows:
+            assert row["answer"] == (local[row["key"]]["answer"] or "") and row["error"] == (local[row["key"]]["error"] or "")
+        shards.append({row["key"] for row in rows})
+    assert shards[0] and shards[1] and not shards[0] & shards[1] and shards[0] | shards[1] == set(local)
+
+
+def test_no_worker_can_load_the_model(folder, tmp_path):  # noqa: F811
+    """A --model folder that passes the driver's check (it has a config.json) but that no worker can load:
+    the run stops with the loader's own one-line error and exit code, as the local run gives them, and
+    writes no answer. Catches: a driver waiting forever for workers, or an error per item instead."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "qwen2_5_omni_thinker"}))
+    args = ["batch", str(folder), "--question", "Q?", "--model", str(model), *FAST]
+    local = invoke(*args, "--out", str(tmp_path / "local.jsonl"))
+    ray = invoke(*args, "--out", str(tmp_path / "ray.jsonl"), "--workers", "1")
+    assert local.exit_code == ray.exit_code == 1, (local.stderr, ray.stderr)
+    local_error = [l for l in local.stderr.splitlines() if l.startswith("error:")]
+    ray_error = [l for l in ray.stderr.splitlines() if l.startswith("error:")]
+    assert len(local_error) == len(ray_error) == 1 and ray_error == local_error and str(model) in ray_error[0]
+    written = tmp_path / "ray.jsonl"
+    assert not written.exists() or written.read_text() == ""

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from acckv_cli.bench.prompts import synthetic_clip
+from acckv_cli.bench.prompts import SyntheticMediaPrompt, synthetic_clip
+from acckv_cli.bench.shapes import shape_for
 from acckv_cli.bench.stream import StreamBenchConfig, main, markdown, run
 from acckv_cli.model.layout import Modality
 from acckv_cli.answer.stream import plan_steps
@@ -57,7 +58,14 @@ def test_worker_prints_one_json_point(capsys):
     config = {"minutes": [0.1], "tiny": True, "budget": 16, "new_tokens": 1}
     main(["--worker", json.dumps({"config": config, "mode": "stream", "minutes": 0.1})])
     point = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert point["mode"] == "stream" and point["peak_rss_mb"] >= 0 and point["kv_final_mb"] > 0
+    assert point["mode"] == "stream" and isinstance(point["peak_rss_mb"], float)  # PeakRSS: tests/test_bench.py
+    # the final cache holds every text entry plus the 16 media entries of the budget, in every layer
+    # (counted from the synthetic clip's own layout, not from the run's records)
+    shape = shape_for(True)
+    prefix = SyntheticMediaPrompt.split(synthetic_clip(6.0, shape.vocab, 2.0, 8)).layout
+    entries = int(prefix.protected_mask.sum()) + 16
+    per_entry = 2 * shape.kv_heads * shape.head_dim * 4  # K and V, float32
+    assert point["kv_final_mb"] == round(StreamBenchConfig().layers * entries * per_entry / 2**20, 3)
 
 
 def test_long_clips_have_late_events_and_exact_answers(tmp_path):

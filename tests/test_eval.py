@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from acckv_cli.evaluation import evaluate as ev
 from acckv_cli.evaluation.summary import plot_summary, summarise, write_summary
 from acckv_cli.cli.app import app
+from acckv_cli.model.layout import Modality
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -247,3 +248,55 @@ def test_eval_cli_refuses_oracle_without_evidence_before_the_model_loads(tmp_pat
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "oracle needs each question's evidence" in lines[0] and "no-such-model" not in proc.stderr
     assert not (tmp_path / "o" / "results.jsonl").exists()
+
+
+def test_evidence_kept_and_kept_time_are_counts_of_the_kept_entries(tiny_lm, tmp_path, monkeypatch):
+    """`evidence_kept` and `kept_time` of the rows `eval` writes, against a count by hand from the kept sets
+    (per layer and per KV head: SnapKV keeps a set per head) and the token times, with the token intervals
+    written here: a video token covers its frame pair (1 s at 2 fps), an audio token 40 ms; a token is inside
+    the evidence when its interval overlaps it. kept_time = mean time of the kept media over the last media
+    token's time. Catches: heads or layers dropped from the mean, a video token read as an instant (no
+    video inside a span that starts mid-pair), evidence of another question, kept_time over text entries."""
+    import torch
+    from acckv_cli.methods.base import kept_mask
+
+    captured = []
+    original = ev.compare
+
+    def spy(answer, reference, item):
+        row = original(answer, reference, item)
+        captured.append((answer, item, row))
+        return row
+
+    monkeypatch.setattr(ev, "compare", spy)
+    span = (1.31, 2.19)  # starts inside frame pair 1 and ends inside pair 2
+    rows = [{"id": "a", "video": str(SAMPLES / "flute_red_circle.mp4"), "question": "What instrument plays?",
+             "answer": "flute", "family": "audio", "evidence": [list(span)]}]
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n")
+    written = ev.run_eval(tiny_lm, ev.read_manifest(path), ["snapkv:window_size=16", "random"], ["0.25"],
+                          tmp_path / "out", ("context", "query-aware"))
+    assert len(captured) == 4 and all("evidence_kept" in r for r in written)
+    for answer, item, row in captured:
+        layout = answer.layout
+        t = layout.time_s.tolist()
+        kinds = layout.modality.tolist()
+        length = {int(Modality.VIDEO): 1.0, int(Modality.AUDIO): 0.04}
+        media = [j for j, k in enumerate(kinds) if k in length]
+        inside = [j for j in media if t[j] < span[1] and t[j] + length[kinds[j]] > span[0]]
+        assert any(kinds[j] == int(Modality.VIDEO) for j in inside)
+        kept_inside = kept_total = time_sum = 0.0
+        sets = 0
+        for keep in answer.kept.values():
+            for head in kept_mask(keep, len(layout)):
+                sets += 1
+                kept_inside += sum(bool(head[j]) for j in inside)
+                kept_media = [j for j in media if head[j]]
+                kept_total += len(kept_media)
+                time_sum += sum(t[j] for j in kept_media)
+        assert row["evidence_kept"] == pytest.approx(kept_inside / (sets * len(inside)), abs=1e-4)
+        assert row["kept_time"] == pytest.approx(time_sum / kept_total / max(t[j] for j in media), abs=1e-4)
+        assert 0 < row["evidence_kept"] < 1
+    written_rows = {(r["protocol"], r["method"]): r for r in written if r["method"] != "full"}
+    for answer, item, row in captured:
+        assert any(w["evidence_kept"] == row["evidence_kept"] for w in written_rows.values())

@@ -61,9 +61,16 @@ def indexed(tmp_path_factory) -> Path:
 
 # --- exactness ------------------------------------------------------------------------------------------
 
-def test_answers_from_the_file_are_the_answers_from_the_video(indexed):
+def test_answers_from_the_file_are_the_answers_from_the_video(indexed, count_calls):
+    """Token for token the answers of the video; and from the file nothing is decoded, no encoder runs and
+    no forward carries the media (counted by hooks on the model, beside the fields the code writes)."""
+    from acckv_cli.model.load import load_model
+
     from_video = ask_json(CLIP, *QUESTIONS, "-b", "0.2", "--protocol", "context")
-    from_file = ask_json(indexed, *QUESTIONS)
+    with count_calls(load_model().thinker, long=40) as calls:
+        from_file = ask_json(indexed, *QUESTIONS)
+    assert (calls.decode, calls.audio, calls.video, calls.prefill) == (0, 0, 0, []), calls.lengths
+    assert calls.lengths  # the questions did run
     assert [r["answer"] for r in from_file] == [r["answer"] for r in from_video]
     for video, saved in zip(from_video, from_file):
         assert saved["report"] == video["report"] and saved["tokens"] == video["tokens"]

@@ -151,11 +151,21 @@ def test_ratio_budget_is_a_share_of_the_whole_clip(tiny_lm_w4, long_media):
 
 
 def test_many_questions_share_one_streamed_cache(tiny_lm_w4, long_media):
-    """Several questions: one streaming prefill, each question appended and cut back (same report)."""
+    """Several questions: one streaming prefill, each question appended and cut back (same report), and each
+    answer equal to the question asked alone on a fresh stream (same tokens, first-token logits within 1e-6).
+    Catches: a question's entries left in the streamed cache for the next one, or the stream's state (cap,
+    stash, layout) moved by the first question."""
+    questions = [QUESTION, "What colour is the square?", "Which instrument plays while the star is visible?"]
     session = StreamSession(tiny_lm_w4, long_media["av"])
-    answers = session.ask([QUESTION, "What colour is the square?"], get_method("snapkv"), Budget(0.3), "stream", 2)
+    answers = session.ask(questions, get_method("snapkv"), Budget(0.3), "stream", 3)
     assert answers[1].reused == ["media_prefill", "decode", "encode"]
     assert answers[0].report.to_dict() == answers[1].report.to_dict()
+    for question, together in zip(questions, answers):
+        alone = StreamSession(tiny_lm_w4, long_media["av"]).ask([question], get_method("snapkv"), Budget(0.3),
+                                                               "stream", 3)[0]
+        assert together.token_ids == alone.token_ids
+        assert torch.allclose(together.first_logits, alone.first_logits, atol=1e-6)
+    assert not torch.allclose(answers[0].first_logits, answers[1].first_logits)  # the questions differ
 
 
 def test_unstreamable_inputs_are_one_line_errors(q3_lm, tiny_lm_w4, long_media):
@@ -168,6 +178,31 @@ def test_unstreamable_inputs_are_one_line_errors(q3_lm, tiny_lm_w4, long_media):
             StreamSession(tiny_lm_w4, long_media["av"]).ask([QUESTION], get_method(name), Budget(0.2), "stream", 1)
     with pytest.raises(Exception, match="StreamSession"):
         ClipSession(tiny_lm_w4, long_media["av"]).media_cache_for("stream", get_method("acckv"), Budget(0.2))
+
+
+def test_timings_are_per_streamed_media_cache(tmp_path, tiny_lm, count_calls):
+    """A second media cache on the same stream session (another budget, as `eval` does per method and budget)
+    decodes its frames and runs the encoders again, chunk by chunk: its first answer reports those costs and
+    reuses nothing; its second answer lists decode, encode and media_prefill as reused. Counted by hooks
+    too: the second cache re-encodes as much as the first. Catches the per-session bookkeeping that reported
+    `decode_s 0`, `encode_s 0` and `reused ['decode', 'encode']` for a stream that had paid both again."""
+    path = make_clip(tmp_path / "clip.mp4", 6, rate=10, size="64x48")
+    session = StreamSession(tiny_lm, decode_for_model(tiny_lm, path, lazy_frames=True))
+    counts = []
+    answers = []
+    for budget in (Budget(0.3), Budget(0.1)):
+        with count_calls(tiny_lm.thinker, long=1000) as calls:
+            answers.append(session.ask([QUESTION, "What colour is the square?"], get_method("snapkv"), budget,
+                                       "stream", 1))
+        counts.append((calls.audio, calls.video))
+    assert counts[0] == counts[1] and counts[1][1] > 1  # the second stream encoded every chunk again
+    for first, second in answers:
+        assert first.reused == [] and first.timings["decode_s"] > 0 and first.timings["encode_s"] > 0
+        assert first.timings["media_prefill_s"] > 0
+        assert second.reused == ["media_prefill", "decode", "encode"]
+        assert second.timings["decode_s"] == second.timings["encode_s"] == second.timings["media_prefill_s"] == 0
+    # the session's totals: both streams' frames and encoders
+    assert session.encode_s >= answers[0][0].timings["encode_s"] + answers[1][0].timings["encode_s"] - 1e-3
 
 
 # --- frames: per chunk, fps kept, position range --------------------------------------------------------

@@ -11,8 +11,9 @@ every answer names its **protocol**:
   depends on what was kept. With several questions the full media cache is prefilled once and each
   question compresses its own copy.
 * `prefill`: the whole prompt, header included, is prefilled before compression — today's kvpress-style
-  "compress during prefill". The first answer token is computed from the full cache, so for short answers
-  this protocol is blind to compression; it exists to show that.
+  "compress during prefill". The first answer token is computed from the full cache (for every method but
+  FastV's `prune` mode, which drops tokens inside that prefill), so for short answers this protocol is
+  blind to compression; it exists to show that.
 * `stream`: like `context`, but system + media are prefilled chunk by chunk and compressed after every
   chunk, so the cache never holds the whole clip (`acckv_cli.answer.stream.StreamSession`).
 
@@ -97,7 +98,10 @@ class MediaCache:
     """The prefilled prefix of a clip: a cache holding system + media, and how it was made.
 
     `run` is the compression applied to it (context protocol) or None (full cache, other protocols);
-    `stash` records what query-aware scoring needs from the prefix rows.
+    `stash` records what query-aware scoring needs from the prefix rows. `costs` ({"decode": s, "encode": s})
+    is set when making this cache decoded and encoded the media itself (streaming does, chunk by chunk, for
+    every media cache): its first answer reports them, later ones list them as reused. None: the session's
+    once-per-clip costs apply.
     """
 
     cache: DynamicCache
@@ -106,6 +110,7 @@ class MediaCache:
     stash: Stash | None
     prefill_s: float
     used: int = 0
+    costs: dict | None = None
 
 
 class ClipSession:
@@ -176,7 +181,12 @@ class ClipSession:
                    "media_prefill_s": media_cache.prefill_s if media_cache.used == 0 else 0.0}
         reused = [] if media_cache.used == 0 else ["media_prefill"]
         for cost in ("decode", "encode"):
-            if cost in self._paid:
+            if media_cache.costs is not None:  # paid by this media cache itself (streaming)
+                if media_cache.used == 0:
+                    timings[f"{cost}_s"] = media_cache.costs[cost]
+                else:
+                    reused.append(cost)
+            elif cost in self._paid:
                 timings[f"{cost}_s"] = self.decode_s if cost == "decode" else self.encode_s
                 self._paid.discard(cost)
             else:

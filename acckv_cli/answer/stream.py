@@ -296,6 +296,7 @@ class StreamSession(ClipSession):
         self._embedded = None
         self.eos = eos_token_ids(lm.thinker, lm.processor.tokenizer)
         self._paid = {"decode", "encode"}
+        self._once = {"decode": self.decode_s, "encode": self.encode_s}
         # seconds per step (None: enough for MIN_STEP_TOKENS) and front-end memory per block (None: per step)
         self.chunk_seconds = chunk_seconds if chunk_seconds is not None else auto_chunk_seconds(self.prompt.layout)
         self.block_mb = block_mb
@@ -319,10 +320,18 @@ class StreamSession(ClipSession):
         encoder = ChunkEncoder(self.lm, self.prompt, self.block_mb)
         result = stream_prefill(self.lm, self.prompt, cache, method, budget or Budget(0.2), encoder.embeds,
                                 self.chunk_seconds)
-        self.decode_s += encoder.frames_s      # frames are decoded inside the stream,
-        self.encode_s += encoder.encode_s      # and the encoders run there too
+        # Frames are decoded inside the stream and the encoders run there too: every streamed media cache pays
+        # them again, so they are its own costs (with the session's once-per-clip part — audio decode, the
+        # prompt's processor — on the first cache); `decode_s`/`encode_s` total what the session paid.
+        costs = {"decode": encoder.frames_s, "encode": encoder.encode_s}
+        for cost in ("decode", "encode"):
+            if cost in self._paid:
+                costs[cost] += self._once[cost]
+                self._paid.discard(cost)
+        self.decode_s += encoder.frames_s
+        self.encode_s += encoder.encode_s
         self.last_stream, self.last_encoder = result, encoder
-        return MediaCache(cache, snapshot(cache), result.run, None, result.prefill_s)
+        return MediaCache(cache, snapshot(cache), result.run, None, result.prefill_s, costs=costs)
 
     def media_cache_for(self, protocol: str, method: CompressionMethod, budget: Budget) -> MediaCache:
         if protocol != PROTOCOL:

@@ -129,7 +129,7 @@ class VideoWorker:
             lm = self._model()
         except Exception as exc:
             fail = classify(exc)
-            return {"error": str(fail), "code": fail.code}
+            return {"error": str(fail), "code": fail.exit_code}
         return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(), "device": str(lm.device),
                 "notices": list(lm.notices)}
 
