@@ -24,7 +24,8 @@ PROTOCOL_HELP = ("Where the cache is compressed relative to the question: query-
                  "compressed, then the assistant header and the answer run through the compressed cache), "
                  "context (media compressed before any question; one compressed cache serves every question), "
                  "prefill (the whole prompt prefilled before compressing: the first answer token comes from the "
-                 "full cache, except under fastv's prune mode, so short answers cannot see compression) or stream (long clips: prefilled a step at a "
+                 "full cache, except under fastv's prune mode, so short answers cannot see compression) or stream "
+                 "(long clips: prefilled a step at a "
                  "time, --chunk-seconds, the cache compressed after each step so memory stays flat; then as "
                  "context).")
 
