@@ -209,7 +209,7 @@ def test_bench_stream_command_line(tmp_path):
     the streamed KV peak flat, the Markdown table written. Bad --chunk-seconds is one line."""
     path, md = tmp_path / "s.json", tmp_path / "s.md"
     result = invoke("bench", "--stream", "--tiny", "--minutes", "0.1,0.2", "--media-budget", "16", "--layers", "1",
-                    "--methods", "snapkv", "--out-json", path, "--out-md", md)
+                    "--methods", "snapkv", "--chunk-seconds", "2", "--out-json", path, "--out-md", md)
     assert result.exit_code == 0, result.stderr
     rows = {(r["mode"], r["minutes"]): r for r in json.loads(path.read_text())["rows"]}
     assert set(rows) == {(m, x) for m in ("one-shot", "stream") for x in (0.1, 0.2)}

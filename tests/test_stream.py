@@ -182,7 +182,7 @@ def test_unstreamable_inputs_are_one_line_errors(q3_lm, tiny_lm_w4, long_media):
 
 def test_timings_are_per_streamed_media_cache(tmp_path, tiny_lm, count_calls):
     """A second media cache on the same stream session (another budget, as `eval` does per method and budget)
-    decodes its frames and runs the encoders again, chunk by chunk: its first answer reports those costs and
+    decodes its frames and runs the encoders again, block by block: its first answer reports those costs and
     reuses nothing; its second answer lists decode, encode and media_prefill as reused. Counted by hooks
     too: the second cache re-encodes as much as the first. Catches the per-session bookkeeping that reported
     `decode_s 0`, `encode_s 0` and `reused ['decode', 'encode']` for a stream that had paid both again."""
@@ -195,7 +195,7 @@ def test_timings_are_per_streamed_media_cache(tmp_path, tiny_lm, count_calls):
             answers.append(session.ask([QUESTION, "What colour is the square?"], get_method("snapkv"), budget,
                                        "stream", 1))
         counts.append((calls.audio, calls.video))
-    assert counts[0] == counts[1] and counts[1][1] > 1  # the second stream encoded every chunk again
+    assert counts[0] == counts[1] and counts[1][1] >= 1  # the second stream encoded its blocks again
     for first, second in answers:
         assert first.reused == [] and first.timings["decode_s"] > 0 and first.timings["encode_s"] > 0
         assert first.timings["media_prefill_s"] > 0
