@@ -215,3 +215,56 @@ def test_readme_full_cache_accuracy_is_the_full_test_runs():
     values = [full["core"]["first_word"], full["sparse"]["first_word"], full["sparse"]["order"],
               full["sparse"]["count"], full["long"]["first_word"]]
     assert all(shown(text, 100 * value) for text, value in zip(match.groups(), values)), (match.groups(), values)
+
+
+# --- docs tables that name their output (docs/evaluation.md, docs/long-videos.md) ---------------------------
+
+def doc_tables(page: str, first_header: str) -> list:
+    found = [(header, rows, output) for header, rows, output in tables((ROOT / "docs" / page).read_text())
+             if header[0] == first_header and output]
+    assert found, (page, first_header)
+    return found
+
+
+def summary_of(output: str) -> dict:
+    (path, *_), commit = named_outputs(output)
+    versions = {r["code_version"].split("+")[-1] for r in read_rows(path.parent.name)}
+    assert versions == {commit}, (path, versions, commit)
+    return {(e["protocol"], e["method"], float(budget_number(e["budget"]))): e for e in json.loads(path.read_text())}
+
+
+def test_evaluation_doc_tables_hold_their_outputs_numbers():
+    """docs/evaluation.md's results and ablation tables (v1 model, results/eval-test): every cell — overall
+    first-word accuracy per protocol and budget, and the alignment family's at 10 / 5 % — is the summary's."""
+    checked = 0
+    for header, rows, output in doc_tables("evaluation.md", "method"):
+        summary = summary_of(output)
+        for row in rows:
+            method = row[0].strip("`")
+            for column, cell in zip(header[1:], row[1:]):
+                protocol = "context" if "ctx" in column else "query-aware"
+                field = "alignment" if column.startswith("align") else "first_word"
+                budgets = [int(b) / 100 for b in re.findall(r"\d+", column)]
+                for budget, value in zip(budgets, cell.split("/"), strict=True):
+                    entry = summary[(protocol, method, 1.0 if method == "full" else budget)]
+                    assert shown(value.strip(), 100 * entry[field]), (method, column, value, entry[field])
+                    checked += 1
+    assert checked >= 200  # 21 rows × 10 values
+
+
+def test_long_videos_accuracy_table_holds_its_outputs_numbers():
+    """docs/long-videos.md's long-clip table (results/eval-long-test): per method and budget, the family and
+    overall accuracy under both protocols, the stream's agreement and KL, and its kept time."""
+    (header, rows, output), = [t for t in doc_tables("long-videos.md", "method") if "budget" in t[0][1]]
+    summary = summary_of(output)
+    families = ("audio", "video", "alignment", "first_word")
+    for row in rows:
+        method, budget = row[0].strip("`"), 1.0 if row[1] == "all" else float(row[1])
+        for protocol, cell in (("context", row[2]), ("stream", row[3])):
+            values = [v.strip().strip("*") for v in cell.split("/")]
+            entry = summary[(protocol, method, budget)]
+            assert all(shown(v, 100 * entry[f]) for v, f in zip(values, families, strict=True)), (row, entry)
+        agreement, kl = re.fullmatch(r"([\d.]+) %, ([\d.]+)", row[4]).groups()
+        stream = summary[("stream", method, budget)]
+        assert shown(agreement, 100 * stream["agreement"]) and shown(kl, stream["kl"]), (row, stream)
+        assert shown(row[5], stream["kept_time"]), (row, stream)
