@@ -79,3 +79,192 @@ def test_summary_accuracy_is_a_count_of_the_committed_answers(run):
             values = [float(r[field]) for r in rows if key(r) == k and r.get(field) is not None and "error" not in r]
             if values:
                 assert entry[field] == pytest.approx(sum(values) / len(values), abs=5e-5), (k, field)
+
+
+# --- the README's tables name their committed output, and hold its numbers ----------------------------------
+
+README = ROOT / "README.md"
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def tables(text: str):
+    """Every Markdown table of `text`: (header cells, rows of cells, the `Output:` line within 3 lines after)."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines) - 1:
+        if lines[i].startswith("|") and re.fullmatch(r"\|[-:| ]+\|", lines[i + 1].strip()):
+            j = i + 2
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            following = "\n".join(lines[j:j + 4])
+            match = re.search(r"^Output:.*?(?=\n\n|\Z)", following, re.S | re.M)
+            yield cells(lines[i]), [cells(line) for line in lines[i + 2:j]], match.group(0) if match else None
+            i = j
+        else:
+            i += 1
+
+
+def is_measurement(cell: str) -> bool:
+    return bool(re.search(r"\d", cell)) and re.fullmatch(r"[\d.,×%sGMBk →()/-]+", cell) is not None
+
+
+def shown(text: str, value: float) -> bool:
+    """`text` (a number as printed, e.g. "94.4", "0.207", "1,200") is `value` rounded to its decimals."""
+    text = text.replace(",", "")
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return abs(float(text) - value) <= 0.5 * 10 ** -decimals + 1e-9
+
+
+def named_outputs(output: str) -> tuple[list[Path], str]:
+    paths = [ROOT / p for p in re.findall(r"`((?:results|benchmarks)/[^`]+)`", output)]
+    commit = re.search(r"(?:commit|code) `([0-9a-f]{7,40})`", output)
+    assert paths and commit, output
+    return paths, commit.group(1)
+
+
+def git_has(commit: str) -> bool:
+    import subprocess
+
+    return subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True).returncode == 0
+
+
+def test_every_readme_table_of_measurements_names_its_output_and_commit():
+    """Each README table with measured numbers is followed by `Output: <committed file>, commit|code <hash>`;
+    the file exists and the commit is in the history. Catches: a table added or re-measured without saying
+    where its numbers live."""
+    measured = 0
+    for header, rows, output in tables(README.read_text()):
+        if not any(is_measurement(c) for row in rows for c in row[1:]):
+            continue
+        measured += 1
+        assert output, f"table {header} names no output"
+        paths, commit = named_outputs(output)
+        assert all(p.exists() for p in paths), paths
+        assert git_has(commit), commit
+    assert measured >= 2
+
+
+def readme_table(first_header: str):
+    for header, rows, output in tables(README.read_text()):
+        if header[0] == first_header and output:
+            return header, rows, output
+    raise AssertionError(f"no README table starting with {first_header!r}")
+
+
+def test_readme_results_table_holds_its_outputs_numbers():
+    """Every cell of the results table is the named summary's value (first-word accuracy, or evidence kept,
+    in %), and the named code is the rows' code_version."""
+    header, rows, output = readme_table("method")
+    (path, *_), commit = named_outputs(output)
+    summary = {(e.get("suite"), e["protocol"], e["method"], float(budget_number(e["budget"]))): e
+               for e in json.loads(path.read_text())}
+    versions = {r["code_version"].split("+")[-1] for r in read_rows(path.parent.name)}
+    assert versions == {commit}
+    checked = 0
+    for row in rows:
+        method = row[0].strip("`")
+        for column, cell in zip(header[1:], row[1:]):
+            suite, percent = re.search(r"(core|sparse)\b.*?(\d+) %", column).groups()
+            entry = summary[(suite, "context", method, 1.0 if method == "full" else int(percent) / 100)]
+            field = "evidence_kept" if "evidence" in column else "first_word"
+            assert shown(cell, 100 * entry[field]), (method, column, cell, entry[field])
+            checked += 1
+    assert checked == len(rows) * (len(header) - 1) >= 40
+    text = " ".join(README.read_text().split())  # the calibration sentence: each method's share of full's accuracy
+    calibration = re.search(r"on \*\*sparse\*\*, random keeps ([\d.]+) % .*? at 10 % and ([\d.]+) % at 5 %, the "
+                            r"oracle ([\d.]+) % and ([\d.]+) %.*?on \*\*core\*\*, random keeps ([\d.]+) % and "
+                            r"([\d.]+) %", text, re.S)
+    assert calibration, "calibration sentence not found"
+    expected = [("sparse", "random", 0.1), ("sparse", "random", 0.05), ("sparse", "oracle", 0.1),
+                ("sparse", "oracle", 0.05), ("core", "random", 0.1), ("core", "random", 0.05)]
+    for text_value, (suite, method, budget) in zip(calibration.groups(), expected):
+        share = summary[(suite, "context", method, budget)]["first_word"] / summary[(suite, "context", "full", 1.0)]["first_word"]
+        assert shown(text_value, 100 * share), (suite, method, budget, text_value, share)
+
+
+def test_readme_index_once_table_holds_its_outputs_numbers():
+    """The index-once table: file-size ratios at 20/10/5 % and the first answer's times and speed-up are the
+    named benchmark output's, row by row (the rows are its parts, in order)."""
+    header, rows, output = readme_table("clip")
+    (path,), _ = named_outputs(output)
+    parts = json.loads(path.read_text())["parts"]
+    assert len(rows) == len(parts)
+    for row, part in zip(rows, parts):
+        tokens = re.search(r"\(([\d,]+) tokens\)", row[0])
+        if tokens:
+            assert int(tokens.group(1).replace(",", "")) == part["tokens"]
+        ratios = {s["file"]: s["ratio_to_full_file"] for s in part["sizes"]}
+        for cell, key in zip(row[1:4], ("0.2", "0.1", "0.05")):
+            assert shown(cell, ratios[key]), (row[0], key, cell, ratios[key])
+        video, file, speedup = re.fullmatch(r"([\d.]+) s → ([\d.]+) s \(×([\d.]+)\)", row[4]).groups()
+        first = part["first_answer"]
+        assert shown(video, first["from_video_s"]) and shown(file, first["from_file_s"]), (row, first)
+        assert shown(speedup, first["speedup"])
+
+
+def test_readme_full_cache_accuracy_is_the_full_test_runs():
+    """The Limits' full-cache accuracy on the test splits is results/v2-full-test's (per suite, order and count)."""
+    match = re.search(r"core ([\d.]+) %, sparse ([\d.]+) % \(order ([\d.]+) %, counting ([\d.]+) %\), long "
+                      r"\(60–180 s\) ([\d.]+) %", " ".join(README.read_text().split()))
+    assert match, "full-cache accuracy sentence not found"
+    full = {s: json.loads((ROOT / "results" / "v2-full-test" / s / "summary.json").read_text())[0]
+            for s in ("core", "sparse", "long")}
+    values = [full["core"]["first_word"], full["sparse"]["first_word"], full["sparse"]["order"],
+              full["sparse"]["count"], full["long"]["first_word"]]
+    assert all(shown(text, 100 * value) for text, value in zip(match.groups(), values)), (match.groups(), values)
+
+
+# --- docs tables that name their output (docs/evaluation.md, docs/long-videos.md) ---------------------------
+
+def doc_tables(page: str, first_header: str) -> list:
+    found = [(header, rows, output) for header, rows, output in tables((ROOT / "docs" / page).read_text())
+             if header[0] == first_header and output]
+    assert found, (page, first_header)
+    return found
+
+
+def summary_of(output: str) -> dict:
+    (path, *_), commit = named_outputs(output)
+    versions = {r["code_version"].split("+")[-1] for r in read_rows(path.parent.name)}
+    assert versions == {commit}, (path, versions, commit)
+    return {(e["protocol"], e["method"], float(budget_number(e["budget"]))): e for e in json.loads(path.read_text())}
+
+
+def test_evaluation_doc_tables_hold_their_outputs_numbers():
+    """docs/evaluation.md's results and ablation tables (v1 model, results/eval-test): every cell — overall
+    first-word accuracy per protocol and budget, and the alignment family's at 10 / 5 % — is the summary's."""
+    checked = 0
+    for header, rows, output in doc_tables("evaluation.md", "method"):
+        summary = summary_of(output)
+        for row in rows:
+            method = row[0].strip("`")
+            for column, cell in zip(header[1:], row[1:]):
+                protocol = "context" if "ctx" in column else "query-aware"
+                field = "alignment" if column.startswith("align") else "first_word"
+                budgets = [int(b) / 100 for b in re.findall(r"\d+", column)]
+                for budget, value in zip(budgets, cell.split("/"), strict=True):
+                    entry = summary[(protocol, method, 1.0 if method == "full" else budget)]
+                    assert shown(value.strip(), 100 * entry[field]), (method, column, value, entry[field])
+                    checked += 1
+    assert checked >= 200  # 21 rows × 10 values
+
+
+def test_long_videos_accuracy_table_holds_its_outputs_numbers():
+    """docs/long-videos.md's long-clip table (results/eval-long-test): per method and budget, the family and
+    overall accuracy under both protocols, the stream's agreement and KL, and its kept time."""
+    (header, rows, output), = [t for t in doc_tables("long-videos.md", "method") if "budget" in t[0][1]]
+    summary = summary_of(output)
+    families = ("audio", "video", "alignment", "first_word")
+    for row in rows:
+        method, budget = row[0].strip("`"), 1.0 if row[1] == "all" else float(row[1])
+        for protocol, cell in (("context", row[2]), ("stream", row[3])):
+            values = [v.strip().strip("*") for v in cell.split("/")]
+            entry = summary[(protocol, method, budget)]
+            assert all(shown(v, 100 * entry[f]) for v, f in zip(values, families, strict=True)), (row, entry)
+        agreement, kl = re.fullmatch(r"([\d.]+) %, ([\d.]+)", row[4]).groups()
+        stream = summary[("stream", method, budget)]
+        assert shown(agreement, 100 * stream["agreement"]) and shown(kl, stream["kl"]), (row, stream)
+        assert shown(row[5], stream["kept_time"]), (row, stream)
