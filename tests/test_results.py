@@ -21,7 +21,8 @@ from acckv_cli.evaluation.summary import budget_number, summarise
 ROOT = Path(__file__).resolve().parents[1]
 ARTICLES = {"a", "an", "the"}
 # runs whose raw rows are committed beside their summary
-RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-test")
+RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-test", "v2-compare-test-r4/context",
+       "v2-compare-test-r4/query-aware", "v2-long-stream-test")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -147,32 +148,45 @@ def test_every_readme_table_of_measurements_names_its_output_and_commit():
     assert measured >= 2
 
 
+def readme_tables(first_header: str):
+    found = [(header, rows, output) for header, rows, output in tables(README.read_text())
+             if header[0] == first_header and output]
+    assert found, f"no README table starting with {first_header!r}"
+    return found
+
+
 def readme_table(first_header: str):
-    for header, rows, output in tables(README.read_text()):
-        if header[0] == first_header and output:
-            return header, rows, output
-    raise AssertionError(f"no README table starting with {first_header!r}")
+    return readme_tables(first_header)[0]
+
+
+def cell_field(column: str) -> tuple[str, float | None, str, int]:
+    """(suite, budget, summary field, scale) a results-table column shows: "core 10 %" is first-word accuracy
+    at 10 %, "sparse KL at 5 %" the KL, "sparse evidence kept at 5 %" the evidence kept (in %)."""
+    suite, percent = re.search(r"(core|sparse)\b.*?(\d+) %", column).groups()
+    field, scale = ("kl", 1) if "KL" in column else ("evidence_kept", 100) if "evidence" in column else ("first_word", 100)
+    return suite, int(percent) / 100, field, scale
 
 
 def test_readme_results_table_holds_its_outputs_numbers():
-    """Every cell of the results table is the named summary's value (first-word accuracy, or evidence kept,
-    in %), and the named code is the rows' code_version."""
-    header, rows, output = readme_table("method")
-    (path, *_), commit = named_outputs(output)
-    summary = {(e.get("suite"), e["protocol"], e["method"], float(budget_number(e["budget"]))): e
-               for e in json.loads(path.read_text())}
-    versions = {r["code_version"].split("+")[-1] for r in read_rows(path.parent.name)}
-    assert versions == {commit}
+    """Every cell of the results tables (one per protocol) is the named summary's value (first-word accuracy,
+    KL, or evidence kept), and the named code is the rows' code_version."""
     checked = 0
-    for row in rows:
-        method = row[0].strip("`")
-        for column, cell in zip(header[1:], row[1:]):
-            suite, percent = re.search(r"(core|sparse)\b.*?(\d+) %", column).groups()
-            entry = summary[(suite, "context", method, 1.0 if method == "full" else int(percent) / 100)]
-            field = "evidence_kept" if "evidence" in column else "first_word"
-            assert shown(cell, 100 * entry[field]), (method, column, cell, entry[field])
-            checked += 1
-    assert checked == len(rows) * (len(header) - 1) >= 40
+    for header, rows, output in readme_tables("method"):
+        (path, *_), commit = named_outputs(output)
+        summary = {(e.get("suite"), e["method"], float(budget_number(e["budget"]))): e
+                   for e in json.loads(path.read_text())}
+        run = str(path.parent.relative_to(ROOT / "results"))
+        assert {r["code_version"].split("+")[-1] for r in read_rows(run)} == {commit}
+        for row in rows:
+            method = row[0].strip("`")
+            for column, cell in zip(header[1:], row[1:]):
+                suite, budget, field, scale = cell_field(column)
+                entry = summary[(suite, method, 1.0 if method == "full" else budget)]
+                assert shown(cell, scale * entry[field]), (method, column, cell, entry[field])
+                checked += 1
+    assert checked >= 80
+    summary = {(e.get("suite"), e["method"], float(budget_number(e["budget"]))): e for e in json.loads(
+        (ROOT / "results/v2-compare-test-r4/context/summary.json").read_text())}
     text = " ".join(README.read_text().split())  # the calibration sentence: each method's share of full's accuracy
     calibration = re.search(r"on \*\*sparse\*\*, random keeps ([\d.]+) % .*? at 10 % and ([\d.]+) % at 5 %, the "
                             r"oracle ([\d.]+) % and ([\d.]+) %.*?on \*\*core\*\*, random keeps ([\d.]+) % and "
@@ -181,7 +195,7 @@ def test_readme_results_table_holds_its_outputs_numbers():
     expected = [("sparse", "random", 0.1), ("sparse", "random", 0.05), ("sparse", "oracle", 0.1),
                 ("sparse", "oracle", 0.05), ("core", "random", 0.1), ("core", "random", 0.05)]
     for text_value, (suite, method, budget) in zip(calibration.groups(), expected):
-        share = summary[(suite, "context", method, budget)]["first_word"] / summary[(suite, "context", "full", 1.0)]["first_word"]
+        share = summary[(suite, method, budget)]["first_word"] / summary[(suite, "full", 1.0)]["first_word"]
         assert shown(text_value, 100 * share), (suite, method, budget, text_value, share)
 
 
