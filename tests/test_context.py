@@ -10,7 +10,6 @@ one layer at a time.
 
 from __future__ import annotations
 
-import contextlib
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 import references
 from conftest import FAMILIES, build_method, synthetic_media
+from test_methods import attention_impl
 from acckv_cli.answer.session import ClipSession, cache_from
 from acckv_cli.methods import Budget, LayerContext, get_method
 from acckv_cli.methods.attention import per_layer_attention
@@ -50,14 +50,6 @@ def masked_sdpa(module, query, key, value, attention_mask, **kwargs):
 AttentionInterface.register("acckv_test_context_masked", masked_sdpa)
 
 
-@contextlib.contextmanager
-def attention_impl(thinker, name):
-    config = thinker.get_decoder().layers[0].self_attn.config
-    saved, config._attn_implementation = config._attn_implementation, name
-    try:
-        yield
-    finally:
-        config._attn_implementation = saved
 
 
 @pytest.fixture(scope="module")
