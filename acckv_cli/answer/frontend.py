@@ -1,6 +1,6 @@
 """The streaming front end: frames, processor and encoders run over large blocks; decoder steps read from them.
 
-A streamed clip is prefilled in short decoder steps (2 s by default) so that the KV cache stays bounded, but
+A streamed clip is prefilled in short decoder steps (a few seconds) so that the KV cache stays bounded, but
 nothing forces the front end to work at that grain: the processor and the vision tower have a fixed cost per
 call, and a 2-s chunk is a few frames. The measured cost of calling them once per chunk (issue #27: 20.6 s
 for a 10-minute clip on the demo model against 2.9 s for one processor call over the whole clip) is what made

@@ -178,8 +178,8 @@ def _expand(lm: LoadedModel, prefix: str, grid, second_per_grid, plan: AudioPlan
 # --- steps -----------------------------------------------------------------------------------------------
 
 # A decoder forward reads every weight once, whatever its rows: a step must hold enough tokens to amortise
-# that (measured on the bench's 3B-shaped decoder, 1 CPU thread: 66-token steps cost ×1.6 of one-shot time,
-# 264-token steps ×1.0–1.1; docs/long-videos.md). A real checkpoint's 2-s chunk at 640×360 holds ≈ 650.
+# that (measured on the bench's 3B-shaped decoder, 1 CPU thread: 66-token steps cost ×1.14–2.13 of one-shot
+# time, 264-token steps ×1.11–1.16; docs/long-videos.md). A real checkpoint's 2-s chunk at 640×360 holds ≈ 650.
 MIN_STEP_TOKENS = 512
 
 
@@ -228,12 +228,12 @@ def pin_heap_threshold() -> bool:
     """Keep glibc's mmap threshold at its initial 128 KiB for the rest of the process (once; False elsewhere).
 
     glibc raises the threshold to the size of any mmapped block that is freed (up to 32 MB), so once a model is
-    built every per-step tensor of a stream (a step's MLP activations, attention-score chunks: 10–60 MB) comes
-    from the heap, and the heap keeps what it grew to: peak RSS then depends on the order of those allocations
-    over the first steps (measured: 84 to 160 MB for the same 1- to 5-minute runs). With the threshold fixed,
-    such tensors are mapped and unmapped: the peak is the live working set, the same run after run and for
-    every clip length. Cost: a page fault per 4 kB of each large tensor, 4–10 % more CPU at the default step
-    (docs/long-videos.md).
+    built every per-step tensor of a stream (a step's MLP activations, attention-score chunks) comes from the
+    heap, and the heap keeps what it grew to: peak RSS then depends on the order of those allocations over
+    the first steps (8-s steps: 83 MB at 1 minute, 118 MB at 5; benchmarks/bench-stream-chunk8.md). With the
+    threshold fixed, such tensors are mapped and unmapped: the peak is the live working set (the same runs:
+    60.0 and 62.0 MB, results/bench-stream-issue27/chunk8-after.json). Cost: a page fault per 4 kB of each
+    large tensor.
     """
     global _heap_pinned
     if _heap_pinned is None:
