@@ -60,14 +60,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=600)
     parser.add_argument("--keep", help="make (or reuse) the clip at this path instead of a temporary one")
     args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()  # the code measured (taken before the runs)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(args.keep) if args.keep else Path(tmp) / "long10min.mp4"
         if not clip.exists():
             make_clip(clip, args.seconds)
         runs = [measure(str(clip), protocol) for protocol in ("stream", "context")]
     baseline = measure(str(ROOT / "samples" / "flute_red_circle.mp4"), "stream")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=ROOT).stdout.strip()
     result = {"clip": f"testsrc2 320x240 25 fps + beeping 440 Hz tone, {args.seconds} s", "commit": commit,
               "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "runs": runs,
               "baseline_4s_sample": {k: baseline[k] for k in ("peak_rss_gb", "wall_s", "command")}}
