@@ -282,26 +282,3 @@ def test_long_videos_accuracy_table_holds_its_outputs_numbers():
         stream = summary[("stream", method, budget)]
         assert shown(agreement, 100 * stream["agreement"]) and shown(kl, stream["kl"]), (row, stream)
         assert shown(row[5], stream["kept_time"]), (row, stream)
-
-
-def test_long_file_table_holds_its_outputs_numbers():
-    """docs/long-videos.md's 10-minute-file table: frames, tokens, KV, peak RSS and times of each protocol are
-    those of benchmarks/long-file.json, whose recorded commit is the one the page names."""
-    (header, rows, output), = [t for t in doc_tables("long-videos.md", "protocol")]
-    (path,), commit = named_outputs(output)
-    data = json.loads(path.read_text())
-    assert data["commit"] == commit and git_has(commit)
-    runs = {r["protocol"]: r for r in data["runs"]}
-    assert [row[0].strip("`") for row in rows] == list(runs)
-    for row in rows:
-        run = runs[row[0].strip("`")]
-        frames, fps = re.fullmatch(r"([\d,]+) \(([\d.]+) fps\)", row[1]).groups()
-        assert shown(frames, run["frames"]) and shown(fps, run["sampled_fps"])
-        assert shown(row[2], run["audio_tokens"]) and shown(row[3], run["prompt_tokens"])
-        kept, full = re.fullmatch(r"([\d.]+) / ([\d.]+) MiB", row[4]).groups()
-        assert shown(kept, run["kv_bytes"] / 2**20) and shown(full, run["kv_bytes_full"] / 2**20)
-        assert shown(re.fullmatch(r"\**([\d.]+) GB\**", row[5]).group(1), run["peak_rss_gb"])
-        wall, decode, encode, prefill = re.fullmatch(
-            r"([\d,]+) s \(decode ([\d.]+), encode ([\d.]+), media prefill ([\d.]+)\)", row[6]).groups()
-        assert shown(wall, run["wall_s"]) and shown(decode, run["timings"]["decode_s"])
-        assert shown(encode, run["timings"]["encode_s"]) and shown(prefill, run["timings"]["media_prefill_s"])
