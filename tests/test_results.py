@@ -352,3 +352,354 @@ def test_long_videos_accuracy_table_holds_its_outputs_numbers():
         stream = summary[("stream", method, budget)]
         assert shown(agreement, 100 * stream["agreement"]) and shown(kl, stream["kl"]), (row, stream)
         assert shown(row[5], stream["kept_time"]), (row, stream)
+
+
+# --- docs tables checked cell by cell against the output they name ------------------------------------------
+
+ROUND_COLUMNS = {"audio": ("audio", 100), "video": ("video", 100), "alignment": ("alignment", 100),
+                 "first word": ("first_word", 100), "media kept": ("media_kept", 100),
+                 "evidence kept": ("evidence_kept", 100), "kept time": ("kept_time", 1), "kl": ("kl", 1)}
+
+
+def test_acckv_defaults_round_tables_hold_their_outputs_numbers():
+    """docs/acckv-defaults.md, rounds 1-3: every cell of every row (accuracy per family and overall, media and
+    evidence kept, kept time, KL) is the named validation summary's entry for that protocol, method and budget.
+    Catches: a cell edited or copied from another round, a table naming the wrong sweep."""
+    checked = 0
+    for header, rows, output in doc_tables("acckv-defaults.md", "protocol"):
+        (path, *_), _ = named_outputs(output)
+        summary = {(e["protocol"], e["method"], float(e["budget"])): e
+                   for e in json.loads(path.read_text()) if "protocol" in e}
+        for row in rows:
+            entry = summary[(row[0], row[1].strip("`"), float(row[2]))]
+            for column, cell in zip(header[3:], row[3:], strict=True):
+                field, scale = ROUND_COLUMNS[column]
+                assert shown(cell, scale * entry[field]), (path.parent.name, row[:3], column, cell, entry[field])
+                checked += 1
+    assert checked >= 8 * (40 + 19 + 68 + 44)
+
+
+def round4_runs(output: str) -> list[dict]:
+    """The `context` rows of every summary.csv the Output names (globs allowed), each with its run's folder."""
+    import csv
+
+    runs = []
+    for pattern in output_refs(output)[0]:
+        for path in sorted(ROOT.glob(pattern)):
+            with path.open() as fh:
+                runs += [dict(r, run=path.parent.name) for r in csv.DictReader(fh) if r["protocol"] == "context"]
+    assert runs, output
+    return runs
+
+
+def one_run_holds(runs: list[dict], suite: str, method: str, cells: list[tuple[str, str, int]]) -> bool:
+    """Some single run gives every "a / b" cell (field, scale) at 10 % and 5 % media for this suite and method."""
+    for run in sorted({r["run"] for r in runs}):
+        at = {float(r["budget"]): r for r in runs if (r["run"], r["suite"], r["method"]) == (run, suite, method)}
+        if {0.1, 0.05} <= set(at) and all(
+                shown(value.strip(), scale * float(at[budget][field]))
+                for cell, field, scale in cells for value, budget in zip(cell.split("/"), (0.1, 0.05), strict=True)):
+            return True
+    return False
+
+
+def test_acckv_defaults_round4_tables_hold_their_outputs_numbers():
+    """docs/acckv-defaults.md, round 4 and O2: per row, one run of the named folders gives the core columns
+    (accuracy, KL at 10 / 5 %) and one the sparse ones (accuracy, KL, evidence kept), under `context`; the mean
+    KL is the mean of the four KLs shown. Catches: an edited cell, a row whose numbers mix two runs, a mean KL
+    (the column the choice was made on) that is not the mean of its row."""
+    (header, rows, output), = doc_tables("acckv-defaults.md", "method (context)")
+    runs = round4_runs(output)
+    for row in rows:
+        method = re.match(r"`([^`]+)`", row[0]).group(1)
+        assert one_run_holds(runs, "core", method, [(row[1], "first_word", 100), (row[2], "kl", 1)]), row
+        assert one_run_holds(runs, "sparse", method, [(row[3], "first_word", 100), (row[4], "kl", 1),
+                                                      (row[5], "evidence_kept", 100)]), row
+        kls = [float(v) for cell in (row[2], row[4]) for v in cell.split("/")]
+        assert abs(float(row[6]) - sum(kls) / 4) <= 0.0015, row
+    (header, rows, output), = doc_tables("acckv-defaults.md", "method (context, sparse)")
+    runs = round4_runs(output)
+    for row in rows:
+        assert one_run_holds(runs, "sparse", row[0].strip("`"), [(row[1], "first_word", 100), (row[2], "kl", 1),
+                                                                 (row[3], "evidence_kept", 100)]), row
+    (header, rows, output), = doc_tables("acckv-defaults.md", "method")  # O2: merge within, across, none
+    runs = round4_runs(output)
+    for row in rows:
+        method = re.match(r"`([^`]+)`", row[0]).group(1)
+        core_5, sparse_5 = row[3].split("/")
+        assert one_run_holds(runs, "core", method, [(row[1], "kl", 1)]), row
+        at_5 = {r["suite"]: float(r["first_word"]) for r in runs if r["method"] == method and float(r["budget"]) == 0.05}
+        assert shown(core_5.strip(), 100 * at_5["core"]) and shown(sparse_5.strip(), 100 * at_5["sparse"]), row
+        assert one_run_holds(runs, "sparse", method, [(row[2], "kl", 1)]), row
+
+
+def percents(cell: str) -> list[str]:
+    return [v.strip().strip("*") for v in cell.split("/")]
+
+
+def span(values) -> str:
+    """How the demo-model tables show the long suite's four quick-validation clips: lowest–highest family, in %."""
+    low, high = min(values), max(values)
+    return f"{100 * low:g}–{100 * high:g}"
+
+
+def test_demo_model_training_tables_hold_their_outputs_numbers():
+    """docs/demo-model.md's quick-validation tables: v2's curve, stage 2 against v2's last step, and v1's curve
+    (from v1's training.json in git history): step, minutes, every family's accuracy, the long suite's range
+    and multiple choice are the named training.json's `history`. Catches: an edited cell, a row from another
+    step, the v1 table read from v2's file."""
+    import subprocess
+
+    (header, rows, output), (v1_header, v1_rows, v1_output) = doc_tables("demo-model.md", "step")
+    (path,), _ = named_outputs(output)
+    history = {h["step"]: h for h in json.loads(path.read_text())["history"]}
+    assert len(rows) == len(history)
+    for row in rows:
+        h = history[int(row[0])]
+        v = h["validation"]
+        assert shown(row[1], h["minutes"]), row
+        assert all(shown(c, 100 * v["core"][f]) for c, f in zip(percents(row[2]), ("audio", "video", "alignment"), strict=True)), row
+        sparse = ("audio", "order", "count", "video", "alignment")
+        assert all(shown(c, 100 * v["sparse"][f]) for c, f in zip(percents(row[3]), sparse, strict=True)), row
+        assert row[4] == span(v["long"].values()), row
+        assert shown(row[5], 100 * v["mc"]), row
+    (header, rows, output), = [t for t in doc_tables("demo-model.md", "model") if "multiple choice" in t[0]]
+    stage2, v2 = (named_outputs(output)[0][0], ROOT / "results" / "demo-v2" / "training.json")
+    assert "demo-v2/training.json" in output
+    for row in rows:
+        source = v2 if row[0].startswith("v2") else stage2
+        step = int(re.search(r"step (\d+)", row[0]).group(1))
+        v = {h["step"]: h for h in json.loads(source.read_text())["history"]}[step]["validation"]
+        sparse = ("audio", "order", "count", "video", "alignment")
+        assert all(shown(c, 100 * v["sparse"][f]) for c, f in zip(percents(row[1]), sparse, strict=True)), row
+        if "per family" in row[2]:
+            assert row[2] == span(v["long"].values()) + " per family", row
+        else:
+            assert all(shown(c, 100 * v["long"][f]) for c, f in zip(percents(row[2]), ("audio", "order", "count"), strict=True)), row
+        assert shown(row[3], 100 * v["mc"]), row
+    (path,), (commit, *_) = output_refs(v1_output)
+    v1 = json.loads(subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
+                                   check=True).stdout)
+    history = {h["step"]: h for h in v1["history"]}
+    assert [int(r[0]) for r in v1_rows] == sorted(history)
+    for row in v1_rows:
+        h = history[int(row[0])]
+        assert shown(row[1], h["minutes"]), row
+        assert all(shown(c, 100 * h["validation"][f]) for c, f in zip(row[2:], ("audio", "video", "alignment"), strict=True)), row
+
+
+def test_demo_model_test_split_tables_hold_their_outputs_numbers():
+    """docs/demo-model.md's full-cache test-split tables: v2 per suite (questions, every family, overall) is
+    results/v2-full-test's summaries, whose rows ran the named code; v1 against v2 is results/eval-test (core),
+    results/eval-long-test (long) and the same v2 summaries. These back the README's model limits. Catches: an
+    edited cell, a suite's numbers swapped, a summary written by other code than its rows."""
+    (header, rows, output), = doc_tables("demo-model.md", "suite")
+    paths, code = named_outputs(output)
+    full = {}
+    for path in paths:
+        suite = path.parent.name
+        assert {r["code_version"].split("+")[-1] for r in read_rows(f"v2-full-test/{suite}")} == {code}
+        full[suite], = json.loads(path.read_text())
+    fields = ("n", "audio", "order", "count", "video", "alignment", "first_word")
+    for row in rows:
+        entry = full[row[0].split()[0]]
+        for column, cell, field in zip(header[1:8], row[1:8], fields, strict=True):
+            cell = cell.strip("*")
+            if cell == "–":
+                assert field not in entry, (row[0], column)
+            else:
+                assert shown(cell, entry[field] if field == "n" else 100 * entry[field]), (row[0], column, cell)
+    (header, rows, output), = [t for t in doc_tables("demo-model.md", "model") if "samples" in t[0]]
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in named_outputs(output)[0]}
+    v1_core = next(e for e in summaries["eval-test"] if (e["protocol"], e["method"]) == ("context", "full"))
+    v1_long = next(e for e in summaries["eval-long-test"] if (e["protocol"], e["method"]) == ("context", "full"))
+    v1, v2 = rows
+    assert all(shown(c, 100 * v1_core[f]) for c, f in zip(percents(v1[1]), ("audio", "video", "alignment"), strict=True)), v1
+    assert shown(v1[3].split()[0], 100 * v1_long["first_word"]), v1
+    assert all(shown(c, 100 * full["core"][f]) for c, f in zip(percents(v2[1]), ("audio", "video", "alignment"), strict=True)), v2
+    overall, order, count = re.fullmatch(r"([\d.]+) \(order ([\d.]+), count ([\d.]+)\)", v2[2]).groups()
+    assert shown(overall, 100 * full["sparse"]["first_word"]) and shown(order, 100 * full["sparse"]["order"])
+    assert shown(count, 100 * full["sparse"]["count"]), v2
+    assert shown(v2[3].split()[0], 100 * full["long"]["first_word"]), v2
+
+
+def git_json(commit: str, path: str) -> dict:
+    import subprocess
+
+    return json.loads(subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
+                                     check=True).stdout)
+
+
+def test_index_once_doc_tables_hold_their_outputs_numbers():
+    """docs/index-once.md: file sizes (MB and the ratios at 20 / 10 / 5 %) and the first answer's times and
+    speed-ups are the named benchmark output's parts, in order; the runs table's committed runs (4 and 5) are
+    the 8k-token parts' speed-ups and load averages of the file at each named commit. Catches: an edited cell,
+    a size or time from another run, the run history rewritten."""
+    (header, rows, output), = doc_tables("index-once.md", "clip")[:1]
+    (path,), _ = named_outputs(output)
+    parts = json.loads(path.read_text())["parts"]
+    assert len(rows) == len(parts)
+    for row, part in zip(rows, parts):
+        sizes = {s["file"]: s for s in part["sizes"]}
+        assert shown(row[1].removesuffix(" MB"), sizes["full"]["bytes"] / 1e6), row
+        for cell, key in zip(row[2:5], ("0.2", "0.1", "0.05"), strict=True):
+            assert shown(cell, sizes[key]["ratio_to_full_file"]), (row[0], key, cell)
+    (header, rows, output), = doc_tables("index-once.md", "clip")[1:]
+    (path,), _ = named_outputs(output)
+    parts = json.loads(path.read_text())["parts"]
+    assert len(rows) == len(parts)
+    for row, part in zip(rows, parts):
+        first = part["first_answer"]
+        assert shown(row[1].removesuffix(" s"), first["from_video_s"]) and shown(row[2].removesuffix(" s"), first["from_file_s"]), row
+        assert shown(row[3].lstrip("×"), first["speedup"]) and shown(row[4].lstrip("×"), first["first_token_speedup"]), row
+    (header, rows, output), = doc_tables("index-once.md", "run")
+    (path,), _ = output_refs(output)
+    runs = {int(n): commit for n, commit in re.findall(r"\brun (\d)\b[^;]*?commit `([0-9a-f]+)`", output)}
+    for row in rows:
+        number = int(row[0].split()[0])
+        if number not in runs:
+            continue
+        data = git_json(runs[number], path)
+        demo, shaped = data["parts"][1], data["parts"][2]
+        assert shown(re.search(r"[\d.]+", row[3]).group(0), demo["first_answer"]["speedup"]), row
+        assert shown(re.search(r"[\d.]+", row[4]).group(0), shaped["first_answer"]["speedup"]), row
+        start, end = re.fullmatch(r"([\d.]+) → ([\d.]+)", row[2]).groups()
+        load = data["machine"]["load_average_1min"]
+        assert shown(start, load["start"]) and shown(end, load["end"]), row
+        assert f"repeat {data['repeat']}" in row[0], row
+    assert sorted(runs) == [4, 5]
+
+
+def test_performance_doc_tables_hold_their_outputs_numbers():
+    """docs/performance.md: the prefill-overhead table (per method and N; AccKV's hooks with the end-to-end
+    difference), the decode table (KV MB, ms/token, ratios, the split of a step, the 36-layer projection), the
+    hot-path before/after table and the many-questions table are their named benchmark outputs'. They back
+    the performance claims (≤ 5 % overhead, decode not halving, 5–8× for ten questions). Catches: an edited
+    cell, a row read from another size, budget or protocol."""
+    (header, rows, output), = doc_tables("performance.md", "method")
+    (path,), _ = named_outputs(output)
+    sizes = json.loads(path.read_text())["sizes"]
+    names = {"acckv (replayed)": "acckv", "acckv without calibration": "acckv-nocal", "full": "full"}
+    for row in rows:
+        for cell, size in zip(row[1:], sizes, strict=True):
+            prefill = size["prefill"]
+            if row[0] == "prefill, no method":
+                assert shown(cell.removesuffix(" s"), prefill["none_s"]), (row[0], cell)
+                continue
+            if row[0].startswith("acckv, hooks"):
+                hook, e2e = re.fullmatch(r"\+([\d.]+) % \(e2e Δ ([+−-][\d.]+) %\)", cell).groups()
+                assert shown(hook, prefill["acckv_hook_overhead_pct"]), (row[0], cell)
+                assert shown(e2e.replace("−", "-").lstrip("+"), prefill["acckv_e2e_overhead_pct"]), (row[0], cell)
+                continue
+            name = names.get(row[0], names.get(row[0].split(" (")[0], row[0].split(" (")[0]))
+            method, = [m for m in size["methods"] if m["name"] == name and m["budget"] == 0.2]
+            assert shown(cell.removeprefix("+").removesuffix(" %"), method["overhead_pct"]), (row[0], cell)
+    (header, rows, output), = doc_tables("performance.md", "N")
+    (path,), _ = named_outputs(output)
+    decode = {(f"{s['n'] // 1024}k", d["setting"]): d for s in json.loads(path.read_text())["sizes"] for d in s["decode"]}
+    columns = {"KV MB": lambda d: d["kv_bytes"] / 2 ** 20, "ms/token": lambda d: d["ms_per_token"],
+               "× full": lambda d: d["ratio_to_full"], "× full·fw": lambda d: d["ratio_to_full_fw"],
+               "attn core": lambda d: d["profile"]["attention_core_ms"], "KV append": lambda d: d["profile"]["kv_append_ms"],
+               "attn proj": lambda d: d["profile"]["attention_proj_ms"], "MLP": lambda d: d["profile"]["mlp_ms"],
+               "LM head": lambda d: d["profile"]["lm_head_ms"],
+               "× full·fw, 36 layers": lambda d: d["projected_ratio_to_full_fw"]}
+    assert len(rows) == len(decode)
+    for row in rows:
+        d = decode[(row[0], row[1])]
+        for column, cell in zip(header[2:], row[2:], strict=True):
+            assert shown(cell, columns[column](d)), (row[:2], column, cell, columns[column](d))
+    (header, rows, output), = doc_tables("performance.md", "step")
+    (path,), _ = named_outputs(output)
+    hot = json.loads(path.read_text())
+    keys = {"acckv without calibration": "acckv-nocal", "decode attention `acckv_sdpa`, one token": "decode_attention_ms"}
+    for row in rows:
+        key = keys.get(row[0], row[0])
+        for cell, size in zip(row[1:], ("8k", "16k"), strict=True):
+            before, after = cell.split(" → ")
+            assert shown(before, hot[size]["before"][key]) and shown(after, hot[size]["after"][key]), (row[0], size, cell)
+    (header, rows, output), = doc_tables("performance.md", "protocol")
+    (path,), _ = named_outputs(output)
+    measured = {(p["protocol"], r["questions"]): r for p in json.loads(path.read_text())["protocols"] for r in p["rows"]}
+    assert len(rows) == len(measured)
+    for row in rows:
+        r = measured[(row[0], int(row[1]))]
+        assert shown(row[2].removesuffix(" s"), r["reuse_s"]) and shown(row[3].removesuffix(" s"), r["no_reuse_s"]), row
+        assert shown(row[4].removesuffix("×"), r["speedup"]) and shown(row[5].removesuffix("×"), r["reuse_vs_one"]), row
+
+
+def test_ray_throughput_table_holds_its_outputs_numbers():
+    """docs/commands.md's Ray table: steady and end-to-end items/s per worker count are the means of the named
+    output's rounds, and the ratio is steady two workers over one. Catches: an edited cell, one round shown as
+    the mean, the end-to-end and steady columns swapped."""
+    (header, rows, output), = [t for t in tables((ROOT / "docs" / "commands.md").read_text()) if t[2]]
+    (path,), _ = named_outputs(output)
+    runs = json.loads(path.read_text())["runs"]
+
+    def mean(workers, field):
+        values = [r[field] for r in runs if r["workers"] == workers]
+        return sum(values) / len(values)
+
+    for row in rows:
+        workers = int(row[0].split()[0])
+        assert shown(row[1], mean(workers, "items_per_s")) and shown(row[2], mean(workers, "end_to_end_items_per_s")), row
+        assert shown(row[3].strip("*").removesuffix("×"), mean(workers, "items_per_s") / mean(1, "items_per_s")), row
+
+
+def stream_bench_cells(data: dict, minutes: float) -> dict:
+    """What `acckv bench --stream`'s tables show for one clip length, from its JSON rows and targets."""
+    one, stream = (next(r for r in data["rows"] if r["mode"] == mode and r["minutes"] == minutes)
+                   for mode in ("one-shot", "stream"))
+    index = sorted({r["minutes"] for r in data["rows"]}).index(minutes)
+    return {"tokens": one["prefix_tokens"], "peak RSS one-shot (MB)": one["peak_rss_mb"],
+            "peak RSS stream (MB)": stream["peak_rss_mb"], "KV peak one-shot (MB)": one["kv_peak_mb"],
+            "KV peak stream (MB)": stream["kv_peak_mb"], "KV kept (MB)": stream["kv_final_mb"],
+            "s/min one-shot": one["prefill_s"] / minutes, "s/min stream": stream["prefill_s"] / minutes,
+            "stream / one-shot time": data["targets"]["stream_over_one_shot_time"][index],
+            "stream steps": f"{stream['steps']} × {stream.get('step_s') or 60 * minutes / stream['steps']:g} s",
+            "cpu": stream.get("prefill_cpu_s", 0) / one.get("prefill_cpu_s", 1)}
+
+
+def test_long_videos_stream_tables_hold_their_outputs_numbers():
+    """docs/long-videos.md: the 10-minute file's one-thread runs (CPU, ratio, wall, peak RSS per protocol and
+    code), `bench --stream` after the change and before it (every column per length), and the before/after
+    runs (wall and CPU ratios at 1 and 2 minutes, the stream's peak) are the named outputs'. They back the
+    issue #27 targets. Catches: an edited cell, a run's numbers under another run's name, the ratio of another
+    length."""
+    page = (ROOT / "docs" / "long-videos.md").read_text()
+    (header, rows, output), = [t for t in tables(page) if t[0][0] == "protocol" and t[2]]
+    (path,), _ = named_outputs(output)
+    runs = [r for r in json.loads(path.read_text())["runs"] if r["torch_threads"].startswith("1")]
+    code = None
+    for row in rows:
+        code, protocol = row[1], row[0].split()[0].strip("`")
+        mine = sorted((r for r in runs if r["code"].removesuffix(" (before)") == code and r["protocol"] == protocol), key=lambda r: r["round"])
+        other = sorted((r for r in runs if r["code"].removesuffix(" (before)") == code and r["protocol"] != protocol), key=lambda r: r["round"])
+        assert [r["round"] for r in mine] == [1, 2], row
+        cpu = re.findall(r"[\d.]+", row[2])
+        assert all(shown(c, r["cpu_s"]) for c, r in zip(cpu, mine, strict=True)), row
+        if row[3]:
+            ratios = re.findall(r"[\d.]+", row[3])
+            assert all(shown(c, r["cpu_s"] / o["cpu_s"]) for c, r, o in zip(ratios, mine, other, strict=True)), row
+        assert all(shown(c, r["wall_s"]) for c, r in zip(re.findall(r"[\d.]+", row[4]), mine, strict=True)), row
+        peaks = re.findall(r"[\d.]+", row[5])
+        assert all(shown(peaks[min(i, len(peaks) - 1)], r["peak_rss_gb"]) for i, r in enumerate(mine)), row
+    for header, rows, output in [t for t in tables(page) if t[0][0] == "minutes" and t[2]]:
+        (path, *_), _ = named_outputs(output)
+        data = json.loads(path.read_text())
+        for row in rows:
+            expected = stream_bench_cells(data, float(row[0]))
+            for column, cell in zip(header[1:], row[1:], strict=True):
+                if column == "stream steps":
+                    assert cell == expected[column], (path.name, row[0], cell)
+                else:
+                    assert shown(cell.lstrip("×"), expected[column]), (path.name, row[0], column, cell)
+    (header, rows, output), = [t for t in tables(page) if t[0][0] == "code" and t[2]]
+    for row in rows:
+        name = re.search(r"`([\w-]+)`", row[2]).group(1)
+        assert f"results/bench-stream-issue27/{name}.json" in output, name
+        data = json.loads((ROOT / "results" / "bench-stream-issue27" / f"{name}.json").read_text())
+        cells = [stream_bench_cells(data, m) for m in (1.0, 2.0)]
+        assert row[1] == f"{cells[0]['stream steps'].split(' × ')[1]}", row
+        for values, key in ((row[3], "stream / one-shot time"), (row[4], "cpu"), (row[5], "peak RSS stream (MB)")):
+            shown_values = re.findall(r"[\d.]+", values)
+            assert all(shown(v, c[key]) for v, c in zip(shown_values, cells, strict=True)), (name, key, values)
