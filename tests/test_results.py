@@ -301,7 +301,7 @@ def test_readme_full_cache_accuracy_is_the_full_test_runs():
     assert all(shown(text, 100 * value) for text, value in zip(match.groups(), values)), (match.groups(), values)
 
 
-# --- docs tables that name their output (docs/evaluation.md, docs/long-videos.md) ---------------------------
+# --- docs tables that name their output: evaluation and long-clip accuracy ---------------------------------
 
 def doc_tables(page: str, first_header: str) -> list:
     found = [(header, rows, output) for header, rows, output in tables((ROOT / "docs" / page).read_text())
@@ -703,3 +703,20 @@ def test_long_videos_stream_tables_hold_their_outputs_numbers():
         for values, key in ((row[3], "stream / one-shot time"), (row[4], "cpu"), (row[5], "peak RSS stream (MB)")):
             shown_values = re.findall(r"[\d.]+", values)
             assert all(shown(v, c[key]) for v, c in zip(shown_values, cells, strict=True)), (name, key, values)
+
+
+def test_gpu_check_plan_row_holds_its_outputs_figures():
+    """docs/performance.md's GPU-check stages: the `plan` row's figures (parameters, bfloat16 weights, KV per
+    token, peak estimates at 8k / 32k) are the named dry run's plan.json. Catches: the row edited, or the plan
+    changed without the doc."""
+    (header, rows, output), = [t for t in tables((ROOT / "docs" / "performance.md").read_text()) if t[0][0] == "stage"]
+    (path,), _ = named_outputs(output)
+    plan = json.loads(path.read_text())
+    row, = [r for r in rows if r[0] == "`plan`"]
+    parameters, weights, kib, peak_8k, peak_32k = re.search(
+        r"([\d.]+) B parameters, ([\d.]+) GiB .*?, (\d+) KiB of KV per token .*?([\d.]+) / ([\d.]+) GiB at 8k / 32k",
+        row[1]).groups()
+    assert shown(parameters, plan["parameters"] / 1e9) and shown(weights, plan["weights_gb"]), row
+    assert shown(kib, plan["kv_bytes_per_token"] / 1024), row
+    peaks = [s["peak_estimate_gb"] for s in plan["sizes"]]
+    assert shown(peak_8k, peaks[0]) and shown(peak_32k, peaks[1]), (row, peaks)
