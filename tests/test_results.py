@@ -101,7 +101,8 @@ def tables(text: str):
             j = i + 2
             while j < len(lines) and lines[j].lstrip().startswith("|"):
                 j += 1
-            start = next((k for k in range(j, min(j + 4, len(lines))) if lines[k].lstrip().startswith("Output:")), None)
+            start = next((k for k in range(j, min(j + 4, len(lines)))
+                          if lines[k].lstrip().startswith("Output:")), None)
             output = None
             if start is not None:
                 end = start
@@ -214,7 +215,7 @@ def test_tables_exempt_from_naming_an_output_are_what_the_exemption_says():
     probe = (ROOT / "tests" / "test_qwen3_probe.py").read_text()
     params = re.search(r'parametrize\("seconds,mel,tokens", (\[.*?\])\)\ndef test_audio_token_rate', probe).group(1)
     expected = [tuple(float(x) for x in group) for group in re.findall(r"\(([\d.]+), (\d+), (\d+)\)", params)]
-    shown_rows = [(float(r[0].removesuffix(" s")), float(r[1].replace(",", "")), float(r[2].replace(",", ""))) for r in rows]
+    shown_rows = [tuple(float(c.removesuffix(" s").replace(",", "")) for c in r) for r in rows]
     assert shown_rows == expected
 
 
@@ -428,13 +429,19 @@ def test_acckv_defaults_round4_tables_hold_their_outputs_numbers():
         method = re.match(r"`([^`]+)`", row[0]).group(1)
         core_5, sparse_5 = row[3].split("/")
         assert one_run_holds(runs, "core", method, [(row[1], "kl", 1)]), row
-        at_5 = {r["suite"]: float(r["first_word"]) for r in runs if r["method"] == method and float(r["budget"]) == 0.05}
+        at_5 = {r["suite"]: float(r["first_word"]) for r in runs
+                if r["method"] == method and float(r["budget"]) == 0.05}
         assert shown(core_5.strip(), 100 * at_5["core"]) and shown(sparse_5.strip(), 100 * at_5["sparse"]), row
         assert one_run_holds(runs, "sparse", method, [(row[2], "kl", 1)]), row
 
 
 def percents(cell: str) -> list[str]:
     return [v.strip().strip("*") for v in cell.split("/")]
+
+
+def all_shown(cells: list[str], entry: dict, fields: tuple[str, ...], scale: float = 100) -> bool:
+    """Each of `cells` is its field of `entry` (times `scale`), as many cells as fields."""
+    return all(shown(c, scale * entry[f]) for c, f in zip(cells, fields, strict=True))
 
 
 def span(values) -> str:
@@ -458,9 +465,9 @@ def test_demo_model_training_tables_hold_their_outputs_numbers():
         h = history[int(row[0])]
         v = h["validation"]
         assert shown(row[1], h["minutes"]), row
-        assert all(shown(c, 100 * v["core"][f]) for c, f in zip(percents(row[2]), ("audio", "video", "alignment"), strict=True)), row
+        assert all_shown(percents(row[2]), v["core"], ("audio", "video", "alignment")), row
         sparse = ("audio", "order", "count", "video", "alignment")
-        assert all(shown(c, 100 * v["sparse"][f]) for c, f in zip(percents(row[3]), sparse, strict=True)), row
+        assert all_shown(percents(row[3]), v["sparse"], sparse), row
         assert row[4] == span(v["long"].values()), row
         assert shown(row[5], 100 * v["mc"]), row
     (header, rows, output), = [t for t in doc_tables("demo-model.md", "model") if "multiple choice" in t[0]]
@@ -471,11 +478,11 @@ def test_demo_model_training_tables_hold_their_outputs_numbers():
         step = int(re.search(r"step (\d+)", row[0]).group(1))
         v = {h["step"]: h for h in json.loads(source.read_text())["history"]}[step]["validation"]
         sparse = ("audio", "order", "count", "video", "alignment")
-        assert all(shown(c, 100 * v["sparse"][f]) for c, f in zip(percents(row[1]), sparse, strict=True)), row
+        assert all_shown(percents(row[1]), v["sparse"], sparse), row
         if "per family" in row[2]:
             assert row[2] == span(v["long"].values()) + " per family", row
         else:
-            assert all(shown(c, 100 * v["long"][f]) for c, f in zip(percents(row[2]), ("audio", "order", "count"), strict=True)), row
+            assert all_shown(percents(row[2]), v["long"], ("audio", "order", "count")), row
         assert shown(row[3], 100 * v["mc"]), row
     (path,), (commit, *_) = output_refs(v1_output)
     v1 = json.loads(subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
@@ -485,7 +492,7 @@ def test_demo_model_training_tables_hold_their_outputs_numbers():
     for row in v1_rows:
         h = history[int(row[0])]
         assert shown(row[1], h["minutes"]), row
-        assert all(shown(c, 100 * h["validation"][f]) for c, f in zip(row[2:], ("audio", "video", "alignment"), strict=True)), row
+        assert all_shown(row[2:], h["validation"], ("audio", "video", "alignment")), row
 
 
 def test_demo_model_test_split_tables_hold_their_outputs_numbers():
@@ -514,9 +521,9 @@ def test_demo_model_test_split_tables_hold_their_outputs_numbers():
     v1_core = next(e for e in summaries["eval-test"] if (e["protocol"], e["method"]) == ("context", "full"))
     v1_long = next(e for e in summaries["eval-long-test"] if (e["protocol"], e["method"]) == ("context", "full"))
     v1, v2 = rows
-    assert all(shown(c, 100 * v1_core[f]) for c, f in zip(percents(v1[1]), ("audio", "video", "alignment"), strict=True)), v1
+    assert all_shown(percents(v1[1]), v1_core, ("audio", "video", "alignment")), v1
     assert shown(v1[3].split()[0], 100 * v1_long["first_word"]), v1
-    assert all(shown(c, 100 * full["core"][f]) for c, f in zip(percents(v2[1]), ("audio", "video", "alignment"), strict=True)), v2
+    assert all_shown(percents(v2[1]), full["core"], ("audio", "video", "alignment")), v2
     overall, order, count = re.fullmatch(r"([\d.]+) \(order ([\d.]+), count ([\d.]+)\)", v2[2]).groups()
     assert shown(overall, 100 * full["sparse"]["first_word"]) and shown(order, 100 * full["sparse"]["order"])
     assert shown(count, 100 * full["sparse"]["count"]), v2
@@ -550,8 +557,8 @@ def test_index_once_doc_tables_hold_their_outputs_numbers():
     assert len(rows) == len(parts)
     for row, part in zip(rows, parts):
         first = part["first_answer"]
-        assert shown(row[1].removesuffix(" s"), first["from_video_s"]) and shown(row[2].removesuffix(" s"), first["from_file_s"]), row
-        assert shown(row[3].lstrip("×"), first["speedup"]) and shown(row[4].lstrip("×"), first["first_token_speedup"]), row
+        numbers = [c.removesuffix(" s").lstrip("×") for c in row[1:]]
+        assert all_shown(numbers, first, ("from_video_s", "from_file_s", "speedup", "first_token_speedup"), 1), row
     (header, rows, output), = doc_tables("index-once.md", "run")
     (path,), _ = output_refs(output)
     runs = {int(n): commit for n, commit in re.findall(r"\brun (\d)\b[^;]*?commit `([0-9a-f]+)`", output)}
@@ -596,10 +603,12 @@ def test_performance_doc_tables_hold_their_outputs_numbers():
             assert shown(cell.removeprefix("+").removesuffix(" %"), method["overhead_pct"]), (row[0], cell)
     (header, rows, output), = doc_tables("performance.md", "N")
     (path,), _ = named_outputs(output)
-    decode = {(f"{s['n'] // 1024}k", d["setting"]): d for s in json.loads(path.read_text())["sizes"] for d in s["decode"]}
+    decode = {(f"{s['n'] // 1024}k", d["setting"]): d
+              for s in json.loads(path.read_text())["sizes"] for d in s["decode"]}
     columns = {"KV MB": lambda d: d["kv_bytes"] / 2 ** 20, "ms/token": lambda d: d["ms_per_token"],
                "× full": lambda d: d["ratio_to_full"], "× full·fw": lambda d: d["ratio_to_full_fw"],
-               "attn core": lambda d: d["profile"]["attention_core_ms"], "KV append": lambda d: d["profile"]["kv_append_ms"],
+               "attn core": lambda d: d["profile"]["attention_core_ms"],
+               "KV append": lambda d: d["profile"]["kv_append_ms"],
                "attn proj": lambda d: d["profile"]["attention_proj_ms"], "MLP": lambda d: d["profile"]["mlp_ms"],
                "LM head": lambda d: d["profile"]["lm_head_ms"],
                "× full·fw, 36 layers": lambda d: d["projected_ratio_to_full_fw"]}
@@ -611,20 +620,23 @@ def test_performance_doc_tables_hold_their_outputs_numbers():
     (header, rows, output), = doc_tables("performance.md", "step")
     (path,), _ = named_outputs(output)
     hot = json.loads(path.read_text())
-    keys = {"acckv without calibration": "acckv-nocal", "decode attention `acckv_sdpa`, one token": "decode_attention_ms"}
+    keys = {"acckv without calibration": "acckv-nocal",
+            "decode attention `acckv_sdpa`, one token": "decode_attention_ms"}
     for row in rows:
         key = keys.get(row[0], row[0])
         for cell, size in zip(row[1:], ("8k", "16k"), strict=True):
             before, after = cell.split(" → ")
-            assert shown(before, hot[size]["before"][key]) and shown(after, hot[size]["after"][key]), (row[0], size, cell)
+            assert shown(before, hot[size]["before"][key]), (row[0], size, cell)
+            assert shown(after, hot[size]["after"][key]), (row[0], size, cell)
     (header, rows, output), = doc_tables("performance.md", "protocol")
     (path,), _ = named_outputs(output)
-    measured = {(p["protocol"], r["questions"]): r for p in json.loads(path.read_text())["protocols"] for r in p["rows"]}
+    measured = {(p["protocol"], r["questions"]): r
+                for p in json.loads(path.read_text())["protocols"] for r in p["rows"]}
     assert len(rows) == len(measured)
     for row in rows:
         r = measured[(row[0], int(row[1]))]
-        assert shown(row[2].removesuffix(" s"), r["reuse_s"]) and shown(row[3].removesuffix(" s"), r["no_reuse_s"]), row
-        assert shown(row[4].removesuffix("×"), r["speedup"]) and shown(row[5].removesuffix("×"), r["reuse_vs_one"]), row
+        numbers = [c.removesuffix(" s").removesuffix("×") for c in row[2:]]
+        assert all_shown(numbers, r, ("reuse_s", "no_reuse_s", "speedup", "reuse_vs_one"), 1), row
 
 
 def test_ray_throughput_table_holds_its_outputs_numbers():
@@ -641,7 +653,8 @@ def test_ray_throughput_table_holds_its_outputs_numbers():
 
     for row in rows:
         workers = int(row[0].split()[0])
-        assert shown(row[1], mean(workers, "items_per_s")) and shown(row[2], mean(workers, "end_to_end_items_per_s")), row
+        assert shown(row[1], mean(workers, "items_per_s")), row
+        assert shown(row[2], mean(workers, "end_to_end_items_per_s")), row
         assert shown(row[3].strip("*").removesuffix("×"), mean(workers, "items_per_s") / mean(1, "items_per_s")), row
 
 
@@ -669,11 +682,11 @@ def test_long_videos_stream_tables_hold_their_outputs_numbers():
     (header, rows, output), = [t for t in tables(page) if t[0][0] == "protocol" and t[2]]
     (path,), _ = named_outputs(output)
     runs = [r for r in json.loads(path.read_text())["runs"] if r["torch_threads"].startswith("1")]
-    code = None
     for row in rows:
         code, protocol = row[1], row[0].split()[0].strip("`")
-        mine = sorted((r for r in runs if r["code"].removesuffix(" (before)") == code and r["protocol"] == protocol), key=lambda r: r["round"])
-        other = sorted((r for r in runs if r["code"].removesuffix(" (before)") == code and r["protocol"] != protocol), key=lambda r: r["round"])
+        ours = sorted((r for r in runs if r["code"].removesuffix(" (before)") == code), key=lambda r: r["round"])
+        mine = [r for r in ours if r["protocol"] == protocol]
+        other = [r for r in ours if r["protocol"] != protocol]
         assert [r["round"] for r in mine] == [1, 2], row
         cpu = re.findall(r"[\d.]+", row[2])
         assert all(shown(c, r["cpu_s"]) for c, r in zip(cpu, mine, strict=True)), row
