@@ -17,6 +17,7 @@ from acckv_cli.model.layout import Modality
 from acckv_cli.methods.vocab import HEAD_REDUCTIONS
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, gather_entries
 from acckv_cli.methods.merge import MERGE_RULES, kept_counts, mean_cosine_to_anchors, merge_counted
+from acckv_cli.methods.pyramidkv import pyramid_budgets
 from acckv_cli.methods.registry import register
 from acckv_cli.methods.salience import key_salience, standardised
 from acckv_cli.methods.uniform import spread_in_time
@@ -30,6 +31,7 @@ TAU_MODES = ("absolute", "quantile")
 COVERAGES = ("none", "time", "salient_time")
 FOCUS_STATS = ("mean_hat", "sum_hat")
 REFILLS = ("none", "high")
+LAYER_SCHEDULES = ("flat", "pyramid")
 
 
 def redistributed_scores(ctx: LayerContext, rows: torch.Tensor, mode: str, head_reduction: str) -> torch.Tensor:
@@ -100,6 +102,9 @@ class AccKV(CompressionMethod):
       skeleton               that share of each modality's quota is laid evenly over the clip first, as
                              `uniform` lays it; the rest is ranked. Redundant evidence (one long tone, one
                              large shape) is best served by even coverage, brief evidence by the ranking.
+      layer_schedule         `flat`: every layer keeps the same number of media entries; `pyramid`: the
+                             media budget falls linearly with depth, largest in layer 0, the total fixed
+                             (PyramidKV's schedule, `layer_beta` = its beta; the #21 issue's idea 3).
     """
 
     name = "acckv"
@@ -123,10 +128,13 @@ class AccKV(CompressionMethod):
     refill: str = "none"
     salience: float = 2.0              # beyond the paper: weight of key salience in the ranking (salience.py)
     skeleton: float = 0.5              # beyond the paper: share of each quota laid evenly in time first
+    layer_schedule: str = "flat"       # beyond the paper: media budget per layer (pyramid: more in early layers)
+    layer_beta: float = 20.0
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,
-               "merge_rule": MERGE_RULES, "tau_mode": TAU_MODES, "refill": REFILLS}
+               "merge_rule": MERGE_RULES, "tau_mode": TAU_MODES, "refill": REFILLS,
+               "layer_schedule": LAYER_SCHEDULES}
 
     def __post_init__(self):
         self.check_choices()
@@ -139,6 +147,20 @@ class AccKV(CompressionMethod):
             raise ValueError(f"acckv skeleton must lie in [0, 1], got {self.skeleton}")
         if self.coverage_seconds <= 0 or self.min_keep_low < 0 or self.salience < 0:
             raise ValueError("acckv coverage_seconds must be positive, min_keep_low and salience ≥ 0")
+        if self.layer_beta < 1:
+            raise ValueError(f"acckv layer_beta must be ≥ 1, got {self.layer_beta}")
+
+    def stream_obstacle(self) -> str:
+        if self.layer_schedule != "flat":
+            return ("layer_schedule=pyramid sizes each layer from the whole prompt's media, which a streamed "
+                    "cache never sees at once")
+        return ""
+
+    def media_slots(self, ctx: LayerContext) -> int:
+        uniform = ctx.budget.media_tokens(ctx.n_media)
+        if self.layer_schedule == "flat":
+            return uniform
+        return int(pyramid_budgets(ctx.n_media, ctx.n_layers, uniform, self.layer_beta)[ctx.layer_idx])
 
     def attention_needs(self) -> AttentionNeeds:
         weighting = "position" if self.redistribution in ("paper", "visible_count") else "none"

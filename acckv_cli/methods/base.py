@@ -211,6 +211,10 @@ class CompressionMethod:
     # Methods that read the question's evidence spans (the oracle): `eval` supplies them from the manifest.
     needs_evidence: ClassVar[bool] = False
 
+    def stream_obstacle(self) -> str:
+        """Why this method, as configured, cannot compress a streamed cache ('' when it can)."""
+        return self.cannot_stream
+
     def attention_needs(self) -> AttentionNeeds:
         """Rows of earlier prefill segments whose attention `compress_layer` reads (default: the last 64)."""
         return AttentionNeeds()

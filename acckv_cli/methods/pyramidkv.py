@@ -46,17 +46,23 @@ class PyramidKV(SnapKV):
 
     def media_budgets(self, n_media: int, n_layers: int, uniform: int) -> torch.Tensor:
         """int64 [N]: every layer's media budget when the prompt has `n_media` media tokens."""
-        B = float(uniform)
-        lo = max(B / self.beta, min(1.0, B))
-        hi = 2 * B - lo
-        if hi >= n_media:
-            hi = float(n_media)
-            lo = 2 * B - hi
-        if n_layers < 2 or uniform >= n_media or hi < lo:
-            return torch.full((n_layers,), uniform, dtype=torch.long)
-        return torch.tensor([round(hi - layer * (hi - lo) / (n_layers - 1)) for layer in range(n_layers)],
-                            dtype=torch.long).clamp(min=0, max=n_media)
+        return pyramid_budgets(n_media, n_layers, uniform, self.beta)
 
     def media_slots(self, ctx: LayerContext) -> int:
         budgets = self.media_budgets(ctx.n_media, ctx.n_layers, ctx.budget.media_tokens(ctx.n_media))
         return int(budgets[ctx.layer_idx])
+
+
+def pyramid_budgets(n_media: int, n_layers: int, uniform: int, beta: float) -> torch.Tensor:
+    """int64 [N]: PyramidKV's media budget per layer, falling linearly with depth and averaging to `uniform`
+    (the schedule in `PyramidKV`'s docstring; AccKV's `layer_schedule=pyramid` uses it too)."""
+    B = float(uniform)
+    lo = max(B / beta, min(1.0, B))
+    hi = 2 * B - lo
+    if hi >= n_media:
+        hi = float(n_media)
+        lo = 2 * B - hi
+    if n_layers < 2 or uniform >= n_media or hi < lo:
+        return torch.full((n_layers,), uniform, dtype=torch.long)
+    return torch.tensor([round(hi - layer * (hi - lo) / (n_layers - 1)) for layer in range(n_layers)],
+                        dtype=torch.long).clamp(min=0, max=n_media)

@@ -86,8 +86,8 @@ def stream_refusal(method: CompressionMethod) -> str | None:
             or kind.cached_length is not CompressionMethod.cached_length
             or kind.finish is not CompressionMethod.finish):
         return f"{method.name} prunes inside one forward of the whole prompt and cannot stream; pick another method"
-    if kind.cannot_stream:
-        return f"{method.name} cannot stream: {kind.cannot_stream}; pick another method"
+    if reason := method.stream_obstacle():
+        return f"{method.name} cannot stream: {reason}; pick another method"
     return None
 
 
