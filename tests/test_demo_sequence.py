@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 
 import numpy as np
 import pytest
@@ -122,3 +123,42 @@ def test_option_targets_ignore_open_questions(demo):
     ids = processor.tokenizer("What plays first?\nAnswer", return_tensors="pt")["input_ids"]
     at_, correct = option_targets(ids, torch.full_like(ids, -100), processor.tokenizer)
     assert len(at_) == 0 and len(correct) == 0
+
+
+def lens_batch(processor, turns: int = 3):
+    recipe = D.Recipe(mc_share=1.0, answer_lens=True)
+    saved = D.TURNS["sparse"]
+    D.TURNS["sparse"] = turns
+    try:
+        return D.clip_inputs(processor, "sparse", 2, np.random.default_rng(0), random.Random(0), recipe)
+    finally:
+        D.TURNS["sparse"] = saved
+
+
+def test_answer_lens_targets_are_the_chosen_options_word_where_the_letter_is_predicted(demo):
+    """Read back from the decoded prompt: the position after each target holds the labelled letter, and the
+    target word is that letter's option text as a free answer spells it. Catches: the position of the letter
+    itself (one too late), another option's word, a word with the option's leading space."""
+    _, processor = demo
+    tokenizer = processor.tokenizer
+    b = lens_batch(processor)
+    positions, words = b["lens_targets"]
+    ids, labels = b["input_ids"].flatten(), b["labels"].flatten()
+    assert len(positions) == 3
+    for pos, word in zip(positions.tolist(), words.tolist()):
+        letter = tokenizer.decode([int(ids[pos + 1])])
+        assert labels[pos + 1] == ids[pos + 1] and letter in LETTERS
+        turn = tokenizer.decode(ids[:pos + 1].tolist()).rsplit("<|im_start|>user", 1)[1]
+        options = dict(re.findall(r"\n([A-Z])\. ([^\n]+)", turn))
+        assert word == tokenizer(options[letter], add_special_tokens=False)["input_ids"][0]
+
+
+def test_answer_lens_loss_reaches_the_lower_decoder(demo):
+    thinker, processor = demo
+    b = lens_batch(processor, turns=2)
+    loss, parts = T.loss_on_answers(thinker.train(), dict(b), processor.tokenizer, lens_weight=1.0)
+    assert "answer_lens" in parts and np.isfinite(parts["answer_lens"]) and loss > parts["answer"]
+    loss.backward()
+    decoder = [p for n, p in thinker.named_parameters() if "layers.0.self_attn.q_proj.weight" in n and "audio" not in n
+               and "visual" not in n]
+    assert decoder[0].grad.abs().sum() > 0

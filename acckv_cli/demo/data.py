@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from acckv_cli.demo.auxiliary import batch_targets
-from acckv_cli.demo.sequence import batch_sequence_targets, option_targets
+from acckv_cli.demo.sequence import answer_lens_targets, batch_sequence_targets, option_targets
 from acckv_cli.evaluation.choices import LETTERS, format_question
 from acckv_cli.media.decode import DecodedMedia
 from acckv_cli.media.frames import fit_to_pixels
@@ -53,15 +53,16 @@ class Recipe:
     mc_share: float = MC_SHARE
     focus: tuple[str, ...] = ()   # question families asked before the others (when a clip has more than MAX_TURNS)
     sequence_targets: bool = False  # compute sequence.py's targets (order, counts, options)
+    answer_lens: bool = False       # compute sequence.answer_lens_targets (the answer word where a letter is chosen)
 
     def as_card(self) -> dict:
         return {"mix": self.mix, "mc_share": self.mc_share, "focus": list(self.focus),
-                "sequence_targets": self.sequence_targets}
+                "sequence_targets": self.sequence_targets, "answer_lens": self.answer_lens}
 
     @classmethod
     def from_card(cls, card: dict) -> "Recipe":
         return cls(dict(card.get("mix", SUITE_MIX)), card.get("mc_share", MC_SHARE), tuple(card.get("focus", ())),
-                   card.get("sequence_targets", False))
+                   card.get("sequence_targets", False), card.get("answer_lens", False))
 
 
 def step_plan(seed: int, step: int, mix: dict[str, float] | None = None) -> tuple[str, list[int]]:
@@ -159,6 +160,8 @@ def clip_inputs(processor, suite: str, index: int, np_rng: np.random.Generator, 
     audio_tokens = int((inputs["input_ids"] == audio_id).sum())
     spec = replace(example.spec, fps=FPS)
     inputs["aux_targets"] = batch_targets([spec], inputs["video_grid_thw"], [audio_tokens])
+    if recipe.answer_lens:
+        inputs["lens_targets"] = answer_lens_targets(inputs["input_ids"], inputs["labels"], processor.tokenizer)
     if recipe.sequence_targets:
         option_at, correct = option_targets(inputs["input_ids"], inputs["labels"], processor.tokenizer)
         inputs["sequence_targets"] = {**batch_sequence_targets([spec], [audio_tokens]), "option_at": option_at,

@@ -14,6 +14,13 @@ per-token label read by a linear probe from an upper decoder layer (`SEQUENCE_LA
   the right one. Answering with a letter then reduces to copying the letter in front of the flagged option.
 
 Every label depends only on what comes earlier in the sequence, so a causal decoder can compute it.
+
+`answer_lens_targets` serves a loss without a probe (`losses.py`, `--lens-weight`): at the position that
+predicts a multiple-choice turn's letter, an upper layer read through the model's own final norm and
+`lm_head` must name the answer's word. Measured on v2 (logit lens at the last prompt position, 24 core
+validation questions): asked freely, layer 4 names the answer 75 % of the time and layers 5–6 96 %; asked as
+multiple choice, no layer does better than 8 % — the model never computes the answer where the letter is
+chosen, so there is nothing for a letter lookup to use.
 """
 
 from __future__ import annotations
@@ -88,3 +95,26 @@ class SequenceHeads(nn.Module):
         if len(options):
             out["option_correct"] = ce(self.option_correct(options), targets["option_correct"])
         return out
+
+
+def answer_lens_targets(input_ids: torch.Tensor, labels: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat positions that predict a lettered answer, the token id of that option's word as a free answer).
+
+    A lettered answer is a labelled token that is a letter and whose turn lists "\n<letter>." options; its
+    word is the first token of the free-answer spelling of the option's text (answers carry no leading space).
+    """
+    newline, dot = (tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "."))
+    letters = {tokenizer.convert_tokens_to_ids(x) for x in LETTERS}
+    positions, words = [], []
+    L = input_ids.shape[1]
+    for b, row in enumerate(input_ids.tolist()):
+        option_at: dict[int, int] = {}  # letter id → index of the option text's first token (latest turn)
+        for i, tok in enumerate(row):
+            if i + 3 < L and tok == newline and row[i + 1] in letters and row[i + 2] == dot:
+                option_at[row[i + 1]] = i + 3
+            if labels[b, i] != -100 and tok in letters and tok in option_at:
+                text = tokenizer.decode(row[option_at[tok]:option_at[tok] + 1]).strip()
+                positions.append(b * L + i - 1)
+                words.append(tokenizer(text, add_special_tokens=False)["input_ids"][0])
+                option_at = {}
+    return torch.tensor(positions, dtype=torch.long), torch.tensor(words, dtype=torch.long)
