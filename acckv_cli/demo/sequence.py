@@ -101,7 +101,8 @@ def answer_lens_targets(input_ids: torch.Tensor, labels: torch.Tensor, tokenizer
     """(flat positions that predict a lettered answer, the token id of that option's word as a free answer).
 
     A lettered answer is a labelled token that is a letter and whose turn lists "\n<letter>." options; its
-    word is the first token of the free-answer spelling of the option's text (answers carry no leading space).
+    word is the first token of the free-answer spelling of the option's whole text (answers carry no leading
+    space, and the tokenizer spells some words with a lone " " token first).
     """
     newline, dot = (tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "."))
     letters = {tokenizer.convert_tokens_to_ids(x) for x in LETTERS}
@@ -113,7 +114,9 @@ def answer_lens_targets(input_ids: torch.Tensor, labels: torch.Tensor, tokenizer
             if i + 3 < L and tok == newline and row[i + 1] in letters and row[i + 2] == dot:
                 option_at[row[i + 1]] = i + 3
             if labels[b, i] != -100 and tok in letters and tok in option_at:
-                text = tokenizer.decode(row[option_at[tok]:option_at[tok] + 1]).strip()
+                start = option_at[tok]
+                end = row.index(newline, start) if newline in row[start:] else start + 1
+                text = tokenizer.decode(row[start:end]).strip()  # a word may start with a lone " " token
                 positions.append(b * L + i - 1)
                 words.append(tokenizer(text, add_special_tokens=False)["input_ids"][0])
                 option_at = {}
