@@ -133,3 +133,59 @@ def test_half_a_skeleton_keeps_the_start_of_the_clip_that_attention_ignores(monk
         kept_times = layout.time_s[keep[media[keep]]]
         assert (float(kept_times.min()) >= earliest) if skeleton == 0 else (float(kept_times.min()) <= 1.0)
         assert int(media[keep].sum()) == get_method("uniform").compress_layer(ctx).keep.numel() - int((~media).sum())
+
+
+# --- question_contrast: discount what content-free rows attend to as well ------------------------------
+
+def layout_with_template_rows(n_template: int = 3):
+    """The hand layout with `n_template` text rows (closing delimiters, assistant header) after the question."""
+    from acckv_cli.model.layout import TokenLayout
+
+    base = hand_layout(seconds=6, cells=6)
+    n = n_template
+    return TokenLayout(torch.cat([base.modality, torch.full((n,), int(Modality.TEXT), dtype=torch.int8)]),
+                       torch.cat([base.time_s, torch.full((n,), float("nan"))]),
+                       torch.cat([base.frame_pair, torch.full((n,), -1, dtype=torch.int32)]),
+                       torch.cat([base.row, torch.full((n,), -1, dtype=torch.int32)]),
+                       torch.cat([base.col, torch.full((n,), -1, dtype=torch.int32)]),
+                       torch.arange(len(base) + n)[None].expand(3, -1).clone())
+
+
+def sink_and_evidence_scores(sink: int, evidence: int):
+    """Every row set attends to the sink; the question's rows (and only they) also to the evidence, less."""
+    def scores(ctx, rows, mode, how):
+        s = torch.ones(ctx.length)
+        s[sink] = 10.0
+        if bool(ctx.mask(Modality.QUESTION)[rows].any()):
+            s[evidence] = 6.0
+        return s
+    return scores
+
+
+def test_question_contrast_prefers_what_only_the_question_attends_to(monkeypatch):
+    """With one audio slot ranked: the raw score keeps the sink, the contrast keeps the evidence.
+    Catches: the contrast added instead of subtracted, or computed over the question's own rows."""
+    layout = layout_with_template_rows()
+    audio = layout.mask(Modality.AUDIO).nonzero().squeeze(1)
+    sink, evidence = int(audio[3]), int(audio[100])
+    monkeypatch.setattr(acckv_mod, "redistributed_scores", sink_and_evidence_scores(sink, evidence))
+    ctx = layout_context(layout, 0.2)
+    present = [Modality.VIDEO, Modality.AUDIO]
+    scores = acckv_mod.redistributed_scores(ctx, ctx.rows("text"), "visible_count", "mean")
+    for contrast, winner in ((0.0, sink), (1.0, evidence)):
+        method = get_method("acckv", salience=0.0, question_contrast=contrast)
+        ranking = method.with_salience(ctx, scores, present)
+        assert int(audio[ranking[audio].argmax()]) == winner, contrast
+
+
+def test_question_contrast_changes_nothing_without_a_question(monkeypatch):
+    """`context`: no question rows in the scored part, so the ranking is the plain one."""
+    layout = hand_layout(seconds=6, cells=6)
+    no_question = layout.modality.clone()
+    no_question[no_question == int(Modality.QUESTION)] = int(Modality.TEXT)
+    from dataclasses import replace
+    layout = replace(layout, modality=no_question)
+    ctx = layout_context(layout, 0.2)
+    scores = torch.rand(ctx.length)
+    method = get_method("acckv", salience=0.0, question_contrast=1.0)
+    assert method.with_salience(ctx, scores, [Modality.VIDEO, Modality.AUDIO]) is scores

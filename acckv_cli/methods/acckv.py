@@ -102,6 +102,11 @@ class AccKV(CompressionMethod):
       skeleton               that share of each modality's quota is laid evenly over the clip first, as
                              `uniform` lays it; the rest is ranked. Redundant evidence (one long tone, one
                              large shape) is best served by even coverage, brief evidence by the ranking.
+      question_contrast      when the question's rows are in the scored part (`query-aware`), subtract that
+                             weight × z(A-R score from the other text rows after the media: the closing
+                             delimiters and the assistant header, which carry no question) from the ranking,
+                             so keys every row attends to (sinks) lose and keys the question singles out win;
+                             without question rows (`context`) nothing changes.
       layer_schedule         `flat`: every layer keeps the same number of media entries; `pyramid`: the
                              media budget falls linearly with depth, largest in layer 0, the total fixed
                              (PyramidKV's schedule, `layer_beta` = its beta; the #21 issue's idea 3).
@@ -128,6 +133,7 @@ class AccKV(CompressionMethod):
     refill: str = "none"
     salience: float = 2.0              # beyond the paper: weight of key salience in the ranking (salience.py)
     skeleton: float = 0.5              # beyond the paper: share of each quota laid evenly in time first
+    question_contrast: float = 0.0     # beyond the paper: discount what content-free rows attend to as well
     layer_schedule: str = "flat"       # beyond the paper: media budget per layer (pyramid: more in early layers)
     layer_beta: float = 20.0
 
@@ -145,8 +151,8 @@ class AccKV(CompressionMethod):
             raise ValueError(f"acckv tau must lie in [0, 1] with tau_mode=quantile, got {self.tau}")
         if not 0 <= self.skeleton <= 1:
             raise ValueError(f"acckv skeleton must lie in [0, 1], got {self.skeleton}")
-        if self.coverage_seconds <= 0 or self.min_keep_low < 0 or self.salience < 0:
-            raise ValueError("acckv coverage_seconds must be positive, min_keep_low and salience ≥ 0")
+        if self.coverage_seconds <= 0 or self.min_keep_low < 0 or self.salience < 0 or self.question_contrast < 0:
+            raise ValueError("acckv coverage_seconds must be positive, min_keep_low, salience and question_contrast ≥ 0")
         if self.layer_beta < 1:
             raise ValueError(f"acckv layer_beta must be ≥ 1, got {self.layer_beta}")
 
@@ -200,14 +206,29 @@ class AccKV(CompressionMethod):
         """The ranking inside each modality: z(attention score) + salience · z(key salience); the scores
         themselves when `salience` is 0. Standardised per modality, so the weight means the same in every
         layer whatever the scale of attention there."""
-        if self.salience == 0:
+        baseline = self.content_free_scores(ctx, scores) if self.question_contrast > 0 else None
+        if self.salience == 0 and baseline is None:
             return scores
         ranking = torch.zeros_like(scores, dtype=torch.float32)
         for kind in present:
             mask = ctx.mask(kind)
-            salient = key_salience(ctx.keys, mask, per_head=scores.ndim == 2)
-            ranking = ranking + standardised(scores, mask) + self.salience * standardised(salient, mask)
+            ranking = ranking + standardised(scores, mask)
+            if self.salience:
+                ranking = ranking + self.salience * standardised(key_salience(ctx.keys, mask, per_head=scores.ndim == 2), mask)
+            if baseline is not None:
+                ranking = ranking - self.question_contrast * standardised(baseline, mask)
         return ranking
+
+    def content_free_scores(self, ctx: LayerContext, scores: torch.Tensor) -> torch.Tensor | None:
+        """A-R scores from the text rows after the media that are not the question (None without a question
+        in the scored part, or when every such row is the question)."""
+        text, question = ctx.rows("text"), ctx.rows("question")
+        if question.numel() == 0:
+            return None
+        other = text[~torch.isin(text, question)]
+        if other.numel() == 0:
+            return None
+        return redistributed_scores(ctx, other, self.redistribution, self.head_reduction).reshape(scores.shape)
 
     # --- A-F -------------------------------------------------------------------------------------------
     def modality_weights(self, ctx: LayerContext, scores: torch.Tensor) -> dict[Modality, float]:
