@@ -162,3 +162,18 @@ def test_answer_lens_loss_reaches_the_lower_decoder(demo):
     decoder = [p for n, p in thinker.named_parameters() if "layers.0.self_attn.q_proj.weight" in n and "audio" not in n
                and "visual" not in n]
     assert decoder[0].grad.abs().sum() > 0
+
+
+def test_lens_reads_every_layer_at_the_last_position(demo, monkeypatch):
+    """`python -m acckv_cli.demo.lens` on the tiny model: one share per decoder layer for each way of asking,
+    over the clip's three questions. Catches: the embeddings counted as a layer, or the letter read from
+    a position other than the last."""
+    from acckv_cli.demo import lens as L
+
+    thinker, processor = demo
+    monkeypatch.setattr(L, "load_thinker", lambda folder: (thinker.eval(), processor))
+    result = L.lens("tiny", clips=1)
+    layers = thinker.config.text_config.num_hidden_layers
+    assert result["questions"] == 3
+    assert [len(v) for v in result["answer_word_first_per_layer"].values()] == [layers, layers]
+    assert all(0 <= x <= 1 for v in result["answer_word_first_per_layer"].values() for x in v)
