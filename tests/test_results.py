@@ -733,3 +733,18 @@ def test_gpu_check_plan_row_holds_its_outputs_figures():
     assert shown(kib, plan["kv_bytes_per_token"] / 1024), row
     peaks = [s["peak_estimate_gb"] for s in plan["sizes"]]
     assert shown(peak_8k, peaks[0]) and shown(peak_32k, peaks[1]), (row, peaks)
+
+
+def test_demo_model_lens_table_holds_its_outputs_numbers():
+    """docs/demo-model.md's logit-lens table: each model's per-layer shares (free, lettered) and letter accuracy
+    are its lens.json's. Catches: an edited cell, the two ways of asking swapped, a row read from the other model."""
+    (header, rows, output), = [t for t in doc_tables("demo-model.md", "model") if "letter accuracy" in t[0]]
+    paths, _ = named_outputs(output)
+    assert len(rows) == len(paths) == 2
+    for row, path in zip(rows, paths):
+        lens = json.loads(path.read_text())
+        share = lens["answer_word_first_per_layer"]
+        for cell, mode in ((row[1], "free"), (row[2], "choice")):
+            values = [v.strip() for v in cell.split("/")]
+            assert len(values) == len(share[mode]) and all(shown(v, 100 * x) for v, x in zip(values, share[mode])), row
+        assert shown(row[3], 100 * lens["letter_accuracy"]), row
