@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTICLES = {"a", "an", "the"}
 # runs whose raw rows are committed beside their summary
 RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-test", "v2-compare-test-r4/context",
-       "v2-compare-test-r4/query-aware", "v2-long-stream-test")
+       "v2-compare-test-r4/query-aware", "v2-long-stream-test", "validation-round-5/grid", "validation-round-5/contrast",
+       "validation-round-5/qa-core")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -423,7 +424,7 @@ def test_acckv_defaults_round4_tables_hold_their_outputs_numbers():
     for row in rows:
         assert one_run_holds(runs, "sparse", row[0].strip("`"), [(row[1], "first_word", 100), (row[2], "kl", 1),
                                                                  (row[3], "evidence_kept", 100)]), row
-    (header, rows, output), = doc_tables("acckv-defaults.md", "method")  # O2: merge within, across, none
+    (header, rows, output), = [t for t in doc_tables("acckv-defaults.md", "method") if "core KL" in t[0]]  # O2
     runs = round4_runs(output)
     for row in rows:
         method = re.match(r"`([^`]+)`", row[0]).group(1)
@@ -748,3 +749,30 @@ def test_demo_model_lens_table_holds_its_outputs_numbers():
             values = [v.strip() for v in cell.split("/")]
             assert len(values) == len(share[mode]) and all(shown(v, 100 * x) for v, x in zip(values, share[mode])), row
         assert shown(row[3], 100 * lens["letter_accuracy"]), row
+
+
+def test_acckv_defaults_round5_table_holds_its_outputs_numbers():
+    """docs/acckv-defaults.md, round 5: every accuracy and KL cell (suite × protocol × 10 / 5 %) is the named runs'
+    summary row for that method, and the agreement and mean KL columns are the means of the eight cells.
+    Catches: an edited cell, a cell read from another protocol or suite, a mean that is not its row's."""
+    import csv
+
+    (header, rows, output), = [t for t in doc_tables("acckv-defaults.md", "method") if "agreement" in t[0]]
+    found: dict[tuple, dict] = {}
+    for path in named_outputs(output)[0]:
+        for r in csv.DictReader(path.open()):
+            found.setdefault((r["method"], r["suite"], r["protocol"], float(r["budget"])), r)
+    assert len(rows) >= 7
+    for row in rows:
+        method = row[0].strip("`")
+        kls, agreements = [], []
+        for column, cell in zip(header[1:-2], row[1:-2]):
+            suite, protocol = column.split()[:2]
+            field, scale = ("kl", 1) if " KL " in column else ("first_word", 100)
+            entries = [found[(method, suite, protocol, budget)] for budget in (0.1, 0.05)]
+            values = [v.strip() for v in cell.split("/")]
+            assert all(shown(v, scale * float(e[field])) for v, e in zip(values, entries, strict=True)), (row[0], column)
+            if field == "kl":
+                kls += [float(e["kl"]) for e in entries]
+                agreements += [float(e["agreement"]) for e in entries]
+        assert len(kls) == 8 and shown(row[-1], sum(kls) / 8) and shown(row[-2], 100 * sum(agreements) / 8), row
