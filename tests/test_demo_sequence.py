@@ -177,3 +177,18 @@ def test_lens_reads_every_layer_at_the_last_position(demo, monkeypatch):
     assert result["questions"] == 3
     assert [len(v) for v in result["answer_word_first_per_layer"].values()] == [layers, layers]
     assert all(0 <= x <= 1 for v in result["answer_word_first_per_layer"].values() for x in v)
+
+
+def test_option_letter_targets_are_each_options_own_letter(demo):
+    """Each target position is an option's first text token and its target the letter two tokens before it,
+    in order A, B, C, D per turn. Catches: the letter token itself as the position, the next option's letter."""
+    _, processor = demo
+    tokenizer = processor.tokenizer
+    b = lens_batch(processor)
+    positions, letters = b["letter_targets"]
+    ids = b["input_ids"].flatten()
+    assert len(positions) == 3 * D.OPTIONS
+    assert tokenizer.convert_ids_to_tokens(letters.tolist()) == list(LETTERS[:D.OPTIONS]) * 3
+    assert torch.equal(ids[positions - 2], letters) and (ids[positions - 1] == tokenizer.convert_tokens_to_ids(".")).all()
+    loss, parts = T.loss_on_answers(demo[0].train(), dict(b), tokenizer, letter_weight=1.0)
+    assert "option_letter" in parts and loss > parts["answer"]

@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from acckv_cli.demo.auxiliary import batch_targets
-from acckv_cli.demo.sequence import answer_lens_targets, batch_sequence_targets, option_targets
+from acckv_cli.demo.sequence import (answer_lens_targets, batch_sequence_targets, option_letter_targets,
+                                     option_targets)
 from acckv_cli.evaluation.choices import LETTERS, format_question
 from acckv_cli.media.decode import DecodedMedia
 from acckv_cli.media.frames import fit_to_pixels
@@ -162,6 +163,7 @@ def clip_inputs(processor, suite: str, index: int, np_rng: np.random.Generator, 
     inputs["aux_targets"] = batch_targets([spec], inputs["video_grid_thw"], [audio_tokens])
     if recipe.answer_lens:
         inputs["lens_targets"] = answer_lens_targets(inputs["input_ids"], inputs["labels"], processor.tokenizer)
+        inputs["letter_targets"] = option_letter_targets(inputs["input_ids"], processor.tokenizer)
     if recipe.sequence_targets:
         option_at, correct = option_targets(inputs["input_ids"], inputs["labels"], processor.tokenizer)
         inputs["sequence_targets"] = {**batch_sequence_targets([spec], [audio_tokens]), "option_at": option_at,

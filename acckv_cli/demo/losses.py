@@ -58,11 +58,13 @@ def isolate_turns(thinker, inputs, tokenizer) -> dict:
 AUX_LAYER = 2  # decoder layer whose audio tokens must already "see" the picture
 SEQUENCE_LAYER = 4  # decoder layer that must know what came before (sequence.py): above AUX_LAYER
 LENS_LAYER = 4  # decoder layer that must name the answer where a letter is chosen (sequence.answer_lens_targets)
+LETTER_LAYER = 2  # decoder layer whose option words must name their own letter (sequence.option_letter_targets)
 
 
 def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads | None = None,
                     aux_weight: float = 0.0, sequence_heads: SequenceHeads | None = None,
-                    sequence_weight: float = 0.0, lens_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                    sequence_weight: float = 0.0, lens_weight: float = 0.0,
+                    letter_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy on answer positions only (logits are computed only there), plus the weighted
     auxiliary per-token losses of whichever heads are given. Returns (loss, its parts as floats)."""
     labels = inputs.pop("labels")
@@ -70,9 +72,11 @@ def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads
     sequence_targets = inputs.pop("sequence_targets", None)
     lens_targets = inputs.pop("lens_targets", None)
     lens = lens_weight > 0 and lens_targets is not None and len(lens_targets[0]) > 0
+    letter_targets = inputs.pop("letter_targets", None)
+    letter = letter_weight > 0 and letter_targets is not None and len(letter_targets[0]) > 0
     if tokenizer is not None:
         inputs = isolate_turns(thinker, inputs, tokenizer)
-    probes = heads is not None or sequence_heads is not None or lens
+    probes = heads is not None or sequence_heads is not None or lens or letter
     with encoder_outputs(thinker) as encoded:
         out = thinker.model(**inputs, use_audio_in_video=True, use_cache=False, output_hidden_states=probes)
     hidden = out.last_hidden_state[:, :-1]
@@ -96,12 +100,21 @@ def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads
         lens_loss = answer_lens_loss(thinker, out.hidden_states, *lens_targets)
         loss = loss + lens_weight * lens_loss
         parts["answer_lens"] = lens_loss.item()
+    if letter:
+        letter_loss = read_out_loss(thinker, out.hidden_states, LETTER_LAYER, *letter_targets)
+        loss = loss + letter_weight * letter_loss
+        parts["option_letter"] = letter_loss.item()
     return loss, parts
 
 
 def answer_lens_loss(thinker, hidden_states: tuple, positions: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the answer word read from layer `LENS_LAYER` through the final norm and `lm_head` at
     the positions that choose a letter (a logit lens turned into a target: the model's own read-out, no probe)."""
-    layer = hidden_states[min(LENS_LAYER, len(hidden_states) - 1)].flatten(0, 1)[positions]
-    logits = thinker.lm_head(thinker.model.language_model.norm(layer))
-    return torch.nn.functional.cross_entropy(logits.float(), words)
+    return read_out_loss(thinker, hidden_states, LENS_LAYER, positions, words)
+
+
+def read_out_loss(thinker, hidden_states: tuple, layer: int, positions: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of `tokens` read from decoder layer `layer` at `positions` through the final norm and `lm_head`."""
+    states = hidden_states[min(layer, len(hidden_states) - 1)].flatten(0, 1)[positions]
+    logits = thinker.lm_head(thinker.model.language_model.norm(states))
+    return torch.nn.functional.cross_entropy(logits.float(), tokens)

@@ -121,3 +121,21 @@ def answer_lens_targets(input_ids: torch.Tensor, labels: torch.Tensor, tokenizer
                 words.append(tokenizer(text, add_special_tokens=False)["input_ids"][0])
                 option_at = {}
     return torch.tensor(positions, dtype=torch.long), torch.tensor(words, dtype=torch.long)
+
+
+def option_letter_targets(input_ids: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat positions of every lettered option's first text token, the id of the letter written before it).
+
+    With `answer_lens_targets` these serve the letter lookup: once the choosing position holds the answer word
+    and each option's word token holds its own letter, one attention head matching word to word can copy it.
+    """
+    newline, dot = (tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "."))
+    letters = {tokenizer.convert_tokens_to_ids(x) for x in LETTERS}
+    positions, ids = [], []
+    L = input_ids.shape[1]
+    for b, row in enumerate(input_ids.tolist()):
+        for i in range(L - 3):
+            if row[i] == newline and row[i + 1] in letters and row[i + 2] == dot:
+                positions.append(b * L + i + 3)
+                ids.append(row[i + 1])
+    return torch.tensor(positions, dtype=torch.long), torch.tensor(ids, dtype=torch.long)

@@ -91,7 +91,8 @@ def starting_point(args) -> tuple[object, object, dict | None, dict]:
                     "(synthetic shapes + instrument tones: core, sparse and long suites)",
             "init": str(args.init) if args.init else None, "layers": thinker.config.text_config.num_hidden_layers,
             "steps": args.steps or DEFAULT_STEPS, "lr": args.lr, "seed": args.seed, "aux_weight": args.aux_weight,
-            "sequence_weight": args.sequence_weight, "lens_weight": args.lens_weight, **recipe_from_args(args).as_card(),
+            "sequence_weight": args.sequence_weight, "lens_weight": args.lens_weight,
+            "letter_weight": args.letter_weight, **recipe_from_args(args).as_card(),
             "command": "python -m acckv_cli.demo.train " + " ".join(sys.argv[1:]), "minutes": 0.0, "history": []}
     return thinker, processor, None, card
 
@@ -100,7 +101,7 @@ def recipe_from_args(args) -> Recipe:
     mix = dict(part.split("=") for part in args.mix.split(",")) if args.mix else SUITE_MIX
     return Recipe({k: float(v) for k, v in mix.items()}, args.mc_share,
                   tuple(f for f in (args.focus or "").split(",") if f), args.sequence_weight > 0,
-                  args.lens_weight > 0)
+                  args.lens_weight > 0 or args.letter_weight > 0)
 
 
 def probes_for(thinker, card: dict) -> torch.nn.ModuleDict:
@@ -148,7 +149,7 @@ def train(args) -> dict:
         for inputs in clips:
             loss, parts = loss_on_answers(thinker, inputs, processor.tokenizer, _probe(probes, "aux"),
                                           card["aux_weight"], _probe(probes, "sequence"), card.get("sequence_weight", 0.0),
-                                          card.get("lens_weight", 0.0))
+                                          card.get("lens_weight", 0.0), card.get("letter_weight", 0.0))
             (loss / len(clips)).backward()
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v / len(clips)
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lens-weight", type=float, default=0.0,
                         help="Weight of the answer-lens loss on multiple-choice turns (sequence.answer_lens_targets); "
                              "0 turns it off")
+    parser.add_argument("--letter-weight", type=float, default=0.0,
+                        help="Weight of the option-letter loss (sequence.option_letter_targets); 0 turns it off")
     parser.add_argument("--mix", default=None,
                         help="Suite mix, e.g. core=0.2,sparse=0.5,long=0.3 (default: v2's first stage)")
     parser.add_argument("--mc-share", type=float, default=0.3, help="Share of turns asked as multiple choice")
