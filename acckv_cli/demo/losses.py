@@ -97,7 +97,7 @@ def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads
         loss = loss + sequence_weight * sum(seq.values())
         parts.update({k: v.item() for k, v in seq.items()})
     if lens:
-        lens_loss = answer_lens_loss(thinker, out.hidden_states, *lens_targets)
+        lens_loss = read_out_loss(thinker, out.hidden_states, LENS_LAYER, *lens_targets)
         loss = loss + lens_weight * lens_loss
         parts["answer_lens"] = lens_loss.item()
     if letter:
@@ -107,14 +107,9 @@ def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads
     return loss, parts
 
 
-def answer_lens_loss(thinker, hidden_states: tuple, positions: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the answer word read from layer `LENS_LAYER` through the final norm and `lm_head` at
-    the positions that choose a letter (a logit lens turned into a target: the model's own read-out, no probe)."""
-    return read_out_loss(thinker, hidden_states, LENS_LAYER, positions, words)
-
-
 def read_out_loss(thinker, hidden_states: tuple, layer: int, positions: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of `tokens` read from decoder layer `layer` at `positions` through the final norm and `lm_head`."""
+    """Cross-entropy of `tokens` read from decoder layer `layer` at `positions` through the final norm and `lm_head`
+    (a logit lens turned into a target: the model's own read-out, no probe)."""
     states = hidden_states[min(layer, len(hidden_states) - 1)].flatten(0, 1)[positions]
     logits = thinker.lm_head(thinker.model.language_model.norm(states))
     return torch.nn.functional.cross_entropy(logits.float(), tokens)

@@ -49,23 +49,28 @@ def audio_sequence_targets(spec: ClipSpec, n_tokens: int) -> tuple[np.ndarray, n
     return previous, np.minimum(counts, MAX_COUNT)
 
 
+def lettered_options(row: list[int], tokenizer) -> list[tuple[int, int]]:
+    """(index of the option text's first token, the letter's id) for every "\n<letter>." option line of `row`."""
+    newline, dot = (tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "."))
+    letters = {tokenizer.convert_tokens_to_ids(x) for x in LETTERS}
+    return [(i + 3, row[i + 1]) for i in range(len(row) - 3)
+            if row[i] == newline and row[i + 1] in letters and row[i + 2] == dot]
+
+
 def option_targets(input_ids: torch.Tensor, labels: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions (flat, over batch × sequence) of each option's first token and whether it is the answer.
 
-    An option is the token after "\\n", a letter, "." in a user turn; its turn's answer is the first labelled
+    An option is the token after "\n", a letter, "." in a user turn; its turn's answer is the first labelled
     token after it (`data.answer_labels`), which for a lettered question is the letter.
     """
-    newline, dot = (tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "."))
-    letters = {tokenizer.convert_tokens_to_ids(x): x for x in LETTERS}
     positions, correct = [], []
     L = input_ids.shape[1]
     for b, row in enumerate(input_ids.tolist()):
         answer_at = labels[b].ne(-100).nonzero().flatten().tolist()
-        for i in range(L - 3):
-            if row[i] == newline and row[i + 1] in letters and row[i + 2] == dot:
-                answer = next((row[j] for j in answer_at if j > i), None)
-                positions.append(b * L + i + 3)
-                correct.append(int(answer == row[i + 1]))
+        for start, letter in lettered_options(row, tokenizer):
+            answer = next((row[j] for j in answer_at if j > start - 3), None)
+            positions.append(b * L + start)
+            correct.append(int(answer == letter))
     return torch.tensor(positions, dtype=torch.long), torch.tensor(correct, dtype=torch.long)
 
 
@@ -104,22 +109,23 @@ def answer_lens_targets(input_ids: torch.Tensor, labels: torch.Tensor, tokenizer
     word is the first token of the free-answer spelling of the option's whole text (answers carry no leading
     space, and the tokenizer spells some words with a lone " " token first).
     """
-    newline, dot = (tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "."))
+    newline = tokenizer.convert_tokens_to_ids("Ċ")
     letters = {tokenizer.convert_tokens_to_ids(x) for x in LETTERS}
     positions, words = [], []
     L = input_ids.shape[1]
     for b, row in enumerate(input_ids.tolist()):
-        option_at: dict[int, int] = {}  # letter id → index of the option text's first token (latest turn)
-        for i, tok in enumerate(row):
-            if i + 3 < L and tok == newline and row[i + 1] in letters and row[i + 2] == dot:
-                option_at[row[i + 1]] = i + 3
-            if labels[b, i] != -100 and tok in letters and tok in option_at:
-                start = option_at[tok]
-                end = row.index(newline, start) if newline in row[start:] else start + 1
-                text = tokenizer.decode(row[start:end]).strip()  # a word may start with a lone " " token
-                positions.append(b * L + i - 1)
-                words.append(tokenizer(text, add_special_tokens=False)["input_ids"][0])
-                option_at = {}
+        options, answered = lettered_options(row, tokenizer), -1
+        for i in labels[b].ne(-100).nonzero().flatten().tolist():
+            # the options of this turn: listed after the last lettered answer, the latest per letter
+            listed = {letter: start for start, letter in options if answered < start - 3 < i}
+            if row[i] not in letters or row[i] not in listed:
+                continue
+            start = listed[row[i]]
+            end = row.index(newline, start) if newline in row[start:] else start + 1
+            text = tokenizer.decode(row[start:end]).strip()  # a word may start with a lone " " token
+            positions.append(b * L + i - 1)
+            words.append(tokenizer(text, add_special_tokens=False)["input_ids"][0])
+            answered = i
     return torch.tensor(positions, dtype=torch.long), torch.tensor(words, dtype=torch.long)
 
 
@@ -129,13 +135,7 @@ def option_letter_targets(input_ids: torch.Tensor, tokenizer) -> tuple[torch.Ten
     With `answer_lens_targets` these serve the letter lookup: once the choosing position holds the answer word
     and each option's word token holds its own letter, one attention head matching word to word can copy it.
     """
-    newline, dot = (tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "."))
-    letters = {tokenizer.convert_tokens_to_ids(x) for x in LETTERS}
-    positions, ids = [], []
     L = input_ids.shape[1]
-    for b, row in enumerate(input_ids.tolist()):
-        for i in range(L - 3):
-            if row[i] == newline and row[i + 1] in letters and row[i + 2] == dot:
-                positions.append(b * L + i + 3)
-                ids.append(row[i + 1])
-    return torch.tensor(positions, dtype=torch.long), torch.tensor(ids, dtype=torch.long)
+    found = [(b * L + start, letter) for b, row in enumerate(input_ids.tolist())
+             for start, letter in lettered_options(row, tokenizer)]
+    return (torch.tensor([p for p, _ in found], dtype=torch.long), torch.tensor([x for _, x in found], dtype=torch.long))
