@@ -1,0 +1,47 @@
+"""The two-seed ranking check (`evaluation/seeds.py`) and the committed check the README quotes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from acckv_cli.evaluation import seeds as S
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def row(method: str, budget: float, accuracy: float, kl: float, suite: str = "sparse") -> dict:
+    return {"suite": suite, "protocol": "context", "method": method, "budget": budget, "first_word": accuracy, "kl": kl}
+
+
+@pytest.mark.parametrize("first, second, expected", [(5.0, 1.7, "holds"), (-2.8, -0.1, "holds"),
+                                                     (5.0, -1.7, "flips"), (0.0, 3.0, "tie"), (3.0, 0.0, "tie")])
+def test_verdict(first, second, expected):
+    assert S.verdict(first, second) == expected
+
+
+def test_a_ranking_holds_flips_or_ties_per_cell_and_lower_kl_counts_as_better():
+    first = [row("full", 1.0, 0.8, 0.0), row("acckv", 0.05, 0.75, 0.2), row("random", 0.05, 0.65, 0.5),
+             row("acckv", 0.1, 0.7, 0.3), row("random", 0.1, 0.7, 0.1)]
+    second = [row("acckv", 0.05, 0.70, 0.3), row("random", 0.05, 0.60, 0.6),
+              row("acckv", 0.1, 0.6, 0.1), row("random", 0.1, 0.7, 0.2)]
+    rows = {r["budget"]: r for r in S.ranking_rows(first, second, "acckv", ["random", "uniform"])}
+    assert set(rows) == {0.05, 0.1}  # no uniform rows, no full-cache cell
+    assert (rows[0.05]["accuracy_first"], rows[0.05]["accuracy_second"], rows[0.05]["accuracy"]) == (10.0, 10.0, "holds")
+    assert (rows[0.05]["kl_first"], rows[0.05]["kl"]) == (0.3, "holds")  # random's KL minus acckv's
+    assert (rows[0.1]["accuracy"], rows[0.1]["kl"]) == ("tie", "flips")  # KL: -0.2 on the first, +0.1 on the second
+    swapped = {r["budget"]: r for r in S.ranking_rows(first, second, "random", ["acckv"])}
+    assert swapped[0.05]["accuracy_first"] == -10.0 and swapped[0.05]["kl_first"] == -0.3
+
+
+@pytest.mark.parametrize("protocol", ["context", "query-aware"])
+def test_the_committed_two_seed_check_is_what_the_committed_summaries_give(protocol, capsys):
+    out = ROOT / "results/seed1-compare-test"
+    S.main([str(ROOT / f"results/v2-compare-test-r4/{protocol}/summary.json"), str(out / f"{protocol}/summary.json"),
+            "--method", "acckv", "--against", "random,uniform,divprune,acckv-round3"])
+    assert capsys.readouterr().out.strip() == (out / f"ranking-{protocol}.md").read_text().strip()
+    with gzip.open(out / f"{protocol}/results.jsonl.gz", "rt") as f:  # the second model really is the other seed
+        assert {json.loads(line)["model"] for line in f} == {"runs/demo-seed1"}
