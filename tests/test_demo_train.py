@@ -13,7 +13,7 @@ import torch
 from acckv_cli.demo import checkpoint as C
 from acckv_cli.demo import data as D
 from acckv_cli.demo import train as T
-from acckv_cli.evaluation.choices import LETTERS
+from acckv_cli.evaluation.choices import LETTERS, parse_choice
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +24,13 @@ def demo():
     return thinker, processor
 
 
-def clip(processor, turns, suite="core", index=0, mc_share=0.0, monkeypatch=None):
+def clip(processor, turns, suite="core", index=0, mc_share=0.0, monkeypatch=None, mc_answer="letter"):
     """One training clip's inputs with `turns` questions, `mc_share` of them as multiple choice."""
     saved = D.TURNS[suite]
     D.TURNS[suite] = turns
     try:
         return D.clip_inputs(processor, suite, index, np.random.default_rng(0), random.Random(0),
-                             D.Recipe(mc_share=mc_share))
+                             D.Recipe(mc_share=mc_share, mc_answer=mc_answer))
     finally:
         D.TURNS[suite] = saved
 
@@ -55,6 +55,23 @@ def test_multiple_choice_turns_answer_with_the_letter_of_the_true_option(demo):
         text, letter = D.as_choice(qa, rng)
         options = [line[3:] for line in text.splitlines()[1:-1]]
         assert len(set(options)) == D.OPTIONS and options[LETTERS.index(letter)] == qa.answer
+
+
+def test_multiple_choice_turns_can_answer_with_the_option_text_which_eval_reads_as_that_option(demo):
+    _, processor = demo
+    as_letters, as_texts = clip(processor, 3, mc_share=1.0), clip(processor, 3, mc_share=1.0, mc_answer="text")
+    # same prompts (the options are drawn identically), only the targets differ
+    assert (as_letters["input_ids"].shape != as_texts["input_ids"].shape
+            or not torch.equal(as_letters["labels"], as_texts["labels"]))
+    tokens = processor.tokenizer.convert_ids_to_tokens(as_texts["labels"][0][as_texts["labels"][0] != -100].tolist())
+    assert not set(tokens) & set(LETTERS[:D.OPTIONS])
+    for qa in D.training_example("sparse", 4)[1]:
+        (text, letter), (same_text, target) = D.as_choice(qa, random.Random(3)), D.as_choice(qa, random.Random(3), "text")
+        options = [line[3:] for line in text.splitlines()[1:-1]]
+        assert same_text == text and target == qa.answer
+        assert parse_choice(target, options) == LETTERS.index(letter)
+    with pytest.raises(ValueError, match="mc_answer"):
+        D.Recipe(mc_answer="word")
 
 
 def test_isolated_single_turn_equals_plain_forward(demo):

@@ -7,8 +7,9 @@ clip is rendered in memory at exactly 2 fps and 16 kHz (the rates `acckv` sample
 size `acckv` decodes a 320×240 file at, and run through the same processor path as inference
 (`model.load.process`: a soundtrack longer than the model's audio window arrives as per-window features).
 Up to `MAX_TURNS` of the clip's questions are asked as isolated turns; `MC_SHARE` of them as multiple
-choice with four lettered options (`evaluation.choices`), the answer being the letter. A `Recipe` changes
-the mix, the multiple-choice share and which families are asked first (a later training stage's focus).
+choice with four lettered options (`evaluation.choices`), the answer being the letter (v2) or the option's
+text (`Recipe.mc_answer`). A `Recipe` changes the mix, the multiple-choice share, the multiple-choice answer
+and which families are asked first (a later training stage's focus).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ TURNS = {"core": MAX_TURNS, "sparse": MAX_TURNS, "long": 1}
 MC_SHARE = 0.3
 OPTIONS = 4
 ANSWER_CLASSES = (tuple(ANSWER_COLOURS), SHAPES, INSTRUMENTS, COUNT_WORDS[1:])
+MC_ANSWERS = ("letter", "text")
 
 
 @dataclass(frozen=True)
@@ -55,15 +57,22 @@ class Recipe:
     focus: tuple[str, ...] = ()   # question families asked before the others (when a clip has more than MAX_TURNS)
     sequence_targets: bool = False  # compute sequence.py's targets (order, counts, options)
     answer_lens: bool = False       # compute sequence.answer_lens_targets (the answer word where a letter is chosen)
+    mc_answer: str = "letter"       # a multiple-choice turn's target: "letter" (v2) or the option's "text"
+
+    def __post_init__(self):
+        if self.mc_answer not in MC_ANSWERS:
+            raise ValueError(f"mc_answer must be one of {', '.join(MC_ANSWERS)}, not {self.mc_answer!r}")
 
     def as_card(self) -> dict:
         return {"mix": self.mix, "mc_share": self.mc_share, "focus": list(self.focus),
-                "sequence_targets": self.sequence_targets, "answer_lens": self.answer_lens}
+                "sequence_targets": self.sequence_targets, "answer_lens": self.answer_lens,
+                "mc_answer": self.mc_answer}
 
     @classmethod
     def from_card(cls, card: dict) -> "Recipe":
         return cls(dict(card.get("mix", SUITE_MIX)), card.get("mc_share", MC_SHARE), tuple(card.get("focus", ())),
-                   card.get("sequence_targets", False), card.get("answer_lens", False))
+                   card.get("sequence_targets", False), card.get("answer_lens", False),
+                   card.get("mc_answer", "letter"))
 
 
 def step_plan(seed: int, step: int, mix: dict[str, float] | None = None) -> tuple[str, list[int]]:
@@ -109,25 +118,33 @@ def decoded_media(example: Example, np_rng: np.random.Generator | None = None) -
     return DecodedMedia(info, frames, np.arange(len(frames)) / FPS, FPS, audio, rate)
 
 
-def as_choice(qa: QA, rng: random.Random) -> tuple[str, str]:
-    """The question with four lettered options (the answer and three of its kind) and the answer letter."""
+def choice_options(qa: QA, rng: random.Random) -> list[str]:
+    """Four options in random order: the answer and three others of its kind."""
     kind = next(c for c in ANSWER_CLASSES if qa.answer in c)
     options = [qa.answer, *rng.sample([a for a in kind if a != qa.answer], OPTIONS - 1)]
     rng.shuffle(options)
-    return format_question(qa.question, options), LETTERS[options.index(qa.answer)]
+    return options
+
+
+def as_choice(qa: QA, rng: random.Random, mc_answer: str = "letter") -> tuple[str, str]:
+    """The question with four lettered options and its target: the answer's letter, or with
+    `mc_answer="text"` the answer's own text (which `choices.parse_choice` reads back as that option)."""
+    options = choice_options(qa, rng)
+    target = LETTERS[options.index(qa.answer)] if mc_answer == "letter" else qa.answer
+    return format_question(qa.question, options), target
 
 
 def chat(questions: list[QA], rng: random.Random, turns: int = MAX_TURNS, mc_share: float = MC_SHARE,
-         focus: tuple[str, ...] = ()) -> list[dict]:
+         focus: tuple[str, ...] = (), mc_answer: str = "letter") -> list[dict]:
     """Up to `turns` questions as consecutive turns in random order (families in `focus` first), some as
-    multiple choice."""
+    multiple choice (answered as `mc_answer` says)."""
     order = list(questions)
     rng.shuffle(order)
     if focus:  # a stable sort keeps the shuffled order within each group
         order.sort(key=lambda qa: qa.family not in focus)
     out = []
     for i, qa in enumerate(order[:turns]):
-        text, answer = as_choice(qa, rng) if rng.random() < mc_share else (qa.question, qa.answer)
+        text, answer = as_choice(qa, rng, mc_answer) if rng.random() < mc_share else (qa.question, qa.answer)
         content = [{"type": "video"}, {"type": "text", "text": text}] if i == 0 else text
         out += [{"role": "user", "content": content}, {"role": "assistant", "content": answer}]
     return out
@@ -154,7 +171,7 @@ def clip_inputs(processor, suite: str, index: int, np_rng: np.random.Generator, 
     example, questions = training_example(suite, index)
     media = decoded_media(example, np_rng)
     lm = LoadedModel(None, processor, "demo-training", torch.device("cpu"), torch.float32)
-    turns = chat(questions, py_rng, min(TURNS[suite], MAX_TURNS), recipe.mc_share, recipe.focus)
+    turns = chat(questions, py_rng, min(TURNS[suite], MAX_TURNS), recipe.mc_share, recipe.focus, recipe.mc_answer)
     inputs, _ = process(lm, processor.apply_chat_template(turns, tokenize=False), media)
     inputs["labels"] = answer_labels(inputs["input_ids"], processor.tokenizer)
     audio_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")

@@ -25,7 +25,7 @@ import torch
 
 from acckv_cli.demo.auxiliary import AuxiliaryHeads
 from acckv_cli.demo.checkpoint import CHECKPOINT, deepen, load_checkpoint, load_thinker, save_checkpoint, save_model
-from acckv_cli.demo.data import FPS, MAX_PIXELS, MAX_TURNS, SUITE_MIX, Recipe, Steps, as_decoded  # noqa: F401
+from acckv_cli.demo.data import FPS, MAX_PIXELS, MAX_TURNS, MC_ANSWERS, SUITE_MIX, Recipe, Steps, as_decoded  # noqa: F401
 from acckv_cli.demo.sequence import SequenceHeads
 from acckv_cli.demo.losses import isolate_turns, loss_on_answers  # noqa: F401 (re-exported for tests)
 from acckv_cli.demo.validate import quick_validation
@@ -101,7 +101,7 @@ def recipe_from_args(args) -> Recipe:
     mix = dict(part.split("=") for part in args.mix.split(",")) if args.mix else SUITE_MIX
     return Recipe({k: float(v) for k, v in mix.items()}, args.mc_share,
                   tuple(f for f in (args.focus or "").split(",") if f), args.sequence_weight > 0,
-                  args.lens_weight > 0 or args.letter_weight > 0)
+                  args.lens_weight > 0 or args.letter_weight > 0, args.mc_answer)
 
 
 def probes_for(thinker, card: dict) -> torch.nn.ModuleDict:
@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mix", default=None,
                         help="Suite mix, e.g. core=0.2,sparse=0.5,long=0.3 (default: v2's first stage)")
     parser.add_argument("--mc-share", type=float, default=0.3, help="Share of turns asked as multiple choice")
+    parser.add_argument("--mc-answer", choices=MC_ANSWERS, default="letter",
+                        help="What a multiple-choice turn is trained to answer: its letter (v2) or the option's text")
     parser.add_argument("--focus", default=None,
                         help="Question families asked first when a clip has more than 8, e.g. order,count")
     parser.add_argument("--max-minutes", type=float, default=None,
