@@ -33,15 +33,25 @@ def test_a_ranking_holds_flips_or_ties_per_cell_and_lower_kl_counts_as_better():
     assert (rows[0.05]["accuracy_first"], rows[0.05]["accuracy_second"], rows[0.05]["accuracy"]) == (10.0, 10.0, "holds")
     assert (rows[0.05]["kl_first"], rows[0.05]["kl"]) == (0.3, "holds")  # random's KL minus acckv's
     assert (rows[0.1]["accuracy"], rows[0.1]["kl"]) == ("tie", "flips")  # KL: -0.2 on the first, +0.1 on the second
+    tokens = S.ranking_rows([row("acckv", 1024, 0.5, 0.4), row("random", 1024, 0.4, 0.6)],
+                            [row("acckv", 1024, 0.3, 0.4), row("random", 1024, 0.4, 0.6)], "acckv", ["random"])
+    assert [(r["accuracy"], r["kl"]) for r in tokens] == [("flips", "holds")]  # a token budget is a cell too
     swapped = {r["budget"]: r for r in S.ranking_rows(first, second, "random", ["acckv"])}
     assert swapped[0.05]["accuracy_first"] == -10.0 and swapped[0.05]["kl_first"] == -0.3
 
 
-@pytest.mark.parametrize("protocol", ["context", "query-aware"])
-def test_the_committed_two_seed_check_is_what_the_committed_summaries_give(protocol, capsys):
+CHECKS = {"context": ("v2-compare-test-r4/context", "context", "random,uniform,divprune,acckv-round3"),
+          "query-aware": ("v2-compare-test-r4/query-aware", "query-aware", "random,uniform,divprune,acckv-round3"),
+          "long-stream": ("v2-long-stream-test", "long-stream", "random,uniform,acckv-round3")}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_the_committed_two_seed_check_is_what_the_committed_summaries_give(name, capsys):
+    first, second, against = CHECKS[name]
     out = ROOT / "results/seed1-compare-test"
-    S.main([str(ROOT / f"results/v2-compare-test-r4/{protocol}/summary.json"), str(out / f"{protocol}/summary.json"),
-            "--method", "acckv", "--against", "random,uniform,divprune,acckv-round3"])
-    assert capsys.readouterr().out.strip() == (out / f"ranking-{protocol}.md").read_text().strip()
-    with gzip.open(out / f"{protocol}/results.jsonl.gz", "rt") as f:  # the second model really is the other seed
+    S.main([str(ROOT / f"results/{first}/summary.json"), str(out / f"{second}/summary.json"),
+            "--method", "acckv", "--against", against])
+    printed = capsys.readouterr().out.strip()
+    assert printed == (out / f"ranking-{name}.md").read_text().strip() and printed.count("\n") >= 4
+    with gzip.open(out / f"{second}/results.jsonl.gz", "rt") as f:  # the second model really is the other seed
         assert {json.loads(line)["model"] for line in f} == {"runs/demo-seed1"}

@@ -38,7 +38,7 @@ def ranking_rows(first: list[dict], second: list[dict], method: str, against: li
     """One row per (cell, baseline) found in both summaries: accuracy and KL differences on each model and
     their verdicts. For KL lower is better, so its difference is `baseline − method` (positive: method better)."""
     a, b = _by_cell(first), _by_cell(second)
-    cells = sorted({(s, p, x) for (s, p, m, x) in a if m == method and x < 1.0} & set(
+    cells = sorted({(s, p, x) for (s, p, m, x) in a if m == method and x != 1.0} & set(
         (s, p, x) for (s, p, m, x) in b if m == method))
     rows = []
     for suite, protocol, budget in cells:
