@@ -23,7 +23,7 @@ ARTICLES = {"a", "an", "the"}
 # runs whose raw rows are committed beside their summary
 RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-test", "v2-compare-test-r4/context",
        "v2-compare-test-r4/query-aware", "v2-long-stream-test", "validation-round-5/grid", "validation-round-5/contrast",
-       "validation-round-5/qa-core")
+       "validation-round-5/qa-core", "validation-round-6/grid", "validation-round-6/qa")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -751,13 +751,23 @@ def test_demo_model_lens_table_holds_its_outputs_numbers():
         assert shown(row[3], 100 * lens["letter_accuracy"]), row
 
 
-def test_acckv_defaults_round5_table_holds_its_outputs_numbers():
-    """docs/acckv-defaults.md, round 5: every accuracy and KL cell (suite × protocol × 10 / 5 %) is the named runs'
-    summary row for that method, and the agreement and mean KL columns are the means of the eight cells.
-    Catches: an edited cell, a cell read from another protocol or suite, a mean that is not its row's."""
+def eight_cell_tables() -> list[tuple]:
+    """docs/acckv-defaults.md's tables of eight cells (suite × protocol, each 10 / 5 %): rounds 5 and later."""
+    return [t for t in doc_tables("acckv-defaults.md", "method") if "agreement" in t[0]]
+
+
+def test_the_eight_cell_tables_are_rounds_5_and_6():
+    assert len(eight_cell_tables()) == 2
+
+
+@pytest.mark.parametrize("table", range(2))
+def test_acckv_defaults_round5_and_later_tables_hold_their_outputs_numbers(table):
+    """docs/acckv-defaults.md, rounds 5 and 6: every accuracy and KL cell (suite × protocol × 10 / 5 %) is the
+    named runs' summary row for that method, and the agreement and mean KL columns are the means of the eight
+    cells. Catches: an edited cell, a cell read from another protocol or suite, a mean that is not its row's."""
     import csv
 
-    (header, rows, output), = [t for t in doc_tables("acckv-defaults.md", "method") if "agreement" in t[0]]
+    header, rows, output = eight_cell_tables()[table]
     found: dict[tuple, dict] = {}
     for path in named_outputs(output)[0]:
         for r in csv.DictReader(path.open()):

@@ -189,3 +189,38 @@ def test_question_contrast_changes_nothing_without_a_question(monkeypatch):
     scores = torch.rand(ctx.length)
     method = get_method("acckv", salience=0.0, question_contrast=1.0)
     assert method.with_salience(ctx, scores, [Modality.VIDEO, Modality.AUDIO]) is scores
+
+
+# --- attention_from_depth: the first layers rank by salience alone ----------------------------------------
+
+def test_shallow_layers_rank_by_salience_alone_and_deeper_ones_add_attention(monkeypatch):
+    """Attention points at a silent audio token (a sink), salience at the brief sound. With one audio slot
+    ranked, layer 0 of 2 keeps the sound when attention starts at depth 0.5, the sink when it starts at 0;
+    layer 1 (≥ depth) is unchanged by the field. Catches the comparison inverted (deep layers dropping
+    attention, shallow ones keeping it)."""
+    ctx, sound = audio_standout_context(0.1)
+    audio = ctx.layout.mask(Modality.AUDIO).nonzero().squeeze(1)
+    sink = int(audio[3])
+
+    def sink_scores(ctx, rows, mode, how):
+        s = torch.ones(ctx.length)
+        s[sink] = 1e4
+        return s
+    monkeypatch.setattr(acckv_mod, "redistributed_scores", sink_scores)
+    present = [Modality.VIDEO, Modality.AUDIO]
+    scores = sink_scores(ctx, None, None, None)
+    best = {}
+    for layer in (0, 1):
+        ctx.layer_idx = layer
+        for depth in (0.0, 0.5):
+            ranking = get_method("acckv", salience=1.0, attention_from_depth=depth).with_salience(ctx, scores, present)
+            best[layer, depth] = int(audio[ranking[audio].argmax()])
+    assert best[0, 0.0] == sink and best[0, 0.5] in sound
+    assert best[1, 0.0] == best[1, 0.5] == sink
+
+
+@pytest.mark.parametrize("fields", [{"attention_from_depth": 1.5}, {"attention_from_depth": -0.1},
+                                    {"attention_from_depth": 0.5, "salience": 0.0}])
+def test_attention_from_depth_outside_its_range_or_without_salience_is_refused(fields):
+    with pytest.raises(ValueError, match="attention_from_depth"):
+        get_method("acckv", **fields)

@@ -107,6 +107,10 @@ class AccKV(CompressionMethod):
                              delimiters and the assistant header, which carry no question) from the ranking,
                              so keys every row attends to (sinks) lose and keys the question singles out win;
                              without question rows (`context`) nothing changes.
+      attention_from_depth   layers with index < this share of the depth rank inside a modality by key salience
+                             alone (the A-R term dropped): on sparse SynthAVQA the first layers' text-row
+                             attention points *away* from brief evidence (benchmarks/where-evidence-is.txt),
+                             so adding it there costs recall; A-F and the quotas still use it.
       layer_schedule         `flat`: every layer keeps the same number of media entries; `pyramid`: the
                              media budget falls linearly with depth, largest in layer 0, the total fixed
                              (PyramidKV's schedule, `layer_beta` = its beta; the #21 issue's idea 3).
@@ -136,6 +140,7 @@ class AccKV(CompressionMethod):
     question_contrast: float = 0.0     # beyond the paper: discount what content-free rows attend to as well
     layer_schedule: str = "flat"       # beyond the paper: media budget per layer (pyramid: more in early layers)
     layer_beta: float = 20.0
+    attention_from_depth: float = 0.0  # beyond the paper: layers shallower than this share rank by salience alone
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,
@@ -155,6 +160,9 @@ class AccKV(CompressionMethod):
             raise ValueError("acckv coverage_seconds must be positive, min_keep_low, salience and question_contrast ≥ 0")
         if self.layer_beta < 1:
             raise ValueError(f"acckv layer_beta must be ≥ 1, got {self.layer_beta}")
+        if not 0 <= self.attention_from_depth <= 1 or (self.attention_from_depth > 0 and self.salience == 0):
+            raise ValueError("acckv attention_from_depth must lie in [0, 1] and needs salience > 0 (the layers "
+                             f"below it rank by salience alone), got {self.attention_from_depth}")
 
     def stream_obstacle(self) -> str:
         if self.layer_schedule != "flat":
@@ -209,10 +217,12 @@ class AccKV(CompressionMethod):
         baseline = self.content_free_scores(ctx, scores) if self.question_contrast > 0 else None
         if self.salience == 0 and baseline is None:
             return scores
+        attention = ctx.layer_idx >= self.attention_from_depth * ctx.n_layers
         ranking = torch.zeros_like(scores, dtype=torch.float32)
         for kind in present:
             mask = ctx.mask(kind)
-            ranking = ranking + standardised(scores, mask)
+            if attention:
+                ranking = ranking + standardised(scores, mask)
             if self.salience:
                 ranking = ranking + self.salience * standardised(key_salience(ctx.keys, mask, per_head=scores.ndim == 2), mask)
             if baseline is not None:
