@@ -102,3 +102,5 @@ def test_the_sample_manifest_has_four_options_with_the_truth_among_them():
     positions = [r["options"].index(r["answer"]) for r in rows]
     assert sorted(set(positions)) == [0, 1, 2, 3] and max(map(positions.count, range(4))) <= 12  # no letter favoured
     assert rows == sample_rows(SAMPLES)  # the same file on every run
+    here = sample_rows(SAMPLES, SAMPLES.parent / "results")  # as written beside a results folder: portable paths
+    assert [r["video"] for r in here] == [str(Path("..") / "samples" / Path(r["video"]).name) for r in rows]

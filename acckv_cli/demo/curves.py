@@ -40,7 +40,7 @@ def plot_curves(card: dict, path: Path) -> None:
             val_ax.plot(steps, means, marker="o", label=f"{suite} (mean over families)")
     if history:
         val_ax.plot([h["step"] for h in history], [100 * h["validation"].get("mc", 0) for h in history], marker="s",
-                    linestyle="--", label="multiple choice (letter)")
+                    linestyle="--", label=f"multiple choice (trained answer: {card.get('mc_answer', 'letter')})")
     val_ax.set(xlabel="step", ylabel="full-cache accuracy on validation clips (%)", ylim=(0, 102),
                title="quick validation")
     val_ax.grid(alpha=0.3)

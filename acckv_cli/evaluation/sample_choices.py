@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from pathlib import Path
 
@@ -33,8 +34,9 @@ def options_for(answer: str, seed: str, position: int, n: int = N_OPTIONS) -> li
     return options
 
 
-def sample_rows(samples: Path) -> list[dict]:
-    """One row per question of every sample clip that has a ClipSpec beside it."""
+def sample_rows(samples: Path, relative_to: Path | None = None) -> list[dict]:
+    """One row per question of every sample clip that has a ClipSpec beside it; each video's path relative to
+    `relative_to` (the manifest's folder, so that the file works from any checkout), else absolute."""
     rows = []
     for spec_path in sorted(samples.glob("*.json")):
         clip = spec_path.with_suffix(".mp4")
@@ -42,7 +44,8 @@ def sample_rows(samples: Path) -> list[dict]:
             continue
         example = Example("samples", 0, ClipSpec.from_json(spec_path.read_text()), ())
         for k, qa in enumerate(all_questions(example)):
-            rows.append({"id": f"{spec_path.stem}-q{k}", "video": str(clip.resolve()), "question": qa.question,
+            video = os.path.relpath(clip.resolve(), relative_to.resolve()) if relative_to else str(clip.resolve())
+            rows.append({"id": f"{spec_path.stem}-q{k}", "video": video, "question": qa.question,
                          "options": options_for(qa.answer, f"{spec_path.stem}|{qa.question}", len(rows)),
                          "answer": qa.answer,
                          "family": qa.family})
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=Path, default=Path(__file__).resolve().parents[2] / "samples",
                         help="folder of the sample clips and their ClipSpec json files")
     args = parser.parse_args(argv)
-    rows = sample_rows(args.samples)
+    rows = sample_rows(args.samples, args.out.parent)
     if not rows:
         parser.error(f"no sample clip with a ClipSpec json in {args.samples}")
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
