@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import json
 from pathlib import Path
 
@@ -55,3 +56,29 @@ def test_the_committed_two_seed_check_is_what_the_committed_summaries_give(name,
     assert printed == (out / f"ranking-{name}.md").read_text().strip() and printed.count("\n") >= 4
     with gzip.open(out / f"{second}/results.jsonl.gz", "rt") as f:  # the second model really is the other seed
         assert {json.loads(line)["model"] for line in f} == {"runs/demo-seed1"}
+
+
+def test_the_committed_tally_counts_the_committed_checks(capsys):
+    """results/seed1-compare-test/ranking-tally.md (the README's table) is what --tally gives on the committed
+    summaries, and each count adds up to the cells of its (baseline, suite)."""
+    r = ROOT / "results"
+    S.main([str(r / "v2-compare-test-r4/context/summary.json"), str(r / "seed1-compare-test/context/summary.json"),
+            str(r / "v2-compare-test-r4/query-aware/summary.json"), str(r / "seed1-compare-test/query-aware/summary.json"),
+            str(r / "v2-long-stream-test/summary.json"), str(r / "seed1-compare-test/long-stream/summary.json"),
+            "--against", "random,uniform,divprune", "--tally"])
+    printed = capsys.readouterr().out.strip()
+    assert printed == (r / "seed1-compare-test/ranking-tally.md").read_text().strip()
+    readme = (ROOT / "README.md").read_text()
+    assert printed in readme
+    for line in printed.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for column in cells[3:5]:
+            assert sum(int(n) for n in re.findall(r"(\d+)", column)) == int(cells[2]), line
+
+
+def test_tally_says_which_way_a_ranking_holds():
+    rows = [{"baseline": "random", "suite": "sparse", "accuracy": "holds", "accuracy_first": 5.0, "kl": "holds",
+             "kl_first": -0.1}, {"baseline": "random", "suite": "sparse", "accuracy": "flips", "accuracy_first": 1.0,
+                                 "kl": "tie", "kl_first": 0.0}]
+    (group,) = S.tally(rows)
+    assert group["accuracy"] == {"ahead on both": 1, "flips": 1} and group["kl"] == {"behind on both": 1, "tie": 1}

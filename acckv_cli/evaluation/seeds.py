@@ -8,6 +8,7 @@ the resolution: a tie on either model establishes nothing).
 
     python -m acckv_cli.evaluation.seeds FIRST/summary.json SECOND/summary.json --method acckv \
         --against random,uniform,divprune
+    python -m acckv_cli.evaluation.seeds A1 B1 A2 B2 ... --tally   # holds / flips / ties per baseline and suite
 """
 
 from __future__ import annotations
@@ -55,6 +56,32 @@ def ranking_rows(first: list[dict], second: list[dict], method: str, against: li
     return rows
 
 
+def tally(rows: list[dict]) -> list[dict]:
+    """Per (baseline, suite): how many cells hold with the method ahead on both models, hold with it behind on
+    both, flip or tie, in accuracy and in KL (rows of several runs)."""
+    groups: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        group = groups.setdefault((r["baseline"], r["suite"]), {"baseline": r["baseline"], "suite": r["suite"],
+                                                                "accuracy": {}, "kl": {}})
+        for metric in ("accuracy", "kl"):
+            word = r[metric]
+            if word == "holds":  # which way it holds: the method ahead of the baseline on both models, or behind
+                word = "ahead on both" if r[f"{metric}_first"] > 0 else "behind on both"
+            group[metric][word] = group[metric].get(word, 0) + 1
+    return list(groups.values())
+
+
+def tally_markdown(groups: list[dict]) -> str:
+    def counts(c: dict) -> str:
+        return ", ".join(f"{word} {c[word]}" for word in ("ahead on both", "behind on both", "flips", "tie")
+                         if c.get(word))
+    lines = ["| baseline | suite | cells | accuracy ranking | KL ranking |", "|---|---|---:|---|---|"]
+    for g in groups:
+        lines.append(f"| `{g['baseline']}` | {g['suite']} | {sum(g['accuracy'].values())} | {counts(g['accuracy'])} | "
+                     f"{counts(g['kl'])} |")
+    return "\n".join(lines)
+
+
 def as_markdown(rows: list[dict], method: str) -> str:
     lines = [f"| suite | protocol | budget | {method} − baseline | accuracy, first model | accuracy, second model | "
              "accuracy ranking | KL gain, first | KL gain, second | KL ranking |",
@@ -68,15 +95,24 @@ def as_markdown(rows: list[dict], method: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("first", type=Path, help="summary.json of the first model")
-    parser.add_argument("second", type=Path, help="summary.json of the second model (same grid)")
+    parser.add_argument("pairs", type=Path, nargs="+",
+                        help="summary.json of the first model, then of the second (same grid); with --tally, "
+                             "any number of such pairs")
     parser.add_argument("--method", default="acckv")
     parser.add_argument("--against", default="random,uniform,divprune", help="Comma list of baselines")
+    parser.add_argument("--tally", action="store_true", help="Count holds / flips / ties per baseline and suite")
     parser.add_argument("--json", action="store_true", help="Rows as JSON instead of a Markdown table")
     args = parser.parse_args(argv)
-    rows = ranking_rows(json.loads(args.first.read_text()), json.loads(args.second.read_text()), args.method,
-                        [x for x in args.against.split(",") if x])
-    print(json.dumps(rows, indent=1) if args.json else as_markdown(rows, args.method))
+    if len(args.pairs) % 2 or (len(args.pairs) > 2 and not args.tally):
+        parser.error("give one pair of summaries (first model, second model), or several pairs with --tally")
+    against = [x for x in args.against.split(",") if x]
+    rows = [row for first, second in zip(args.pairs[::2], args.pairs[1::2])
+            for row in ranking_rows(json.loads(first.read_text()), json.loads(second.read_text()), args.method, against)]
+    if args.tally:
+        groups = tally(rows)
+        print(json.dumps(groups, indent=1) if args.json else tally_markdown(groups))
+    else:
+        print(json.dumps(rows, indent=1) if args.json else as_markdown(rows, args.method))
 
 
 if __name__ == "__main__":

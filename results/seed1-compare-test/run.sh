@@ -23,3 +23,7 @@ acckv eval --model "$model" --suite long --split test -n 6 -m full -m oracle -m 
   -m acckv-round3 --budgets 1024 --protocols stream --out-dir "$out/long-stream" --data-dir .acckv/synthavqa -r none
 python -m acckv_cli.evaluation.seeds results/v2-long-stream-test/summary.json "$out/long-stream/summary.json" \
   --method acckv --against random,uniform,acckv-round3 > "$out/ranking-long-stream.md"
+python -m acckv_cli.evaluation.seeds results/v2-compare-test-r4/context/summary.json "$out/context/summary.json" \
+  results/v2-compare-test-r4/query-aware/summary.json "$out/query-aware/summary.json" \
+  results/v2-long-stream-test/summary.json "$out/long-stream/summary.json" --against random,uniform,divprune \
+  --tally > "$out/ranking-tally.md"
