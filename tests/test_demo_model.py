@@ -48,3 +48,15 @@ def test_demo_model_answers_the_samples(clip, question, answer):
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["answer"] == answer and out["method"] == "full"
+
+
+def test_readme_states_the_built_in_models_size():
+    """The Quick start's "6 decoder layers, 1.66 M parameters, 6.7 MB" is the shipped model's."""
+    import re
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    layers, params, size = re.search(r"\((\d+) decoder layers, ([\d.]+) M parameters, ([\d.]+) MB, shipped", readme).groups()
+    thinker = load_model().thinker
+    assert int(layers) == thinker.config.text_config.num_hidden_layers
+    assert round(sum(p.numel() for p in thinker.parameters()) / 1e6, 2) == float(params)
+    assert round((DEMO_DIR / "model.safetensors").stat().st_size / 1e6, 1) == float(size)

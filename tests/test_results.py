@@ -23,7 +23,9 @@ ARTICLES = {"a", "an", "the"}
 # runs whose raw rows are committed beside their summary
 RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-test", "v2-compare-test-r4/context",
        "v2-compare-test-r4/query-aware", "v2-long-stream-test", "validation-round-5/grid", "validation-round-5/contrast",
-       "validation-round-5/qa-core", "validation-round-6/grid", "validation-round-6/qa")
+       "validation-round-5/qa-core", "validation-round-6/grid", "validation-round-6/qa", "v2e-test/context",
+       "v2e-test/query-aware", "v2e-test/long-stream", "v2e-test/full/core", "v2e-test/full/sparse", "v2e-test/full/long",
+       "seed1-compare-test/context", "seed1-compare-test/query-aware", "seed1-compare-test/long-stream")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -257,8 +259,9 @@ def test_readme_results_table_holds_its_outputs_numbers():
                 assert shown(cell, scale * entry[field]), (method, column, cell, entry[field])
                 checked += 1
     assert checked >= 80
-    summary = {(e.get("suite"), e["method"], float(budget_number(e["budget"]))): e for e in json.loads(
-        (ROOT / "results/v2-compare-test-r4/context/summary.json").read_text())}
+    context = next(output for header, rows, output in readme_tables("method") if "/context/" in output)
+    (path, *_), _ = named_outputs(context)  # the calibration is the context table's run
+    summary = {(e.get("suite"), e["method"], float(budget_number(e["budget"]))): e for e in json.loads(path.read_text())}
     text = " ".join(README.read_text().split())  # the calibration sentence: each method's share of full's accuracy
     calibration = re.search(r"on \*\*sparse\*\*, random keeps ([\d.]+) % .*? at 10 % and ([\d.]+) % at 5 %, the "
                             r"oracle ([\d.]+) % and ([\d.]+) %.*?on \*\*core\*\*, random keeps ([\d.]+) % and "
@@ -292,11 +295,11 @@ def test_readme_index_once_table_holds_its_outputs_numbers():
 
 
 def test_readme_full_cache_accuracy_is_the_full_test_runs():
-    """The Limits' full-cache accuracy on the test splits is results/v2-full-test's (per suite, order and count)."""
+    """The Limits' full-cache accuracy on the test splits is results/v2e-test/full's (per suite, order and count)."""
     match = re.search(r"core ([\d.]+) %, sparse ([\d.]+) % \(order ([\d.]+) %, counting ([\d.]+) %\), long "
                       r"\(60–180 s\) ([\d.]+) %", " ".join(README.read_text().split()))
     assert match, "full-cache accuracy sentence not found"
-    full = {s: json.loads((ROOT / "results" / "v2-full-test" / s / "summary.json").read_text())[0]
+    full = {s: json.loads((ROOT / "results" / "v2e-test" / "full" / s / "summary.json").read_text())[0]
             for s in ("core", "sparse", "long")}
     values = [full["core"]["first_word"], full["sparse"]["first_word"], full["sparse"]["order"],
               full["sparse"]["count"], full["long"]["first_word"]]
@@ -458,19 +461,21 @@ def test_demo_model_training_tables_hold_their_outputs_numbers():
     step, the v1 table read from v2's file."""
     import subprocess
 
-    (header, rows, output), (v1_header, v1_rows, v1_output) = doc_tables("demo-model.md", "step")
-    (path,), _ = named_outputs(output)
-    history = {h["step"]: h for h in json.loads(path.read_text())["history"]}
-    assert len(rows) == len(history)
-    for row in rows:
-        h = history[int(row[0])]
-        v = h["validation"]
-        assert shown(row[1], h["minutes"]), row
-        assert all_shown(percents(row[2]), v["core"], ("audio", "video", "alignment")), row
-        sparse = ("audio", "order", "count", "video", "alignment")
-        assert all_shown(percents(row[3]), v["sparse"], sparse), row
-        assert row[4] == span(v["long"].values()), row
-        assert shown(row[5], 100 * v["mc"]), row
+    *curves, (v1_header, v1_rows, v1_output) = doc_tables("demo-model.md", "step")
+    assert [named_outputs(output)[0][0].parent.name for _, _, output in curves] == ["demo-v2e", "demo-v2"]
+    for header, rows, output in curves:
+        (path,), _ = named_outputs(output)
+        history = {h["step"]: h for h in json.loads(path.read_text())["history"]}
+        assert len(rows) == len(history)
+        for row in rows:
+            h = history[int(row[0])]
+            v = h["validation"]
+            assert shown(row[1], h["minutes"]), row
+            assert all_shown(percents(row[2]), v["core"], ("audio", "video", "alignment")), row
+            sparse = ("audio", "order", "count", "video", "alignment")
+            assert all_shown(percents(row[3]), v["sparse"], sparse), row
+            assert row[4] == span(v["long"].values()), row
+            assert shown(row[5], 100 * v["mc"]), row
     (header, rows, output), = [t for t in doc_tables("demo-model.md", "model") if "multiple choice" in t[0]]
     stage2, v2 = (named_outputs(output)[0][0], ROOT / "results" / "demo-v2" / "training.json")
     assert "demo-v2/training.json" in output
@@ -501,22 +506,26 @@ def test_demo_model_test_split_tables_hold_their_outputs_numbers():
     results/v2-full-test's summaries, whose rows ran the named code; v1 against v2 is results/eval-test (core),
     results/eval-long-test (long) and the same v2 summaries. These back the README's model limits. Catches: an
     edited cell, a suite's numbers swapped, a summary written by other code than its rows."""
-    (header, rows, output), = doc_tables("demo-model.md", "suite")
-    paths, code = named_outputs(output)
-    full = {}
-    for path in paths:
-        suite = path.parent.name
-        assert {r["code_version"].split("+")[-1] for r in read_rows(f"v2-full-test/{suite}")} == {code}
-        full[suite], = json.loads(path.read_text())
-    fields = ("n", "audio", "order", "count", "video", "alignment", "first_word")
-    for row in rows:
-        entry = full[row[0].split()[0]]
-        for column, cell, field in zip(header[1:8], row[1:8], fields, strict=True):
-            cell = cell.strip("*")
-            if cell == "–":
-                assert field not in entry, (row[0], column)
-            else:
-                assert shown(cell, entry[field] if field == "n" else 100 * entry[field]), (row[0], column, cell)
+    by_model = {}
+    for header, rows, output in doc_tables("demo-model.md", "suite"):  # v2e's, then v2's
+        paths, code = named_outputs(output)
+        full = {}
+        for path in paths:
+            run = str(path.parent.relative_to(ROOT / "results"))
+            assert {r["code_version"].split("+")[-1] for r in read_rows(run)} == {code}
+            full[path.parent.name], = json.loads(path.read_text())
+        by_model[paths[0].parent.parent.name] = full
+        fields = ("n", "audio", "order", "count", "video", "alignment", "first_word")
+        for row in rows:
+            entry = full[row[0].split()[0]]
+            for column, cell, field in zip(header[1:8], row[1:8], fields, strict=True):
+                cell = cell.strip("*")
+                if cell == "–":
+                    assert field not in entry, (row[0], column)
+                else:
+                    assert shown(cell, entry[field] if field == "n" else 100 * entry[field]), (row[0], column, cell)
+    assert list(by_model) == ["full", "v2-full-test"]  # results/v2e-test/full/<suite>, results/v2-full-test/<suite>
+    full = by_model["v2-full-test"]
     (header, rows, output), = [t for t in doc_tables("demo-model.md", "model") if "samples" in t[0]]
     summaries = {p.parent.name: json.loads(p.read_text()) for p in named_outputs(output)[0]}
     v1_core = next(e for e in summaries["eval-test"] if (e["protocol"], e["method"]) == ("context", "full"))
@@ -794,3 +803,25 @@ def test_acckv_defaults_round5_and_later_tables_hold_their_outputs_numbers(table
         assert len(kls) == 8 and shown(row[-1], sum(kls) / 8) and shown(row[-2], 100 * sum(agreements) / 8), row
     full = next(row for row in rows if row[0] == "`full`")
     assert all(set(v.strip() for v in cell.split("/")) == {"0.000"} for cell in full[2:-2:2])  # no compression: KL 0
+
+
+def test_benchmarks_multiple_choice_table_is_a_count_of_the_committed_answers():
+    """docs/benchmarks.md's sample multiple-choice row: choice accuracy, unparsed answers and the per-family
+    choice accuracy, counted from the committed answers by the reader itself (`parse_choice`), not read from the
+    summary; and the accuracy is well above chance (issue #23's done-when). Catches: an edited cell, a choice
+    scored by another rule than the reader's, a model answering at chance."""
+    from acckv_cli.evaluation.choices import answer_index, parse_choice
+
+    (header, rows, output), = [t for t in tables((ROOT / "docs" / "benchmarks.md").read_text())
+                               if t[0][0] == "built-in model"]
+    (path,), commit = named_outputs(output)
+    answers = read_rows(str(path.parent.relative_to(ROOT / "results")))
+    assert {r["code_version"].split("+")[-1] for r in answers} == {commit}
+    read = [parse_choice(r["answer"], r["options"]) for r in answers]
+    right = [i == answer_index(r["expected"], r["options"]) for i, r in zip(read, answers)]
+    assert [bool(r["choice_correct"]) for r in answers] == right
+    (row,) = rows
+    assert shown(row[1], 100 * sum(right) / len(right)) and int(row[2]) == read.count(None)
+    families = [[ok for ok, r in zip(right, answers) if r["family"] == f] for f in ("audio", "video", "alignment")]
+    assert all(shown(v.strip(), 100 * sum(f) / len(f)) for v, f in zip(row[3].split("/"), families, strict=True))
+    assert sum(right) / len(right) >= 2 * float(row[4]) / 100 == 0.5  # at least twice chance (4 options)
