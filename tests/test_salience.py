@@ -224,3 +224,27 @@ def test_shallow_layers_rank_by_salience_alone_and_deeper_ones_add_attention(mon
 def test_attention_from_depth_outside_its_range_or_without_salience_is_refused(fields):
     with pytest.raises(ValueError, match="attention_from_depth"):
         get_method("acckv", **fields)
+
+
+# --- modality_floor: A-F cannot starve a modality below a share of its token share ------------------------------
+
+def test_modality_floor_gives_the_starved_modality_its_share_taken_from_the_favoured_one():
+    """A-F weights of 0.9 / 0.1 leave audio a sliver; a floor of 0.5 raises it to half its token share, the slots
+    coming from video, the total unchanged. Catches: the floor applied to the favoured modality, slots created."""
+    layout = hand_layout(seconds=6, cells=6)
+    ctx = layout_context(layout, 0.2)
+    present = [Modality.VIDEO, Modality.AUDIO]
+    counts = {k: int(layout.mask(k).sum()) for k in present}
+    slots = get_method("acckv").media_slots(ctx)
+    weights = {Modality.VIDEO: 0.9, Modality.AUDIO: 0.1}
+    scores = torch.ones(ctx.length)
+    plain = get_method("acckv").split_budget(ctx, weights, scores, present)
+    floored = get_method("acckv", modality_floor=0.5).split_budget(ctx, weights, scores, present)
+    share = int(0.5 * slots * counts[Modality.AUDIO] / sum(counts.values()))
+    assert plain[Modality.AUDIO] < share <= floored[Modality.AUDIO]
+    assert floored[Modality.VIDEO] < plain[Modality.VIDEO] and sum(floored.values()) == sum(plain.values()) == slots
+    reverse = get_method("acckv", modality_floor=0.5).split_budget(
+        ctx, {Modality.VIDEO: 0.1, Modality.AUDIO: 0.9}, scores, present)
+    assert reverse[Modality.VIDEO] >= int(0.5 * slots * counts[Modality.VIDEO] / sum(counts.values()))
+    with pytest.raises(ValueError, match="modality_floor"):
+        get_method("acckv", modality_floor=1.5)

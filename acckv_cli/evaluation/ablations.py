@@ -7,7 +7,7 @@ Torch-free, like every method spec, so that `eval` checks them before it imports
 # departures reverted one at a time (docs/acckv-defaults.md).
 ABLATIONS = {
     "acckv-paper": "acckv:redistribution=paper,budget_split=proportional,coverage=none,calibration=true,tau=0.6,"
-                   "salience=0,skeleton=0",
+                   "salience=0,skeleton=0,modality_floor=0",
     "acckv-no-AR": "acckv:redistribution=none",
     "acckv-no-AF": "acckv:focusing=false",
     "acckv-no-CC": "acckv:merge_target=none,calibration=false",
@@ -18,5 +18,6 @@ ABLATIONS = {
     "acckv-xmodal-merge": "acckv:cross_modal_merge=true",
     "acckv-no-salience": "acckv:salience=0",
     "acckv-no-skeleton": "acckv:skeleton=0",
-    "acckv-round3": "acckv:salience=0,skeleton=0,coverage_seconds=0.25",  # the defaults before round 4
+    "acckv-round3": "acckv:salience=0,skeleton=0,coverage_seconds=0.25,modality_floor=0",  # the defaults before round 4
+    "acckv-round6": "acckv:modality_floor=0",  # the defaults before round 7 (no floor under A-F's quotas)
 }

@@ -111,6 +111,10 @@ class AccKV(CompressionMethod):
                              alone (the A-R term dropped): on sparse SynthAVQA the first layers' text-row
                              attention points *away* from brief evidence (benchmarks/where-evidence-is.txt),
                              so adding it there costs recall; A-F and the quotas still use it.
+      modality_floor         each modality's quota is at least this fraction of the slots its token count alone
+                             would give it (what `random` and `uniform` give it), whatever A-F's weights say: on a
+                             model whose text rows attend mostly to video, A-F leaves a sound question 2 of 12
+                             slots (measured on the second-seed demo model).
       layer_schedule         `flat`: every layer keeps the same number of media entries; `pyramid`: the
                              media budget falls linearly with depth, largest in layer 0, the total fixed
                              (PyramidKV's schedule, `layer_beta` = its beta; the #21 issue's idea 3).
@@ -141,6 +145,7 @@ class AccKV(CompressionMethod):
     layer_schedule: str = "flat"       # beyond the paper: media budget per layer (pyramid: more in early layers)
     layer_beta: float = 20.0
     attention_from_depth: float = 0.0  # beyond the paper: layers shallower than this share rank by salience alone
+    modality_floor: float = 0.8        # beyond the paper (round 7): each modality keeps ≥ this share of its token share
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,
@@ -160,6 +165,8 @@ class AccKV(CompressionMethod):
             raise ValueError("acckv coverage_seconds must be positive, min_keep_low, salience and question_contrast ≥ 0")
         if self.layer_beta < 1:
             raise ValueError(f"acckv layer_beta must be ≥ 1, got {self.layer_beta}")
+        if not 0 <= self.modality_floor <= 1:
+            raise ValueError(f"acckv modality_floor must lie in [0, 1], got {self.modality_floor}")
         if not 0 <= self.attention_from_depth <= 1 or (self.attention_from_depth > 0 and self.salience == 0):
             raise ValueError("acckv attention_from_depth must lie in [0, 1] and needs salience > 0 (the layers "
                              f"below it rank by salience alone), got {self.attention_from_depth}")
@@ -283,7 +290,25 @@ class AccKV(CompressionMethod):
         quota = {k: int(round(slots * share[k] / total)) for k in present[:-1]}
         quota[present[-1]] = max(0, slots - sum(quota.values()))
         quota = {k: min(counts[k], q) for k, q in quota.items()}
-        return _give_overflow(quota, counts, slots)
+        return _give_overflow(self.floored(quota, counts, slots), counts, slots)
+
+    def floored(self, quota: dict, counts: dict, slots: int) -> dict:
+        """Raise each modality to `modality_floor` × its token-proportional share, taken from the others."""
+        if self.modality_floor <= 0:
+            return quota
+        total = sum(counts.values()) or 1
+        floor = {k: min(counts[k], int(self.modality_floor * slots * counts[k] / total)) for k in quota}
+        out = dict(quota)
+        for kind in quota:
+            need = floor[kind] - out[kind]
+            for other in sorted(out, key=lambda k: out[k] - floor[k], reverse=True):
+                if need <= 0 or other == kind:
+                    continue
+                give = min(need, max(0, out[other] - floor[other]))
+                out[other] -= give
+                out[kind] += give
+                need -= give
+        return out
 
     def top_of(self, ctx: LayerContext, kind: Modality, scores: torch.Tensor, k: int) -> torch.Tensor:
         """The k best-scored tokens of `kind` ([k], or [KV, k] per KV head), spread over time if `coverage`;
