@@ -388,7 +388,8 @@ def test_acckv_focus_weights_priority_and_quotas_from_eager_attention():
     thinker, layout, budget = lm.thinker, prompt.layout, Budget(0.2)
     with torch.no_grad(), attention_impl(thinker, "eager"):
         eager = thinker(**prompt.inputs, use_audio_in_video=prompt.use_audio_in_video, output_attentions=True)
-    run, _ = compressed_run(thinker, prompt, get_method("acckv"), budget, max_new_tokens=1)
+    # the paper's quotas (no floor under them: modality_floor has its own test in test_salience.py)
+    run, _ = compressed_run(thinker, prompt, get_method("acckv", modality_floor=0.0), budget, max_new_tokens=1)
     video, audio = layout.mask(Modality.VIDEO), layout.mask(Modality.AUDIO)
     rows = torch.arange(int(layout.media_mask.nonzero().max()) + 1, len(layout))
     slots = budget.media_tokens(int(layout.media_mask.sum()))

@@ -238,7 +238,7 @@ def test_modality_floor_gives_the_starved_modality_its_share_taken_from_the_favo
     slots = get_method("acckv").media_slots(ctx)
     weights = {Modality.VIDEO: 0.9, Modality.AUDIO: 0.1}
     scores = torch.ones(ctx.length)
-    plain = get_method("acckv").split_budget(ctx, weights, scores, present)
+    plain = get_method("acckv", modality_floor=0.0).split_budget(ctx, weights, scores, present)
     floored = get_method("acckv", modality_floor=0.5).split_budget(ctx, weights, scores, present)
     share = int(0.5 * slots * counts[Modality.AUDIO] / sum(counts.values()))
     assert plain[Modality.AUDIO] < share <= floored[Modality.AUDIO]

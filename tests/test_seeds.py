@@ -82,3 +82,34 @@ def test_tally_says_which_way_a_ranking_holds():
                                  "kl": "tie", "kl_first": 0.0}]
     (group,) = S.tally(rows)
     assert group["accuracy"] == {"ahead on both": 1, "flips": 1} and group["kl"] == {"behind on both": 1, "tie": 1}
+
+
+def test_the_committed_v2e_tally_counts_the_committed_checks(capsys):
+    """results/seed1e-compare-test/ranking-tally.md (the README's second table) is --tally on the v2e grid and the
+    second seed's after the same stage 2e, whose rows really come from runs/demo-seed1e."""
+    r = ROOT / "results"
+    S.main([str(r / "v2e-test/context/summary.json"), str(r / "seed1e-compare-test/context/summary.json"),
+            str(r / "v2e-test/query-aware/summary.json"), str(r / "seed1e-compare-test/query-aware/summary.json"),
+            "--against", "random,uniform,divprune", "--tally"])
+    printed = capsys.readouterr().out.strip()
+    assert printed == (r / "seed1e-compare-test/ranking-tally.md").read_text().strip()
+    assert printed in (ROOT / "README.md").read_text()
+    for protocol in ("context", "query-aware"):
+        with gzip.open(r / f"seed1e-compare-test/{protocol}/results.jsonl.gz", "rt") as f:
+            assert {json.loads(line)["model"] for line in f} == {"runs/demo-seed1e"}
+
+
+def test_the_committed_round7_tally_counts_the_committed_checks(capsys):
+    """results/r7-test/ranking-tally.md (the README's third table): --tally on the round-7 grid of v2e and of the
+    second seed, run by the same code."""
+    r = ROOT / "results/r7-test"
+    S.main([str(r / "v2e/context/summary.json"), str(r / "seed1e/context/summary.json"),
+            str(r / "v2e/query-aware/summary.json"), str(r / "seed1e/query-aware/summary.json"),
+            "--against", "random,uniform,divprune", "--tally"])
+    printed = capsys.readouterr().out.strip()
+    assert printed == (r / "ranking-tally.md").read_text().strip() and printed in (ROOT / "README.md").read_text()
+    for name, model in (("v2e", "builtin-demo"), ("seed1e", "runs/demo-seed1e")):
+        for protocol in ("context", "query-aware"):
+            with gzip.open(r / f"{name}/{protocol}/results.jsonl.gz", "rt") as f:
+                rows = [json.loads(line) for line in f]
+            assert {x["model"] for x in rows} == {model} and {x["code_version"] for x in rows} == {"0.1.0+68c0d48"}
