@@ -60,3 +60,17 @@ def test_readme_states_the_built_in_models_size():
     assert int(layers) == thinker.config.text_config.num_hidden_layers
     assert round(sum(p.numel() for p in thinker.parameters()) / 1e6, 2) == float(params)
     assert round((DEMO_DIR / "model.safetensors").stat().st_size / 1e6, 1) == float(size)
+
+
+def test_the_quick_start_answer_is_what_the_readme_says():
+    """Quick start line 1 (`acckv ask samples/flute_red_circle.mp4 "What instrument plays?"`, default method and
+    budget) prints the answer the README names right after it, word for word."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command = re.search(r"acckv ask (samples/\S+) \"([^\"]+)\"\n```", readme)
+    stated = re.search(r"The first line answers `([^`]+)`", readme).group(1)
+    result = CliRunner().invoke(app, ["ask", str(SAMPLES.parent / command.group(1)), command.group(2), "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["answer"] == stated
