@@ -59,7 +59,7 @@ def test_the_committed_two_seed_check_is_what_the_committed_summaries_give(name,
 
 
 def test_the_committed_tally_counts_the_committed_checks(capsys):
-    """results/seed1-compare-test/ranking-tally.md (the README's table) is what --tally gives on the committed
+    """results/seed1-compare-test/ranking-tally.md (docs/two-seeds.md's first table) is what --tally gives on the committed
     summaries, and each count adds up to the cells of its (baseline, suite)."""
     r = ROOT / "results"
     S.main([str(r / "v2-compare-test-r4/context/summary.json"), str(r / "seed1-compare-test/context/summary.json"),
@@ -68,8 +68,7 @@ def test_the_committed_tally_counts_the_committed_checks(capsys):
             "--against", "random,uniform,divprune", "--tally"])
     printed = capsys.readouterr().out.strip()
     assert printed == (r / "seed1-compare-test/ranking-tally.md").read_text().strip()
-    readme = (ROOT / "README.md").read_text()
-    assert printed in readme
+    assert printed in (ROOT / "docs" / "two-seeds.md").read_text()
     for line in printed.splitlines()[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         for column in cells[3:5]:
@@ -85,7 +84,7 @@ def test_tally_says_which_way_a_ranking_holds():
 
 
 def test_the_committed_v2e_tally_counts_the_committed_checks(capsys):
-    """results/seed1e-compare-test/ranking-tally.md (the README's second table) is --tally on the v2e grid and the
+    """results/seed1e-compare-test/ranking-tally.md (docs/two-seeds.md's second table) is --tally on the v2e grid and the
     second seed's after the same stage 2e, whose rows really come from runs/demo-seed1e."""
     r = ROOT / "results"
     S.main([str(r / "v2e-test/context/summary.json"), str(r / "seed1e-compare-test/context/summary.json"),
@@ -93,14 +92,14 @@ def test_the_committed_v2e_tally_counts_the_committed_checks(capsys):
             "--against", "random,uniform,divprune", "--tally"])
     printed = capsys.readouterr().out.strip()
     assert printed == (r / "seed1e-compare-test/ranking-tally.md").read_text().strip()
-    assert printed in (ROOT / "README.md").read_text()
+    assert printed in (ROOT / "docs" / "two-seeds.md").read_text()
     for protocol in ("context", "query-aware"):
         with gzip.open(r / f"seed1e-compare-test/{protocol}/results.jsonl.gz", "rt") as f:
             assert {json.loads(line)["model"] for line in f} == {"runs/demo-seed1e"}
 
 
 def test_the_committed_round7_tally_counts_the_committed_checks(capsys):
-    """results/r7-test/ranking-tally.md (the README's third table): --tally on the round-7 grid of v2e and of the
+    """results/r7-test/ranking-tally.md (the README's table and docs/two-seeds.md's third): --tally on the round-7 grid of v2e and of the
     second seed, run by the same code."""
     r = ROOT / "results/r7-test"
     S.main([str(r / "v2e/context/summary.json"), str(r / "seed1e/context/summary.json"),
@@ -108,6 +107,7 @@ def test_the_committed_round7_tally_counts_the_committed_checks(capsys):
             "--against", "random,uniform,divprune", "--tally"])
     printed = capsys.readouterr().out.strip()
     assert printed == (r / "ranking-tally.md").read_text().strip() and printed in (ROOT / "README.md").read_text()
+    assert printed in (ROOT / "docs" / "two-seeds.md").read_text()
     for name, model in (("v2e", "builtin-demo"), ("seed1e", "runs/demo-seed1e")):
         for protocol in ("context", "query-aware"):
             with gzip.open(r / f"{name}/{protocol}/results.jsonl.gz", "rt") as f:
