@@ -113,3 +113,9 @@ def test_the_committed_round7_tally_counts_the_committed_checks(capsys):
             with gzip.open(r / f"{name}/{protocol}/results.jsonl.gz", "rt") as f:
                 rows = [json.loads(line) for line in f]
             assert {x["model"] for x in rows} == {model} and {x["code_version"] for x in rows} == {"0.1.0+68c0d48"}
+
+
+def test_a_missing_summary_is_a_one_line_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        S.main([str(tmp_path / "missing.json"), str(tmp_path / "other.json")])
+    assert exit_.value.code == 2 and "cannot read a summary" in capsys.readouterr().err

@@ -106,8 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     if len(args.pairs) % 2 or (len(args.pairs) > 2 and not args.tally):
         parser.error("give one pair of summaries (first model, second model), or several pairs with --tally")
     against = [x for x in args.against.split(",") if x]
-    rows = [row for first, second in zip(args.pairs[::2], args.pairs[1::2])
-            for row in ranking_rows(json.loads(first.read_text()), json.loads(second.read_text()), args.method, against)]
+    try:
+        summaries = [json.loads(path.read_text()) for path in args.pairs]
+    except (OSError, ValueError) as exc:  # a missing or unreadable summary: one line, exit code 2
+        parser.error(f"cannot read a summary: {exc}")
+    rows = [row for first, second in zip(summaries[::2], summaries[1::2])
+            for row in ranking_rows(first, second, args.method, against)]
     if args.tally:
         groups = tally(rows)
         print(json.dumps(groups, indent=1) if args.json else tally_markdown(groups))
