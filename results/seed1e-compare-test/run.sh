@@ -5,12 +5,7 @@ set -euo pipefail
 export HF_HUB_OFFLINE=1
 model="${1:-runs/demo-seed1e}"
 out=results/seed1e-compare-test
-acckv eval --model "$model" --suite core,sparse --split test -n 12 -m full -m oracle -m random -m uniform \
-  -m divprune -m acckv -m acckv-round3 -m acckv-paper -m snapkv --budgets 0.2,0.1,0.05 --protocols context \
-  --out-dir "$out/context" --data-dir .acckv/synthavqa -r none
-acckv eval --model "$model" --suite core,sparse --split test -n 12 -m full -m oracle -m random -m uniform -m acckv \
-  -m acckv-round3 --budgets 0.1,0.05 --protocols query-aware \
-  --out-dir "$out/query-aware" --data-dir .acckv/synthavqa -r none
+bash results/test-grid.sh "$model" "$out"
 python -m acckv_cli.evaluation.seeds results/v2e-test/context/summary.json "$out/context/summary.json" \
   results/v2e-test/query-aware/summary.json "$out/query-aware/summary.json" --against random,uniform,divprune \
   --tally > "$out/ranking-tally.md"

@@ -7,11 +7,7 @@ export HF_HUB_OFFLINE=1
 out=results/v2e-test
 python -m acckv_cli.evaluation.sample_choices "$out/samples-mc.jsonl"
 acckv eval --manifest "$out/samples-mc.jsonl" -m full --protocols context --out-dir "$out/samples-mc" -r none
-acckv eval --suite core,sparse --split test -n 12 -m full -m oracle -m random -m uniform -m divprune -m acckv \
-  -m acckv-round3 -m acckv-paper -m snapkv --budgets 0.2,0.1,0.05 --protocols context \
-  --out-dir "$out/context" --data-dir .acckv/synthavqa -r none
-acckv eval --suite core,sparse --split test -n 12 -m full -m oracle -m random -m uniform -m acckv -m acckv-round3 \
-  --budgets 0.1,0.05 --protocols query-aware --out-dir "$out/query-aware" --data-dir .acckv/synthavqa -r none
+bash results/test-grid.sh builtin "$out"
 acckv eval --suite long --split test -n 6 -m full -m oracle -m random -m uniform -m acckv -m acckv-round3 \
   --budgets 1024 --protocols stream --out-dir "$out/long-stream" --data-dir .acckv/synthavqa -r none
 for suite_n in core:60 sparse:40 long:20; do
