@@ -172,3 +172,55 @@ def test_a_checkpoint_resumes_the_weights_optimizer_and_step(demo, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(thinker.state_dict().values(), loaded.state_dict().values()))
     assert state["optimizer"]["state"] and state["heads"].keys() == heads.state_dict().keys()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temporary folder left behind
+
+
+def _end_loss_with_full_media(thinker, processor, b) -> torch.Tensor:
+    """Independent reference: the isolated forward that training uses, scored at the <|im_end|> targets only."""
+    labels = b["labels"]
+    inputs = T.isolate_turns(thinker, {k: v for k, v in b.items() if k not in ("labels", "aux_targets")},
+                             processor.tokenizer)
+    hidden = thinker.model(**inputs, use_audio_in_video=True, use_cache=False).last_hidden_state[:, :-1]
+    target = labels[:, 1:]
+    ends = target == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return torch.nn.functional.cross_entropy(thinker.lm_head(hidden[ends]).float(), target[ends])
+
+
+def test_stop_loss_scores_only_the_closing_tokens_and_hides_media_from_the_turns(demo, monkeypatch):
+    from acckv_cli.demo import losses as L
+    thinker, processor = demo
+    b = clip(processor, 3, suite="sparse", index=2)
+    inputs = {k: v for k, v in b.items() if k not in ("labels", "aux_targets")}
+    with torch.no_grad():
+        reference = _end_loss_with_full_media(thinker, processor, b)
+        monkeypatch.setattr(L, "STOP_KEEP", (1.0, 1.0))  # nothing hidden: exactly the reference
+        seen_all = L.stop_loss(thinker, dict(inputs), b["labels"], processor.tokenizer)
+        monkeypatch.setattr(L, "STOP_KEEP", (0.0, 0.0))  # every media key hidden from the question turns
+        seen_none = L.stop_loss(thinker, dict(inputs), b["labels"], processor.tokenizer)
+        again = L.stop_loss(thinker, dict(inputs), b["labels"], processor.tokenizer)
+        # the same with every media key masked out of the question turns' rows, built here element by element
+        turn = L.turn_map(b["input_ids"], b["attention_mask"].bool(), processor.tokenizer)[0].tolist()
+        ids = b["input_ids"][0].tolist()
+        media = {thinker.config.audio_token_id, thinker.config.video_token_id}
+        n = len(ids)
+        mask = torch.tensor([[j <= i and turn[j] in (0, turn[i]) and not (turn[i] and ids[j] in media)
+                              for j in range(n)] for i in range(n)])
+        blind = T.isolate_turns(thinker, dict(inputs), processor.tokenizer)
+        blind["attention_mask"] = mask[None, None]
+        hidden = thinker.model(**blind, use_audio_in_video=True, use_cache=False).last_hidden_state[:, :-1]
+        target = b["labels"][:, 1:]
+        ends = target == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        blind_reference = torch.nn.functional.cross_entropy(thinker.lm_head(hidden[ends]).float(), target[ends])
+    assert torch.allclose(seen_all, reference, atol=1e-5)
+    assert torch.allclose(seen_none, blind_reference, atol=1e-5)
+    assert not torch.allclose(seen_none, reference, atol=1e-3)
+    assert torch.equal(seen_none, again)  # a pure function of the clip: resumed runs see the same eviction
+
+
+def test_stop_weight_adds_the_stop_loss_to_training(demo):
+    thinker, processor = demo
+    b = clip(processor, 2)
+    with torch.no_grad():
+        plain, parts = T.loss_on_answers(thinker, dict(b), processor.tokenizer)
+        with_stop, stop_parts = T.loss_on_answers(thinker, dict(b), processor.tokenizer, stop_weight=0.5)
+    assert "stop" not in parts and stop_parts["stop"] > 0
+    assert torch.allclose(with_stop, plain + 0.5 * stop_parts["stop"], atol=1e-5)

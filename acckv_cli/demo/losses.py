@@ -28,9 +28,25 @@ def isolate_turns(thinker, inputs, tokenizer) -> dict:
     lengths = audio_lengths(feature_mask) if ids.shape[0] == 1 else feature_mask.sum(-1)
     pos3, _ = thinker.get_rope_index(ids, None, inputs["video_grid_thw"], inputs["attention_mask"], True,
                                      lengths, inputs["video_second_per_grid"])
-    B, L = ids.shape
     pos4 = torch.cat([(inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)[None], pos3]).clone()
-    turn = torch.zeros(B, L, dtype=torch.long)  # 0 = shared prefix, k = k-th question turn
+    turn = turn_map(ids, pad, tokenizer)
+    for b in range(ids.shape[0]):
+        for k in range(1, int(turn[b].max()) + 1):
+            at = (turn[b] == k).nonzero().squeeze(1)
+            prefix_end = int((turn[b] > 0).nonzero().min())
+            pos4[:, b, at] = pos4[:, b, prefix_end:prefix_end + 1] + torch.arange(at.numel())
+    inputs = dict(inputs)
+    inputs["position_ids"] = pos4
+    if ids.shape[0] == 1 and int(turn.max()) <= 1:
+        return inputs  # one turn: the plain causal mask already isolates it (and keeps sdpa's fast path)
+    inputs["attention_mask"] = turn_mask(turn, pad)[:, None]
+    return inputs
+
+
+def turn_map(ids: torch.Tensor, pad: torch.Tensor, tokenizer) -> torch.Tensor:
+    """[B, L] long: 0 for the shared prefix (system prompt and media), k for the k-th question turn."""
+    B, L = ids.shape
+    turn = torch.zeros(B, L, dtype=torch.long)
     vision_eos = tokenizer.convert_tokens_to_ids("<|vision_eos|>")
     im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
     user = tokenizer("user", add_special_tokens=False)["input_ids"]
@@ -42,17 +58,15 @@ def isolate_turns(thinker, inputs, tokenizer) -> dict:
         bounds = starts + [int(pad[b].nonzero().max()) + 1]  # works for left or right padding
         for k, (a, z) in enumerate(zip(bounds[:-1], bounds[1:]), 1):
             turn[b, a:z] = k
-            pos4[:, b, a:z] = pos4[:, b, prefix_end:prefix_end + 1] + torch.arange(z - a)
-    inputs = dict(inputs)
-    inputs["position_ids"] = pos4
-    if B == 1 and int(turn.max()) <= 1:
-        return inputs  # one turn: the plain causal mask already isolates it (and keeps sdpa's fast path)
+    return turn
+
+
+def turn_mask(turn: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """[B, L, L] bool: causal, each turn sees the shared prefix and itself, never another turn or padding."""
+    L = turn.shape[1]
     same = (turn[:, :, None] == turn[:, None, :]) | (turn[:, None, :] == 0)
-    causal = torch.ones(L, L, dtype=torch.bool).tril()
-    mask = same & causal & pad[:, None, :]
-    mask |= torch.eye(L, dtype=torch.bool)  # padded queries attend to themselves (no NaN rows)
-    inputs["attention_mask"] = mask[:, None]
-    return inputs
+    mask = same & torch.ones(L, L, dtype=torch.bool).tril() & pad[:, None, :]
+    return mask | torch.eye(L, dtype=torch.bool)  # padded queries attend to themselves (no NaN rows)
 
 
 AUX_LAYER = 2  # decoder layer whose audio tokens must already "see" the picture
@@ -64,9 +78,10 @@ LETTER_LAYER = 2  # decoder layer whose option words must name their own letter 
 def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads | None = None,
                     aux_weight: float = 0.0, sequence_heads: SequenceHeads | None = None,
                     sequence_weight: float = 0.0, lens_weight: float = 0.0,
-                    letter_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                    letter_weight: float = 0.0, stop_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy on answer positions only (logits are computed only there), plus the weighted
-    auxiliary per-token losses of whichever heads are given. Returns (loss, its parts as floats)."""
+    auxiliary per-token losses of whichever heads are given, plus (`stop_weight`) `stop_loss`.
+    Returns (loss, its parts as floats)."""
     labels = inputs.pop("labels")
     aux_targets = inputs.pop("aux_targets", None)
     sequence_targets = inputs.pop("sequence_targets", None)
@@ -74,6 +89,9 @@ def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads
     lens = lens_weight > 0 and lens_targets is not None and len(lens_targets[0]) > 0
     letter_targets = inputs.pop("letter_targets", None)
     letter = letter_weight > 0 and letter_targets is not None and len(letter_targets[0]) > 0
+    stop = None
+    if stop_weight > 0 and tokenizer is not None and labels.shape[1] <= STOP_MAX_TOKENS:
+        stop = stop_loss(thinker, inputs, labels, tokenizer)
     if tokenizer is not None:
         inputs = isolate_turns(thinker, inputs, tokenizer)
     probes = heads is not None or sequence_heads is not None or lens or letter
@@ -104,7 +122,38 @@ def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads
         letter_loss = read_out_loss(thinker, out.hidden_states, LETTER_LAYER, *letter_targets)
         loss = loss + letter_weight * letter_loss
         parts["option_letter"] = letter_loss.item()
+    if stop is not None:
+        loss = loss + stop_weight * stop
+        parts["stop"] = stop.item()
     return loss, parts
+
+
+STOP_MAX_TOKENS = 4096  # long clips (10k tokens) skip it: a 4-D mask there costs eager attention and 100 MB
+STOP_KEEP = (0.03, 0.3)  # share of media keys a turn still sees in `stop_loss`, drawn uniformly per clip
+
+
+def stop_loss(thinker, inputs: dict, labels: torch.Tensor, tokenizer) -> torch.Tensor:
+    """Cross-entropy of each answer's closing <|im_end|> when the question turns see only a random share of
+    the media keys (the shared prefix itself still sees all of it, as a prompt does before compression).
+
+    Why: under a compressed cache the one-word answer must still end; v2e said "flute flute". Only the
+    closing token is scored, so the answer word's own sensitivity to eviction — what the yardstick measures —
+    is not trained away. The eviction is a pure function of the clip's tokens (resumes stay exact).
+    """
+    ids, pad = inputs["input_ids"], inputs["attention_mask"].bool()
+    isolated = isolate_turns(thinker, inputs, tokenizer)
+    turn = turn_map(ids, pad, tokenizer)
+    config = thinker.config
+    media = (ids == config.audio_token_id) | (ids == config.video_token_id)
+    rng = torch.Generator().manual_seed(int(ids.sum()) * 31 + ids.shape[1])
+    keep = STOP_KEEP[0] + (STOP_KEEP[1] - STOP_KEEP[0]) * float(torch.rand((), generator=rng))
+    evicted = media & (torch.rand(ids.shape, generator=rng) >= keep)
+    mask = turn_mask(turn, pad) & ~((turn > 0)[:, :, None] & evicted[:, None, :])
+    isolated["attention_mask"] = mask[:, None]
+    hidden = thinker.model(**isolated, use_audio_in_video=True, use_cache=False).last_hidden_state[:, :-1]
+    target = labels[:, 1:]
+    ends = target == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return torch.nn.functional.cross_entropy(thinker.lm_head(hidden[ends]).float(), target[ends])
 
 
 def read_out_loss(thinker, hidden_states: tuple, layer: int, positions: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -92,7 +92,7 @@ def starting_point(args) -> tuple[object, object, dict | None, dict]:
             "init": str(args.init) if args.init else None, "layers": thinker.config.text_config.num_hidden_layers,
             "steps": args.steps or DEFAULT_STEPS, "lr": args.lr, "seed": args.seed, "aux_weight": args.aux_weight,
             "sequence_weight": args.sequence_weight, "lens_weight": args.lens_weight,
-            "letter_weight": args.letter_weight, **recipe_from_args(args).as_card(),
+            "letter_weight": args.letter_weight, "stop_weight": args.stop_weight, **recipe_from_args(args).as_card(),
             "command": "python -m acckv_cli.demo.train " + " ".join(sys.argv[1:]), "minutes": 0.0, "history": []}
     return thinker, processor, None, card
 
@@ -149,7 +149,8 @@ def train(args) -> dict:
         for inputs in clips:
             loss, parts = loss_on_answers(thinker, inputs, processor.tokenizer, _probe(probes, "aux"),
                                           card["aux_weight"], _probe(probes, "sequence"), card.get("sequence_weight", 0.0),
-                                          card.get("lens_weight", 0.0), card.get("letter_weight", 0.0))
+                                          card.get("lens_weight", 0.0), card.get("letter_weight", 0.0),
+                                          card.get("stop_weight", 0.0))
             (loss / len(clips)).backward()
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v / len(clips)
@@ -208,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
                              "0 turns it off")
     parser.add_argument("--letter-weight", type=float, default=0.0,
                         help="Weight of the option-letter loss (sequence.option_letter_targets); 0 turns it off")
+    parser.add_argument("--stop-weight", type=float, default=0.0,
+                        help="Weight of the stop loss: each answer's <|im_end|> with most media keys hidden from the "
+                             "question turns (losses.stop_loss); 0 turns it off")
     parser.add_argument("--mix", default=None,
                         help="Suite mix, e.g. core=0.2,sparse=0.5,long=0.3 (default: v2's first stage)")
     parser.add_argument("--mc-share", type=float, default=0.3, help="Share of turns asked as multiple choice")
