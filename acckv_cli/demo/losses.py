@@ -129,7 +129,8 @@ def loss_on_answers(thinker, inputs: dict, tokenizer=None, heads: AuxiliaryHeads
 
 
 STOP_MAX_TOKENS = 4096  # long clips (10k tokens) skip it: a 4-D mask there costs eager attention and 100 MB
-STOP_KEEP = (0.03, 0.3)  # share of media keys a turn still sees in `stop_loss`, drawn uniformly per clip
+STOP_KEEP = (0.02, 0.1)  # share of media keys a turn still sees in `stop_loss`, drawn uniformly per clip: at 3-30 % the
+# closing token was already certain (loss 0.000 over 70 steps); at 5 % 3 % of training turns still run on (CE > 0.7)
 
 
 def stop_loss(thinker, inputs: dict, labels: torch.Tensor, tokenizer) -> torch.Tensor:
