@@ -308,7 +308,7 @@ def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool, coverage_
 class LowestScored(AccKV):
     """Plausible bug 1: keeps the lowest-scored tokens of each modality."""
 
-    def top_of(self, ctx, kind, scores, k):
+    def top_of(self, ctx, kind, scores, k, skeleton=None):
         idx = ctx.mask(kind).nonzero().squeeze(1)
         return idx[scores[idx].topk(min(k, idx.numel()), largest=False).indices].sort().values
 

@@ -248,3 +248,43 @@ def test_modality_floor_gives_the_starved_modality_its_share_taken_from_the_favo
     assert reverse[Modality.VIDEO] >= int(0.5 * slots * counts[Modality.VIDEO] / sum(counts.values()))
     with pytest.raises(ValueError, match="modality_floor"):
         get_method("acckv", modality_floor=1.5)
+
+
+# --- flat_kurtosis: lay a modality evenly where nothing in its ranking stands out ---------------------------
+
+def test_ranking_kurtosis_is_low_for_an_even_spread_and_high_for_a_standout():
+    from acckv_cli.methods.acckv import ranking_kurtosis
+    mask = torch.ones(200, dtype=torch.bool)
+    even = torch.linspace(0, 1, 200)
+    standout = torch.zeros(200)
+    standout[[17, 90]] = 5.0
+    assert abs(ranking_kurtosis(even, mask) - 1.8) < 0.05
+    assert ranking_kurtosis(standout, mask) > 50
+    assert ranking_kurtosis(standout[None].expand(2, -1), mask) == ranking_kurtosis(standout, mask)  # per KV head
+
+
+def test_flat_kurtosis_lays_a_flat_modality_evenly_and_leaves_a_standout_ranked(flat_attention):
+    """The brief sound stands out: the ranking keeps it. With every audio key alike, the same threshold lays
+    audio's whole quota evenly, exactly as `uniform` lays that many (inverted, the sound would be laid evenly
+    and the flat clip ranked)."""
+    from acckv_cli.methods.acckv import ranking_kurtosis
+    ctx, sound = audio_standout_context(0.05)
+    audio = ctx.layout.mask(Modality.AUDIO)
+    peaky = ranking_kurtosis(key_salience(ctx.keys, audio), audio)
+    flat_keys = majority_keys(len(ctx.layout), [])
+    flat = ranking_kurtosis(key_salience(flat_keys, audio), audio)
+    assert flat < peaky / 2
+    method = get_method("acckv", salience=8.0, skeleton=0.0, merge_target="none", flat_kurtosis_audio=peaky / 2)
+    result = method.compress_layer(ctx)
+    assert result.stats["skeleton"]["audio"] == method.skeleton and set(sound) & set(result.keep.tolist())
+    ctx.keys = flat_keys
+    result = method.compress_layer(ctx)
+    kept_audio = result.keep[audio[result.keep]]
+    assert result.stats["skeleton"]["audio"] == 1.0
+    assert torch.equal(kept_audio, spread_in_time(ctx.layout, audio, kept_audio.numel()))
+    assert result.stats["skeleton"]["video"] == method.skeleton  # the video threshold is off
+
+
+def test_negative_flat_kurtosis_is_refused():
+    with pytest.raises(ValueError, match="flat_kurtosis"):
+        get_method("acckv", flat_kurtosis_video=-1.0)

@@ -115,6 +115,13 @@ class AccKV(CompressionMethod):
                              would give it (what `random` and `uniform` give it), whatever A-F's weights say: on a
                              model whose text rows attend mostly to video, A-F leaves a sound question 2 of 12
                              slots (measured on the second-seed demo model).
+      flat_kurtosis_audio,   a modality whose ranking (z-scored inside it) has kurtosis E[z⁴] below this in a layer
+      flat_kurtosis_video    looks redundant — nothing in it stands out, as with one long tone or one large shape —
+                             and has its whole quota laid evenly in time (`skeleton` 1, which round 7 measured
+                             best on redundant evidence); above it the ranking keeps its share. Measured on the
+                             demo model's validation clips, mean over layers: core audio 1.9–4.2 against sparse
+                             2.4–11.3, core video 5.5–12.7 against sparse 13.6–36.3 (docs/acckv-defaults.md,
+                             round 8). Kurtosis is scale-free, so A-F's weights do not move it.
       layer_schedule         `flat`: every layer keeps the same number of media entries; `pyramid`: the
                              media budget falls linearly with depth, largest in layer 0, the total fixed
                              (PyramidKV's schedule, `layer_beta` = its beta; the #21 issue's idea 3).
@@ -146,6 +153,8 @@ class AccKV(CompressionMethod):
     layer_beta: float = 20.0
     attention_from_depth: float = 0.0  # beyond the paper: layers shallower than this share rank by salience alone
     modality_floor: float = 0.8        # beyond the paper (round 7): each modality keeps ≥ this share of its token share
+    flat_kurtosis_audio: float = 0.0   # beyond the paper: below this ranking kurtosis, lay all of audio's quota evenly
+    flat_kurtosis_video: float = 0.0   # the same for video (0 = off)
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,
@@ -165,6 +174,8 @@ class AccKV(CompressionMethod):
             raise ValueError("acckv coverage_seconds must be positive, min_keep_low, salience and question_contrast ≥ 0")
         if self.layer_beta < 1:
             raise ValueError(f"acckv layer_beta must be ≥ 1, got {self.layer_beta}")
+        if self.flat_kurtosis_audio < 0 or self.flat_kurtosis_video < 0:
+            raise ValueError("acckv flat_kurtosis_audio and flat_kurtosis_video must be ≥ 0 (0 turns them off)")
         if not 0 <= self.modality_floor <= 1:
             raise ValueError(f"acckv modality_floor must lie in [0, 1], got {self.modality_floor}")
         if not 0 <= self.attention_from_depth <= 1 or (self.attention_from_depth > 0 and self.salience == 0):
@@ -200,13 +211,15 @@ class AccKV(CompressionMethod):
                 scores = torch.where(ctx.mask(kind), scores * w, scores)
         quota = self.split_budget(ctx, weights, scores, present)
         ranking = self.with_salience(ctx, scores, present)
-        chosen = {kind: self.top_of(ctx, kind, ranking, quota[kind]) for kind in present}
+        shares = {kind: self.skeleton_share(ctx, kind, ranking) for kind in present}
+        chosen = {kind: self.top_of(ctx, kind, ranking, quota[kind], shares[kind]) for kind in present}
         keep = torch.cat([self._protected(ctx, scores), *chosen.values()], dim=-1).sort(dim=-1).values
         keys, values, merged, counts = self.merge(ctx, keep, scores)
         high, low = self.priorities(ctx, weights, chosen)
         stats = {"weights": {k.label: round(float(w), 4) for k, w in weights.items()},
                  "priority": high.label if high is not None else None,
-                 "quota": {k.label: int(v) for k, v in quota.items()}, "merged": merged}
+                 "quota": {k.label: int(v) for k, v in quota.items()}, "merged": merged,
+                 "skeleton": {k.label: v for k, v in shares.items()}}
         if self.calibration and low is not None and chosen[low].shape[-1] and chosen[high].shape[-1]:
             keep, keys, values, counts, stats["calibration"] = self.calibrate(ctx, keep, keys, values, high, low,
                                                                                scores, counts)
@@ -310,15 +323,25 @@ class AccKV(CompressionMethod):
                 need -= give
         return out
 
-    def top_of(self, ctx: LayerContext, kind: Modality, scores: torch.Tensor, k: int) -> torch.Tensor:
+    def skeleton_share(self, ctx: LayerContext, kind: Modality, ranking: torch.Tensor) -> float:
+        """The share of `kind`'s quota laid evenly in time: all of it when the ranking inside `kind` is flat
+        (kurtosis below `flat_kurtosis_<kind>`: nothing stands out, the evidence is redundant), else `skeleton`."""
+        threshold = self.flat_kurtosis_video if kind == VIDEO else self.flat_kurtosis_audio
+        if threshold > 0 and ranking_kurtosis(ranking, ctx.mask(kind)) < threshold:
+            return 1.0
+        return self.skeleton
+
+    def top_of(self, ctx: LayerContext, kind: Modality, scores: torch.Tensor, k: int,
+               skeleton: float | None = None) -> torch.Tensor:
         """The k best-scored tokens of `kind` ([k], or [KV, k] per KV head), spread over time if `coverage`;
-        with `skeleton`, that share of k is first laid evenly over the clip as `uniform` lays it."""
+        a `skeleton` share of k (default: the field) is first laid evenly over the clip as `uniform` lays it."""
+        skeleton = self.skeleton if skeleton is None else skeleton
         idx = ctx.mask(kind).nonzero().squeeze(1)
         shape = scores.shape[:-1]
         k = min(max(k, 0), idx.numel())
         base = idx[:0]
-        if self.skeleton > 0 and k > 0:
-            base = spread_in_time(ctx.layout, ctx.layout.mask(kind), round(self.skeleton * k)).to(idx.device)
+        if skeleton > 0 and k > 0:
+            base = spread_in_time(ctx.layout, ctx.layout.mask(kind), round(skeleton * k)).to(idx.device)
             idx = idx[~torch.isin(idx, base)]
         rest = self.ranked(ctx, idx, scores, k - base.numel())
         if not base.numel():
@@ -515,6 +538,16 @@ def _weighted_quota(k: int, weights: torch.Tensor, sizes: torch.Tensor) -> torch
             add = torch.minimum(add, room)
         quota += add
     return quota
+
+
+def ranking_kurtosis(ranking: torch.Tensor, mask: torch.Tensor) -> float:
+    """E[z⁴] of the ranking over the tokens of `mask` (KV heads averaged first): 1.8 for an even spread, 3 for
+    a Gaussian, large when a few tokens stand far out. 0 for fewer than 4 tokens (too few to tell)."""
+    if int(mask.sum()) < 4:
+        return 0.0
+    flat = ranking if ranking.ndim == 1 else ranking.mean(0)
+    z = standardised(flat, mask)[mask]
+    return float((z ** 4).mean())
 
 
 def _give_overflow(quota: dict, counts: dict, slots: int) -> dict:
