@@ -478,7 +478,8 @@ def test_demo_model_training_tables_hold_their_outputs_numbers():
             assert all_shown(percents(row[3]), v["sparse"], sparse), row
             assert row[4] == span(v["long"].values()), row
             assert shown(row[5], 100 * v["mc"]), row
-    (header, rows, output), = [t for t in doc_tables("demo-model.md", "model") if "multiple choice" in t[0]]
+    (header, rows, output), = [t for t in doc_tables("demo-model.md", "model") if "multiple choice" in t[0]
+                               and "step" not in t[0]]
     stage2, v2 = (named_outputs(output)[0][0], ROOT / "results" / "demo-v2" / "training.json")
     assert "demo-v2/training.json" in output
     for row in rows:
@@ -501,6 +502,23 @@ def test_demo_model_training_tables_hold_their_outputs_numbers():
         h = history[int(row[0])]
         assert shown(row[1], h["minutes"]), row
         assert all_shown(row[2:], h["validation"], ("audio", "video", "alignment")), row
+
+
+def test_stage_2f_table_is_its_and_its_controls_training_history():
+    """docs/demo-model.md's stage-2f table: each row (v2e's last step, the control without the stop loss, v2f) is the
+    named training.json's `history` at that step. Catches: an edited cell, the control's row read from v2f's file."""
+    (header, rows, output), = [t for t in doc_tables("demo-model.md", "model") if "step" in t[0]]
+    paths = {f"{p.parent.name}/{p.name}": p for p in named_outputs(output)[0]}
+    assert set(paths) == {"demo-v2f/training.json", "demo-v2f/control-training.json", "demo-v2e/training.json"}
+    sources = {"v2e": paths["demo-v2e/training.json"], "control": paths["demo-v2f/control-training.json"],
+               "v2f": paths["demo-v2f/training.json"]}
+    assert {row[0].split()[0] for row in rows} == set(sources)
+    for row in rows:
+        history = {h["step"]: h for h in json.loads(sources[row[0].split()[0]].read_text())["history"]}
+        v = history[int(row[1])]["validation"]
+        assert all_shown(percents(row[2]), v["core"], ("audio", "video", "alignment")), row
+        assert all_shown(percents(row[3]), v["sparse"], ("audio", "order", "count", "video", "alignment")), row
+        assert row[4] == span(v["long"].values()) and shown(row[5], 100 * v["mc"]), row
 
 
 def test_demo_model_test_split_tables_hold_their_outputs_numbers():
