@@ -237,14 +237,15 @@ def evenly_in_time(layout, idx: torch.Tensor, k: int) -> list[int]:
 
 
 def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool, coverage_s: float | None = None,
-                    salience: float = 0.0, skeleton: float = 0.0):
+                    salience: float = 0.0, skeleton: float = 0.0, flat_kurtosis: dict | None = None):
     """AccKV's kept set, written from the method description with plain tensor code:
     A-R over the text rows after the media (c_j = rows that see j), A-F weights = ratio of the per-token
     means, quotas k_m ∝ W_m·n_m (rounded, capped, overflow to the other), top-k_m per modality, merge of
     every other token of m into its most key-similar kept token of m (per KV head, mean), then calibration:
     drop kept low-priority tokens whose mean key cosine (over KV heads and high-priority anchors) < τ.
     With `skeleton`, round(skeleton·k_m) of m's slots first go to evenly spaced tokens of m; with `salience`,
-    the rest are ranked by z(score) + salience·z(key salience), z over all tokens of m."""
+    the rest are ranked by z(score) + salience·z(key salience), z over all tokens of m. With `flat_kurtosis`
+    ({"video": κ_v, "audio": κ_a}), a modality whose ranking has mean(z⁴) below its κ has all its slots laid evenly."""
     labels = ctx.layout.modality
     video, audio = labels == int(Modality.VIDEO), labels == int(Modality.AUDIO)
     media = video | audio
@@ -265,8 +266,12 @@ def acckv_reference(ctx, attn, budget: float, tau: float, merge: bool, coverage_
         rank = s.clone().double()
         if salience:
             rank[idx] = z_scores(s[idx]) + salience * z_scores(reference_salience(ctx.keys, idx))
-        if skeleton:
-            base = evenly_in_time(ctx.layout, idx, round(skeleton * k))
+        share = skeleton
+        threshold = (flat_kurtosis or {}).get(name, 0.0)
+        if threshold and float((z_scores(rank[idx]) ** 4).mean()) < threshold:
+            share = 1.0
+        if share:
+            base = evenly_in_time(ctx.layout, idx, round(share * k))
             kept.append(torch.tensor(base, dtype=torch.long))
             idx = torch.tensor([i for i in idx.tolist() if i not in base], dtype=torch.long)
             k -= len(base)
@@ -332,7 +337,8 @@ def check_acckv(thinker, method, merge: bool, seed: int, budget: float = 0.4, ta
     ctx, attn = random_context(thinker, MIXED, budget, seed=seed)
     result = method.compress_layer(ctx)
     keep, out_k, out_v, high = acckv_reference(ctx, attn, budget, tau, merge, coverage_s, method.salience,
-                                               method.skeleton)
+                                               method.skeleton, {"video": method.flat_kurtosis_video,
+                                                                 "audio": method.flat_kurtosis_audio})
     assert result.stats["priority"] == high
     assert torch.equal(result.keep, keep)
     keys = result.keys if result.keys is not None else ctx.keys[:, :, result.keep]
@@ -368,6 +374,18 @@ def test_acckv_salience_and_skeleton_equal_reference(tiny, seed, salience, skele
     thinker, _ = tiny
     params = dict(tau=0.0, tau_mode="absolute", calibration=True, coverage="time", coverage_seconds=1.0,
                   merge_target="nearest_kept", salience=salience, skeleton=skeleton)
+    check_acckv(thinker, AccKV(**params), True, seed, coverage_s=1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("audio,video", [(100.0, 0.0), (0.0, 100.0), (3.5, 13.0)])
+def test_acckv_flat_kurtosis_equals_reference(tiny, seed, audio, video):
+    """Round 8's flat-kurtosis skeleton: a modality whose ranking has nothing standing out is laid evenly
+    (100: always; 3.5 / 13: as the ranking's kurtosis says) against plain code."""
+    thinker, _ = tiny
+    params = dict(tau=0.0, tau_mode="absolute", calibration=True, coverage="time", coverage_seconds=1.0,
+                  merge_target="nearest_kept", salience=2.0, skeleton=0.5, flat_kurtosis_audio=audio,
+                  flat_kurtosis_video=video)
     check_acckv(thinker, AccKV(**params), True, seed, coverage_s=1.0)
 
 
