@@ -128,7 +128,8 @@ def test_half_a_skeleton_keeps_the_start_of_the_clip_that_attention_ignores(monk
                         lambda ctx, rows, mode, how: torch.arange(ctx.length, dtype=torch.float32))
     media = layout.media_mask
     for skeleton, earliest in ((0.0, 4.0), (0.5, 0.0)):
-        method = get_method("acckv", skeleton=skeleton, salience=0.0, merge_target="none", coverage="none")
+        method = get_method("acckv", skeleton=skeleton, salience=0.0, merge_target="none", coverage="none",
+                            flat_kurtosis_audio=0.0, flat_kurtosis_video=0.0)  # an even ranking: flat everywhere
         keep = method.compress_layer(ctx).keep
         kept_times = layout.time_s[keep[media[keep]]]
         assert (float(kept_times.min()) >= earliest) if skeleton == 0 else (float(kept_times.min()) <= 1.0)
@@ -274,7 +275,8 @@ def test_flat_kurtosis_lays_a_flat_modality_evenly_and_leaves_a_standout_ranked(
     flat_keys = majority_keys(len(ctx.layout), [])
     flat = ranking_kurtosis(key_salience(flat_keys, audio), audio)
     assert flat < peaky / 2
-    method = get_method("acckv", salience=8.0, skeleton=0.0, merge_target="none", flat_kurtosis_audio=peaky / 2)
+    method = get_method("acckv", salience=8.0, skeleton=0.0, merge_target="none", flat_kurtosis_audio=peaky / 2,
+                        flat_kurtosis_video=0.0)
     result = method.compress_layer(ctx)
     assert result.stats["skeleton"]["audio"] == method.skeleton and set(sound) & set(result.keep.tolist())
     ctx.keys = flat_keys

@@ -153,8 +153,8 @@ class AccKV(CompressionMethod):
     layer_beta: float = 20.0
     attention_from_depth: float = 0.0  # beyond the paper: layers shallower than this share rank by salience alone
     modality_floor: float = 0.8        # beyond the paper (round 7): each modality keeps ≥ this share of its token share
-    flat_kurtosis_audio: float = 0.0   # beyond the paper: below this ranking kurtosis, lay all of audio's quota evenly
-    flat_kurtosis_video: float = 0.0   # the same for video (0 = off)
+    flat_kurtosis_audio: float = 3.5   # beyond the paper (round 8): below this ranking kurtosis, lay all of audio's quota evenly
+    flat_kurtosis_video: float = 13.0  # the same for video (0 = off)
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,

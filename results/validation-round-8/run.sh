@@ -13,6 +13,7 @@ acckv eval --model runs/demo-v2f --suite core,sparse --split validation -n 30 -m
   -m acckv:flat_kurtosis_audio=3.5,flat_kurtosis_video=13 -m acckv:skeleton=1 --budgets 0.1,0.05 \
   --protocols context,query-aware --out-dir results/validation-round-8/v2f-kurtosis --data-dir .acckv/synthavqa -r none
 # the same on the second seed after the same stage 2f (results/demo-seed1/run-2f.sh), for the choice of a default
-acckv eval --model runs/demo-seed1f --suite core,sparse --split validation -n 30 -m full -m random -m uniform -m acckv \
+# (12 clips per suite, as round 7 checked its default on both models)
+acckv eval --model runs/demo-seed1f --suite core,sparse --split validation -n 12 -m full -m random -m uniform -m acckv \
   -m acckv:flat_kurtosis_audio=3.5 -m acckv:flat_kurtosis_audio=3.5,flat_kurtosis_video=13 --budgets 0.1,0.05 \
   --protocols context,query-aware --out-dir results/validation-round-8/seed1f-kurtosis --data-dir .acckv/synthavqa -r none
