@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import re
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -99,20 +100,42 @@ def test_the_committed_v2e_tally_counts_the_committed_checks(capsys):
 
 
 def test_the_committed_round7_tally_counts_the_committed_checks(capsys):
-    """results/r7-test/ranking-tally.md (the README's table and docs/two-seeds.md's third): --tally on the round-7 grid of v2e and of the
+    """results/r7-test/ranking-tally.md (docs/two-seeds.md's third table): --tally on the round-7 grid of v2e and of the
     second seed, run by the same code."""
     r = ROOT / "results/r7-test"
     S.main([str(r / "v2e/context/summary.json"), str(r / "seed1e/context/summary.json"),
             str(r / "v2e/query-aware/summary.json"), str(r / "seed1e/query-aware/summary.json"),
             "--against", "random,uniform,divprune", "--tally"])
     printed = capsys.readouterr().out.strip()
-    assert printed == (r / "ranking-tally.md").read_text().strip() and printed in (ROOT / "README.md").read_text()
+    assert printed == (r / "ranking-tally.md").read_text().strip()
     assert printed in (ROOT / "docs" / "two-seeds.md").read_text()
     for name, model in (("v2e", "builtin-demo"), ("seed1e", "runs/demo-seed1e")):
         for protocol in ("context", "query-aware"):
             with gzip.open(r / f"{name}/{protocol}/results.jsonl.gz", "rt") as f:
                 rows = [json.loads(line) for line in f]
             assert {x["model"] for x in rows} == {model} and {x["code_version"] for x in rows} == {"0.1.0+68c0d48"}
+
+
+def test_the_committed_round8_tally_counts_the_committed_checks(capsys):
+    """results/r8-test/ranking-tally.md (the README's table and docs/two-seeds.md's fourth): --tally on the round-8 grid of
+    the built-in v2f and of the second seed after the same stage 2f, run by the same code."""
+    r = ROOT / "results/r8-test"
+    S.main([str(r / "v2f/context/summary.json"), str(r / "seed1f/context/summary.json"),
+            str(r / "v2f/query-aware/summary.json"), str(r / "seed1f/query-aware/summary.json"),
+            "--against", "random,uniform,divprune", "--tally"])
+    printed = capsys.readouterr().out.strip()
+    assert printed == (r / "ranking-tally.md").read_text().strip() and printed in (ROOT / "README.md").read_text()
+    assert printed in (ROOT / "docs" / "two-seeds.md").read_text()
+    versions = set()
+    for name, model in (("v2f", "builtin-demo"), ("seed1f", "runs/demo-seed1f")):
+        for protocol in ("context", "query-aware"):
+            with gzip.open(r / f"{name}/{protocol}/results.jsonl.gz", "rt") as f:
+                rows = [json.loads(line) for line in f]
+            assert {x["model"] for x in rows} == {model}
+            versions |= {x["code_version"].split("+")[-1] for x in rows}
+    trees = {subprocess.run(["git", "rev-parse", f"{v}:acckv_cli"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout for v in versions}
+    assert len(trees) == 1  # the protocols may have started at different commits, never with different code
 
 
 def test_a_missing_summary_is_a_one_line_usage_error(tmp_path, capsys):
