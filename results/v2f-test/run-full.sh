@@ -10,3 +10,6 @@ for suite_n in core:60 sparse:40 long:20; do
   acckv eval --suite "${suite_n%%:*}" --split test -n "${suite_n##*:}" -m full --protocols context \
     --out-dir "$out/full/${suite_n%%:*}" --data-dir .acckv/synthavqa -r none
 done
+# issue #20's done-when command on the sparse test split (6 clips): full cache, random and the oracle at 5 %
+acckv eval --suite sparse --split test -n 6 -m full -m random -m oracle --budgets 0.05 --protocols context \
+  --out-dir "$out/done-when" --data-dir .acckv/synthavqa -r none
