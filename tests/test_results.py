@@ -301,11 +301,11 @@ def test_readme_index_once_table_holds_its_outputs_numbers():
 
 
 def test_readme_full_cache_accuracy_is_the_full_test_runs():
-    """The Limits' full-cache accuracy on the test splits is results/v2e-test/full's (per suite, order and count)."""
+    """The Limits' full-cache accuracy on the test splits is results/v2f-test/full's (per suite, order and count)."""
     match = re.search(r"core ([\d.]+) %, sparse ([\d.]+) % \(order ([\d.]+) %, counting ([\d.]+) %\), long "
                       r"\(60–180 s\) ([\d.]+) %", " ".join(README.read_text().split()))
     assert match, "full-cache accuracy sentence not found"
-    full = {s: json.loads((ROOT / "results" / "v2e-test" / "full" / s / "summary.json").read_text())[0]
+    full = {s: json.loads((ROOT / "results" / "v2f-test" / "full" / s / "summary.json").read_text())[0]
             for s in ("core", "sparse", "long")}
     values = [full["core"]["first_word"], full["sparse"]["first_word"], full["sparse"]["order"],
               full["sparse"]["count"], full["long"]["first_word"]]
