@@ -1,0 +1,95 @@
+"""The paired clip-level bootstrap (`evaluation/paired.py`) and the committed intervals the README quotes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acckv_cli.evaluation import paired as P
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def answer(method: str, clip: int, q: int, correct: bool, budget: float = 0.05, **extra) -> dict:
+    return {"suite": "sparse", "protocol": "context", "method": method, "budget": budget, "video": f"clip{clip}.mp4",
+            "id": f"clip{clip}-q{q}", "first_word_correct": correct, **extra}
+
+
+def grid(outcomes: dict[str, list[list[bool]]]) -> list[dict]:
+    """Rows from method → per clip → per question correctness."""
+    return [answer(m, c, q, ok) for m, clips in outcomes.items() for c, qs in enumerate(clips) for q, ok in enumerate(qs)]
+
+
+def test_identical_methods_differ_by_nothing_and_are_never_ahead():
+    same = [[True, False, True], [False, False, True], [True, True, True]]
+    (row,) = P.difference_rows(grid({"acckv": same, "random": same}), "acckv", ["random"], draws=500)
+    assert (row["difference"], row["low"], row["high"], row["not_ahead"]) == (0.0, 0.0, 0.0, 1.0)
+    assert (row["clips"], row["questions"]) == (3, 9)
+
+
+def test_a_method_always_right_against_one_always_wrong_is_100_points_ahead_in_every_draw():
+    (row,) = P.difference_rows(grid({"acckv": [[True] * 4] * 5, "random": [[False] * 4] * 5}), "acckv", ["random"], 500)
+    assert (row["difference"], row["low"], row["high"], row["not_ahead"]) == (100.0, 100.0, 100.0, 0.0)
+
+
+def test_swapping_method_and_baseline_negates_the_difference_and_its_interval():
+    rows = grid({"acckv": [[True, True], [True, False], [False, True], [True, True], [False, False]],
+                 "random": [[False, True], [False, False], [False, True], [True, False], [False, True]]})
+    (ahead,) = P.difference_rows(rows, "acckv", ["random"], draws=2000)
+    (behind,) = P.difference_rows(rows, "random", ["acckv"], draws=2000)
+    assert ahead["difference"] == 20.0 == -behind["difference"]  # 6 right against 4, of 10 questions
+    assert (ahead["low"], ahead["high"]) == (-behind["high"], -behind["low"])
+    assert ahead["low"] < ahead["difference"] < ahead["high"]
+    assert ahead["not_ahead"] < 0.5 < behind["not_ahead"]
+
+
+def test_the_clip_is_the_unit_a_clip_s_questions_do_not_count_as_independent_evidence():
+    """Four clips of ten questions that succeed or fail together: three for the method, one against. As 40
+    independent questions this would be a sure lead; as four clips, a quarter of draws or so repeat the bad clip."""
+    method = [[True] * 10] * 3 + [[False] * 10]
+    baseline = [[False] * 10] * 3 + [[True] * 10]
+    (by_clip,) = P.difference_rows(grid({"a": method, "b": baseline}), "a", ["b"], draws=4000)
+    flat = grid({"a": [[x] for qs in method for x in qs], "b": [[x] for qs in baseline for x in qs]})
+    (by_question,) = P.difference_rows(flat, "a", ["b"], draws=4000)
+    assert by_clip["difference"] == by_question["difference"] == 50.0
+    assert by_clip["not_ahead"] > 0.2 and by_question["not_ahead"] < 0.01
+    assert by_clip["low"] <= 0 < by_question["low"]
+
+
+def test_only_questions_both_answered_without_error_are_paired_per_cell():
+    rows = grid({"acckv": [[True, True]], "random": [[False, False]]})
+    rows += [answer("random", 0, 2, False), answer("acckv", 0, 3, True, error="boom"), answer("random", 0, 3, False),
+             answer("acckv", 0, 0, False, budget=0.1), answer("random", 0, 0, True, budget=0.1),
+             answer("uniform", 0, 0, False)]
+    table = {r["budget"]: r for r in P.difference_rows(rows, "acckv", ["random"], draws=200)}
+    assert table[0.05]["questions"] == 2 and table[0.05]["difference"] == 100.0
+    assert table[0.1]["questions"] == 1 and table[0.1]["difference"] == -100.0
+
+
+def test_the_cli_reads_a_gzipped_run_and_refuses_a_missing_one_in_one_line(tmp_path):
+    path = tmp_path / "results.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in grid({"acckv": [[True]] * 3, "random": [[False]] * 3}))
+    ok = subprocess.run([sys.executable, "-m", "acckv_cli.evaluation.paired", str(path), "--json"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert [(r["baseline"], r["difference"]) for r in json.loads(ok.stdout)] == [("random", 100.0)]
+    missing = subprocess.run([sys.executable, "-m", "acckv_cli.evaluation.paired", str(tmp_path / "none.jsonl")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("run", ["results/r8-test/v2f/context", "results/r8-test/v2f/query-aware"])
+def test_committed_intervals_are_the_bootstrap_of_the_committed_rows(run):
+    """results/r8-test/paired-intervals.md is what the module prints for the committed test runs."""
+    text = (ROOT / "results" / "r8-test" / "paired-intervals.md").read_text()
+    rows = P.read_rows(ROOT / run / "results.jsonl.gz")
+    for r in P.difference_rows(rows, "acckv", ["random", "uniform", "divprune"], draws=10_000):
+        line = (f"| {r['suite']} | {r['protocol']} | {r['budget']:g} | {r['baseline']} | {r['clips']} | "
+                f"{r['questions']} | {r['difference']:+.1f} | {r['low']:+.1f} to {r['high']:+.1f} | {r['not_ahead']:.3f} |")
+        assert line in text, line
