@@ -16,6 +16,7 @@ from acckv_cli.lazy import torch
 from acckv_cli.model.layout import Modality
 from acckv_cli.methods.vocab import HEAD_REDUCTIONS
 from acckv_cli.methods.base import CompressionMethod, LayerContext, LayerResult, gather_entries
+from acckv_cli.methods.diversity import marginal_relevance_order
 from acckv_cli.methods.merge import MERGE_RULES, kept_counts, mean_cosine_to_anchors, merge_counted
 from acckv_cli.methods.pyramidkv import pyramid_budgets
 from acckv_cli.methods.registry import register
@@ -122,6 +123,10 @@ class AccKV(CompressionMethod):
                              demo model's validation clips, mean over layers: core audio 1.9–4.2 against sparse
                              2.4–11.3, core video 5.5–12.7 against sparse 13.6–36.3 (docs/acckv-defaults.md,
                              round 8). Kurtosis is scale-free, so A-F's weights do not move it.
+      diversity              > 0: the ranked share is picked by maximal marginal relevance (diversity.py) instead
+                             of by time bins: each pick is the best of ranking − diversity · (largest cosine of
+                             its values to anything already kept, the skeleton included), so the share goes to
+                             one token of each distinct event before a second token of any (the issue's idea 2).
       layer_schedule         `flat`: every layer keeps the same number of media entries; `pyramid`: the
                              media budget falls linearly with depth, largest in layer 0, the total fixed
                              (PyramidKV's schedule, `layer_beta` = its beta; the #21 issue's idea 3).
@@ -155,6 +160,7 @@ class AccKV(CompressionMethod):
     modality_floor: float = 0.8        # beyond the paper (round 7): each modality keeps ≥ this share of its token share
     flat_kurtosis_audio: float = 3.5   # beyond the paper (round 8): below this ranking kurtosis, lay all of audio's quota evenly
     flat_kurtosis_video: float = 13.0  # the same for video (0 = off)
+    diversity: float = 0.0             # beyond the paper (round 9): weight of redundancy with what is kept (0 = time bins)
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,
@@ -174,6 +180,8 @@ class AccKV(CompressionMethod):
             raise ValueError("acckv coverage_seconds must be positive, min_keep_low, salience and question_contrast ≥ 0")
         if self.layer_beta < 1:
             raise ValueError(f"acckv layer_beta must be ≥ 1, got {self.layer_beta}")
+        if self.diversity < 0:
+            raise ValueError(f"acckv diversity must be ≥ 0 (0 turns it off), got {self.diversity}")
         if self.flat_kurtosis_audio < 0 or self.flat_kurtosis_video < 0:
             raise ValueError("acckv flat_kurtosis_audio and flat_kurtosis_video must be ≥ 0 (0 turns them off)")
         if not 0 <= self.modality_floor <= 1:
@@ -343,18 +351,22 @@ class AccKV(CompressionMethod):
         if skeleton > 0 and k > 0:
             base = spread_in_time(ctx.layout, ctx.layout.mask(kind), round(skeleton * k)).to(idx.device)
             idx = idx[~torch.isin(idx, base)]
-        rest = self.ranked(ctx, idx, scores, k - base.numel())
+        rest = self.ranked(ctx, idx, scores, k - base.numel(), base)
         if not base.numel():
             return rest
         base = base if not shape else base[None].expand(*shape, -1)
         return torch.cat([base, rest], dim=-1).sort(dim=-1).values
 
-    def ranked(self, ctx: LayerContext, idx: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
-        """The k best-scored of the candidates `idx`, by time bin if `coverage` ([k] or [KV, k], sorted)."""
+    def ranked(self, ctx: LayerContext, idx: torch.Tensor, scores: torch.Tensor, k: int,
+               taken: torch.Tensor | None = None) -> torch.Tensor:
+        """The k best-scored of the candidates `idx` ([k] or [KV, k], sorted): by maximal marginal relevance
+        against `taken` (already kept) if `diversity`, else by time bin if `coverage`, else a plain top-k."""
         shape = scores.shape[:-1]
         if k <= 0:
             return idx[:0] if not shape else idx[None, :0].expand(*shape, 0)
         k = min(k, idx.numel())
+        if self.diversity > 0:
+            return self.diverse(ctx, idx, scores, k, taken)
         if self.coverage == "none":
             return idx[scores[..., idx].topk(k, dim=-1).indices].sort(dim=-1).values
         bins = (ctx.layout.time_s.to(idx.device)[idx] / self.coverage_seconds).floor().long()
@@ -373,6 +385,17 @@ class AccKV(CompressionMethod):
             quota = _largest_remainder(k, sizes)
         chosen = order[..., rank < quota.repeat_interleave(sizes)]
         return idx[chosen].sort(dim=-1).values
+
+    def diverse(self, ctx: LayerContext, idx: torch.Tensor, scores: torch.Tensor, k: int,
+                taken: torch.Tensor | None) -> torch.Tensor:
+        """k of the candidates `idx` by maximal marginal relevance on the layer's values (KV heads concatenated),
+        redundancy counted against `taken` too; one pick per row of a per-KV-head ranking."""
+        values = ctx.values[0].transpose(0, 1).flatten(1)                     # [L, KV·D]
+        kept = values[taken] if taken is not None and taken.numel() else None
+        rows = scores[None] if scores.ndim == 1 else scores
+        picks = [idx[marginal_relevance_order(row[idx], values[idx], k, self.diversity, kept)].sort().values
+                 for row in rows]
+        return picks[0] if scores.ndim == 1 else torch.stack(picks)
 
     # --- C-C step 1 ------------------------------------------------------------------------------------
     def merge(self, ctx: LayerContext, keep: torch.Tensor, scores: torch.Tensor):

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Round 9 (issue #21), validation splits only: long clips streamed through 1,024 media tokens, where no default has
+# been chosen on validation before (the long target, random + 5, was missed on the test split twice).
+set -euo pipefail
+export HF_HUB_OFFLINE=1
+acckv eval --suite long --split validation -n 12 -m full -m oracle -m random -m uniform -m acckv -m acckv-round7 \
+  -m acckv:skeleton=1 -m acckv:salience=0 --budgets 1024 --protocols stream \
+  --out-dir results/validation-round-9/long-stream --data-dir .acckv/synthavqa -r none
+# then maximal marginal relevance for the ranked share (acckv.diversity, methods/diversity.py): 30 clips per suite
+acckv eval --suite core,sparse --split validation -n 30 -m full -m oracle -m random -m acckv -m acckv:diversity=1 \
+  -m acckv:diversity=3 -m acckv:diversity=10 -m acckv:diversity=3,skeleton=0.25 --budgets 0.1,0.05 \
+  --protocols context,query-aware --out-dir results/validation-round-9/diversity --data-dir .acckv/synthavqa -r none
