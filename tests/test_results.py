@@ -31,7 +31,7 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "r7-test/v2e/long-stream", "validation-round-8/v2f", "validation-round-8/v2f-kurtosis",
        "validation-round-8/seed1f-kurtosis", "v2f-test/full/core", "v2f-test/full/sparse", "v2f-test/full/long",
        "r8-test/v2f/context", "r8-test/v2f/query-aware", "r8-test/v2f/long-stream", "r8-test/seed1f/context",
-       "r8-test/seed1f/query-aware")
+       "r8-test/seed1f/query-aware", "r8-test-wide/v2f")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -278,6 +278,27 @@ def test_readme_results_table_holds_its_outputs_numbers():
     for text_value, (suite, method, budget) in zip(calibration.groups(), expected):
         share = summary[(suite, method, budget)]["first_word"] / summary[(suite, "full", 1.0)]["first_word"]
         assert shown(text_value, 100 * share), (suite, method, budget, text_value, share)
+
+
+def test_readme_30_clip_table_holds_its_outputs_numbers():
+    """The 30-clip test table: each "a / b" cell is first-word accuracy at 10 / 5 % (full: one number) for its
+    suite and protocol, from the named summary, and the named code is its rows' code_version."""
+    header, rows, output = readme_table("method (30 clips)")
+    (path, *_), commit = named_outputs(output)
+    summary = {(e["suite"], e["protocol"], e["method"], float(budget_number(e["budget"]))): e
+               for e in json.loads(path.read_text())}
+    assert {r["code_version"].split("+")[-1] for r in read_rows(str(path.parent.relative_to(ROOT / "results")))} == {commit}
+    checked = 0
+    for row in rows:
+        method = row[0].strip("`")
+        for column, cell in zip(header[1:], row[1:]):
+            suite, protocol = re.fullmatch(r"(core|sparse) `([a-z-]+)`", column).groups()
+            budgets = (1.0,) if method == "full" else (0.1, 0.05)
+            for value, budget in zip(cell.split(" / "), budgets, strict=True):
+                entry = summary[(suite, protocol, method, budget)]
+                assert shown(value, 100 * entry["first_word"]), (method, column, budget, value)
+                checked += 1
+    assert checked >= 50
 
 
 def test_readme_index_once_table_holds_its_outputs_numbers():
