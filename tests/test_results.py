@@ -31,7 +31,7 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "r7-test/v2e/long-stream", "validation-round-8/v2f", "validation-round-8/v2f-kurtosis",
        "validation-round-8/seed1f-kurtosis", "v2f-test/full/core", "v2f-test/full/sparse", "v2f-test/full/long",
        "r8-test/v2f/context", "r8-test/v2f/query-aware", "r8-test/v2f/long-stream", "r8-test/seed1f/context",
-       "r8-test/seed1f/query-aware", "r8-test-wide/v2f")
+       "r8-test/seed1f/query-aware", "r8-test-wide/v2f", "validation-round-9/diversity")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -812,11 +812,11 @@ def eight_cell_tables() -> list[tuple]:
     return [t for t in doc_tables("acckv-defaults.md", "method") if "agreement" in t[0]]
 
 
-def test_the_eight_cell_tables_are_rounds_5_to_8():
-    assert len(eight_cell_tables()) == 6  # rounds 7 and 8 have one per demo model
+def test_the_eight_cell_tables_are_rounds_5_to_9():
+    assert len(eight_cell_tables()) == 7  # rounds 7 and 8 have one per demo model
 
 
-@pytest.mark.parametrize("table", range(6))
+@pytest.mark.parametrize("table", range(7))
 def test_acckv_defaults_round5_and_later_tables_hold_their_outputs_numbers(table):
     """docs/acckv-defaults.md, rounds 5 and 6: every accuracy and KL cell (suite × protocol × 10 / 5 %) is the
     named runs' summary row for that method, and the agreement and mean KL columns are the means of the eight

@@ -10,3 +10,9 @@ acckv eval --suite long --split validation -n 12 -m full -m oracle -m random -m 
 acckv eval --suite core,sparse --split validation -n 30 -m full -m oracle -m random -m acckv -m acckv:diversity=1 \
   -m acckv:diversity=3 -m acckv:diversity=10 -m acckv:diversity=3,skeleton=0.25 --budgets 0.1,0.05 \
   --protocols context,query-aware --out-dir results/validation-round-9/diversity --data-dir .acckv/synthavqa -r none
+# (stopped after all 30 core clips and 7 sparse clips: every sparse cell already below the default in accuracy and
+# KL; results.jsonl keeps the complete clips only, summarised with evaluation.summary)
+# then, under query-aware only, more weight on the question's attention relative to key salience
+acckv eval --suite core,sparse --split validation -n 30 -m full -m random -m acckv -m acckv:salience=1 \
+  -m acckv:salience=0.5 -m acckv:attention_from_depth=0.5,salience=1 --budgets 0.1,0.05 --protocols query-aware \
+  --out-dir results/validation-round-9/question-weight --data-dir .acckv/synthavqa -r none
