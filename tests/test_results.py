@@ -31,7 +31,8 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "r7-test/v2e/long-stream", "validation-round-8/v2f", "validation-round-8/v2f-kurtosis",
        "validation-round-8/seed1f-kurtosis", "v2f-test/full/core", "v2f-test/full/sparse", "v2f-test/full/long",
        "r8-test/v2f/context", "r8-test/v2f/query-aware", "r8-test/v2f/long-stream", "r8-test/seed1f/context",
-       "r8-test/seed1f/query-aware", "r8-test-wide/v2f", "validation-round-9/diversity")
+       "r8-test/seed1f/query-aware", "r8-test-wide/v2f", "validation-round-9/diversity",
+       "validation-round-9/long-stream")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -299,6 +300,22 @@ def test_readme_30_clip_table_holds_its_outputs_numbers():
                 assert shown(value, 100 * entry["first_word"]), (method, column, budget, value)
                 checked += 1
     assert checked >= 50
+
+
+def test_acckv_defaults_long_stream_table_holds_its_outputs_numbers():
+    """docs/acckv-defaults.md, round 9's long clips streamed: every cell (first word, agreement, KL, evidence kept,
+    kept time) is the named summary's row for that method."""
+    (header, rows, output), = doc_tables("acckv-defaults.md", "method (long, `stream`, 1,024 media tokens)")
+    (path,), _ = named_outputs(output)
+    summary = {e["method"]: e for e in json.loads(path.read_text())}
+    assert len(rows) == len(summary) >= 6
+    scales = {"first word": ("first_word", 100), "agreement": ("agreement", 100), "KL": ("kl", 1),
+              "evidence kept": ("evidence_kept", 100), "kept time": ("kept_time", 1)}
+    for row in rows:
+        entry = summary[row[0].strip("`")]
+        for column, cell in zip(header[1:], row[1:], strict=True):
+            field, scale = scales[column]
+            assert shown(cell, scale * entry[field]), (row[0], column, cell)
 
 
 def test_readme_index_once_table_holds_its_outputs_numbers():
