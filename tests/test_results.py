@@ -32,7 +32,7 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "validation-round-8/seed1f-kurtosis", "v2f-test/full/core", "v2f-test/full/sparse", "v2f-test/full/long",
        "r8-test/v2f/context", "r8-test/v2f/query-aware", "r8-test/v2f/long-stream", "r8-test/seed1f/context",
        "r8-test/seed1f/query-aware", "r8-test-wide/v2f", "validation-round-9/diversity",
-       "validation-round-9/long-stream")
+       "validation-round-9/long-stream", "validation-round-9/question-weight")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -316,6 +316,26 @@ def test_acckv_defaults_long_stream_table_holds_its_outputs_numbers():
         for column, cell in zip(header[1:], row[1:], strict=True):
             field, scale = scales[column]
             assert shown(cell, scale * entry[field]), (row[0], column, cell)
+
+
+def test_acckv_defaults_question_weight_table_holds_its_outputs_numbers():
+    """docs/acckv-defaults.md, round 9's query-aware table: accuracy and KL at 10 / 5 % per suite, evidence kept at
+    5 % and the mean of the four KL cells, each from the named summary."""
+    (header, rows, output), = doc_tables("acckv-defaults.md", "method (query-aware, 30 clips)")
+    (path,), _ = named_outputs(output)
+    summary = {(e["suite"], e["method"], float(budget_number(e["budget"]))): e for e in json.loads(path.read_text())}
+    assert {e["protocol"] for e in json.loads(path.read_text())} == {"query-aware"} and len(rows) >= 6
+    for row in rows:
+        method = row[0].strip("`")
+        budgets = (1.0, 1.0) if method == "full" else (0.1, 0.05)
+        kls = []
+        for column, cell in zip(header[1:5], row[1:5], strict=True):
+            suite, field, scale = column.split()[0], "kl" if " KL " in column else "first_word", 1 if " KL " in column else 100
+            entries = [summary[(suite, method, b)] for b in budgets]
+            assert all(shown(v.strip(), scale * e[field]) for v, e in zip(cell.split("/"), entries, strict=True)), row
+            kls += [e["kl"] for e in entries] if field == "kl" else []
+        assert shown(row[5], 100 * summary[("sparse", method, budgets[1])]["evidence_kept"]), row
+        assert shown(row[6], sum(kls) / 4), row
 
 
 def test_readme_index_once_table_holds_its_outputs_numbers():
