@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from acckv_cli.lazy import torch
+from acckv_cli.lazy import functional as F, torch
 
 from acckv_cli.model.layout import Modality
 from acckv_cli.methods.vocab import HEAD_REDUCTIONS
@@ -127,6 +127,10 @@ class AccKV(CompressionMethod):
                              of by time bins: each pick is the best of ranking − diversity · (largest cosine of
                              its values to anything already kept, the skeleton included), so the share goes to
                              one token of each distinct event before a second token of any (the issue's idea 2).
+      pooling                odd kernel > 1: the ranking is averaged over that many neighbours of the same modality
+                             (in prompt order: time for audio, raster order inside a frame pair for video), as
+                             SnapKV pools its window attention, so a token inside an event outranks a lone spike
+                             (the issue's idea 1).
       layer_schedule         `flat`: every layer keeps the same number of media entries; `pyramid`: the
                              media budget falls linearly with depth, largest in layer 0, the total fixed
                              (PyramidKV's schedule, `layer_beta` = its beta; the #21 issue's idea 3).
@@ -161,6 +165,7 @@ class AccKV(CompressionMethod):
     flat_kurtosis_audio: float = 3.5   # beyond the paper (round 8): below this ranking kurtosis, lay all of audio's quota evenly
     flat_kurtosis_video: float = 13.0  # the same for video (0 = off)
     diversity: float = 0.0             # beyond the paper (round 9): weight of redundancy with what is kept (0 = time bins)
+    pooling: int = 1                   # beyond the paper (round 9): SnapKV-style average over this many neighbours (1 = off)
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,
@@ -180,6 +185,8 @@ class AccKV(CompressionMethod):
             raise ValueError("acckv coverage_seconds must be positive, min_keep_low, salience and question_contrast ≥ 0")
         if self.layer_beta < 1:
             raise ValueError(f"acckv layer_beta must be ≥ 1, got {self.layer_beta}")
+        if self.pooling < 1 or self.pooling % 2 == 0:
+            raise ValueError(f"acckv pooling must be an odd kernel size ≥ 1 (1 = off), got {self.pooling}")
         if self.diversity < 0:
             raise ValueError(f"acckv diversity must be ≥ 0 (0 turns it off), got {self.diversity}")
         if self.flat_kurtosis_audio < 0 or self.flat_kurtosis_video < 0:
@@ -218,7 +225,7 @@ class AccKV(CompressionMethod):
             for kind, w in weights.items():
                 scores = torch.where(ctx.mask(kind), scores * w, scores)
         quota = self.split_budget(ctx, weights, scores, present)
-        ranking = self.with_salience(ctx, scores, present)
+        ranking = self.pooled(ctx, self.with_salience(ctx, scores, present), present)
         shares = {kind: self.skeleton_share(ctx, kind, ranking) for kind in present}
         chosen = {kind: self.top_of(ctx, kind, ranking, quota[kind], shares[kind]) for kind in present}
         keep = torch.cat([self._protected(ctx, scores), *chosen.values()], dim=-1).sort(dim=-1).values
@@ -256,6 +263,19 @@ class AccKV(CompressionMethod):
             if baseline is not None:
                 ranking = ranking - self.question_contrast * standardised(baseline, mask)
         return ranking
+
+    def pooled(self, ctx: LayerContext, ranking: torch.Tensor, present: list) -> torch.Tensor:
+        """The ranking averaged over `pooling` neighbours inside each modality (zero padding at its ends, counted
+        in the mean, as SnapKV's avg_pool1d does); unchanged with pooling 1."""
+        if self.pooling == 1:
+            return ranking
+        out = ranking.clone().float()
+        rows = out[None] if out.ndim == 1 else out
+        for kind in present:
+            idx = ctx.mask(kind).nonzero().squeeze(1)
+            part = rows[:, idx][:, None]                                        # [rows, 1, n]
+            rows[:, idx] = F.avg_pool1d(part, self.pooling, 1, self.pooling // 2)[:, 0]
+        return out
 
     def content_free_scores(self, ctx: LayerContext, scores: torch.Tensor) -> torch.Tensor | None:
         """A-R scores from the text rows after the media that are not the question (None without a question
