@@ -16,3 +16,7 @@ acckv eval --suite core,sparse --split validation -n 30 -m full -m oracle -m ran
 acckv eval --suite core,sparse --split validation -n 30 -m full -m random -m acckv -m acckv:salience=1 \
   -m acckv:salience=0.5 -m acckv:attention_from_depth=0.5,salience=1 --budgets 0.1,0.05 --protocols query-aware \
   --out-dir results/validation-round-9/question-weight --data-dir .acckv/synthavqa -r none
+# then SnapKV's two ideas inside AccKV: the ranking pooled over neighbours (acckv.pooling) and an observation window
+acckv eval --suite core,sparse --split validation -n 30 -m full -m random -m acckv -m acckv:pooling=3 \
+  -m acckv:pooling=7 -m acckv:score_queries=window:32 --budgets 0.1,0.05 --protocols context,query-aware \
+  --out-dir results/validation-round-9/snapkv-ideas --data-dir .acckv/synthavqa -r none
