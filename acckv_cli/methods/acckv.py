@@ -165,7 +165,7 @@ class AccKV(CompressionMethod):
     flat_kurtosis_audio: float = 3.5   # beyond the paper (round 8): below this ranking kurtosis, lay all of audio's quota evenly
     flat_kurtosis_video: float = 13.0  # the same for video (0 = off)
     diversity: float = 0.0             # beyond the paper (round 9): weight of redundancy with what is kept (0 = time bins)
-    pooling: int = 1                   # beyond the paper (round 9): SnapKV-style average over this many neighbours (1 = off)
+    pooling: int = 3                   # beyond the paper (round 9): SnapKV-style average over this many neighbours (1 = off)
 
     choices = {"redistribution": REDISTRIBUTIONS, "head_reduction": HEAD_REDUCTIONS, "focus_stat": FOCUS_STATS,
                "budget_split": BUDGET_SPLITS, "coverage": COVERAGES, "merge_target": MERGE_TARGETS,

@@ -20,3 +20,6 @@ acckv eval --suite core,sparse --split validation -n 30 -m full -m random -m acc
 acckv eval --suite core,sparse --split validation -n 30 -m full -m random -m acckv -m acckv:pooling=3 \
   -m acckv:pooling=7 -m acckv:score_queries=window:32 --budgets 0.1,0.05 --protocols context,query-aware \
   --out-dir results/validation-round-9/snapkv-ideas --data-dir .acckv/synthavqa -r none
+# then the candidate pooling=3 on the long clips streamed (the same 12 clips as the first command)
+acckv eval --suite long --split validation -n 12 -m acckv -m acckv:pooling=3 --budgets 1024 --protocols stream \
+  --out-dir results/validation-round-9/long-stream-pooling --data-dir .acckv/synthavqa -r none
