@@ -33,7 +33,7 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "r8-test/v2f/context", "r8-test/v2f/query-aware", "r8-test/v2f/long-stream", "r8-test/seed1f/context",
        "r8-test/seed1f/query-aware", "r8-test-wide/v2f", "validation-round-9/diversity",
        "validation-round-9/long-stream", "validation-round-9/question-weight",
-       "validation-round-9/snapkv-ideas", "validation-round-9/long-stream-pooling")
+       "validation-round-9/snapkv-ideas", "validation-round-9/long-stream-pooling", "r9-test/v2f", "r9-test/long-stream")
 
 
 def read_rows(run: str) -> list[dict]:
