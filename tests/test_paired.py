@@ -82,6 +82,10 @@ def test_the_cli_reads_a_gzipped_run_and_refuses_a_missing_one_in_one_line(tmp_p
     missing = subprocess.run([sys.executable, "-m", "acckv_cli.evaluation.paired", str(tmp_path / "none.jsonl")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"video": "a.mp4", "question": "?"}\n')
+    wrong = subprocess.run([sys.executable, "-m", "acckv_cli.evaluation.paired", str(other)], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "not an `acckv eval` results file" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 @pytest.mark.parametrize("run", ["results/r8-test/v2f/context", "results/r8-test/v2f/query-aware"])

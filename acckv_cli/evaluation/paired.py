@@ -22,6 +22,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from acckv_cli.evaluation.summary import row_correct
 from acckv_cli.lazy import torch
 
 Cell = tuple[str, str, float]  # (suite, protocol, budget)
@@ -34,17 +35,13 @@ def read_rows(path: Path) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def _correct(row: dict) -> float:
-    return float(row["choice_correct"] if "choice_correct" in row else row["first_word_correct"])
-
-
 def paired_outcomes(rows: list[dict], method: str, baseline: str) -> dict[Cell, dict[str, list[float]]]:
     """Per cell: clip → [method correct − baseline correct] for each question both answered without error."""
     answers: dict[tuple, float] = {}
     for r in rows:
         if r.get("error") or r["method"] not in (method, baseline):
             continue
-        answers[(r.get("suite", ""), r["protocol"], float(r["budget"]), r["method"], r["video"], r["id"])] = _correct(r)
+        answers[(r.get("suite", ""), r["protocol"], float(r["budget"]), r["method"], r["video"], r["id"])] = row_correct(r)
     cells: dict[Cell, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for (suite, protocol, budget, name, video, qid), ok in sorted(answers.items()):
         other = answers.get((suite, protocol, budget, baseline, video, qid))
@@ -102,7 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ValueError, EOFError) as exc:  # a missing or unreadable file: one line, exit code 2
         parser.error(f"cannot read {args.results}: {exc}")
     against = [x for x in args.against.split(",") if x]
-    table = difference_rows(rows, args.method, against, args.draws)
+    try:
+        table = difference_rows(rows, args.method, against, args.draws)
+    except KeyError as exc:  # a JSONL that is not an `acckv eval` results file
+        parser.error(f"{args.results} is not an `acckv eval` results file: a row has no {exc} field")
     if not table:
         parser.error(f"no question was answered by both {args.method} and any of {', '.join(against)}")
     print(json.dumps(table, indent=1) if args.json else as_markdown(table, args.method))

@@ -17,7 +17,7 @@ from acckv_cli.methods.budget import Budget
 METRICS = ("choice", "first_word", "exact", "normalised", "agreement", "kl")
 
 
-def _correct(row: dict) -> float:
+def row_correct(row: dict) -> float:
     """A scored row's accuracy: the choice for multiple choice, the first word for a free answer."""
     return float(row["choice_correct"] if "choice_correct" in row else row["first_word_correct"])
 
@@ -56,7 +56,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                  "media_kept": _mean(r["media_kept"] for r in ok)}
         scored = [r for r in ok if "first_word_correct" in r or "choice_correct" in r]
         for family in sorted({r["family"] for r in scored if r.get("family")}):
-            entry[family] = _mean(_correct(r) for r in scored if r.get("family") == family)
+            entry[family] = _mean(row_correct(r) for r in scored if r.get("family") == family)
         entry.update(_scores(ok))
         for key in ("evidence_kept", "kept_time"):
             values = [r[key] for r in ok if r.get(key) is not None]
