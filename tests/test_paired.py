@@ -88,6 +88,21 @@ def test_the_cli_reads_a_gzipped_run_and_refuses_a_missing_one_in_one_line(tmp_p
     assert wrong.returncode == 2 and "not an `acckv eval` results file" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
+def test_several_runs_are_pooled_and_runs_that_disagree_are_refused(tmp_path):
+    """A candidate measured later against an earlier run's rows on the same clips: the rows pool; a question two
+    runs answered differently for the same method is an error (one line, exit 2), not a silent choice of one."""
+    first, later, clash = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in grid({"random": [[False], [False]]})))
+    later.write_text("".join(json.dumps(r) + "\n" for r in grid({"acckv": [[True], [False]], "random": [[False], [False]]})))
+    clash.write_text("".join(json.dumps(r) + "\n" for r in grid({"random": [[True], [False]]})))
+    run = [sys.executable, "-m", "acckv_cli.evaluation.paired", "--json", "--against", "random"]
+    ok = subprocess.run(run + [str(first), str(later)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert [(r["clips"], r["difference"]) for r in json.loads(ok.stdout)] == [(2, 50.0)]
+    bad = subprocess.run(run + [str(later), str(clash)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "disagree" in bad.stderr and "Traceback" not in bad.stderr
+
+
 @pytest.mark.parametrize("run", ["results/r8-test/v2f/context", "results/r8-test/v2f/query-aware"])
 def test_committed_intervals_are_the_bootstrap_of_the_committed_rows(run):
     """results/r8-test/paired-intervals.md is what the module prints for the committed test runs."""
@@ -97,3 +112,13 @@ def test_committed_intervals_are_the_bootstrap_of_the_committed_rows(run):
         line = (f"| {r['suite']} | {r['protocol']} | {r['budget']:g} | {r['baseline']} | {r['clips']} | "
                 f"{r['questions']} | {r['difference']:+.1f} | {r['low']:+.1f} to {r['high']:+.1f} | {r['not_ahead']:.3f} |")
         assert line in text, line
+
+
+def test_round_10_intervals_are_the_bootstrap_of_the_two_runs_pooled():
+    """results/validation-round-10/paired-intervals.md (docs/acckv-defaults.md round 10) is what the module prints
+    for the candidate's run pooled with round 9's run of the default on the same clips."""
+    text = (ROOT / "results" / "validation-round-10" / "paired-intervals.md").read_text()
+    rows = (P.read_rows(ROOT / "results/validation-round-10/skeleton-025/results.jsonl.gz")
+            + P.read_rows(ROOT / "results/validation-round-9/snapkv-ideas/results.jsonl.gz"))
+    table = P.difference_rows(rows, "acckv:skeleton=0.25", ["acckv:pooling=3"], draws=10_000)
+    assert len(table) == 8 and P.as_markdown(table, "acckv:skeleton=0.25") == text.strip()

@@ -33,7 +33,8 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "r8-test/v2f/context", "r8-test/v2f/query-aware", "r8-test/v2f/long-stream", "r8-test/seed1f/context",
        "r8-test/seed1f/query-aware", "r8-test-wide/v2f", "validation-round-9/diversity",
        "validation-round-9/long-stream", "validation-round-9/question-weight",
-       "validation-round-9/snapkv-ideas", "validation-round-9/long-stream-pooling", "r9-test/v2f", "r9-test/long-stream")
+       "validation-round-9/snapkv-ideas", "validation-round-9/long-stream-pooling", "r9-test/v2f", "r9-test/long-stream",
+       "validation-round-10/skeleton-025")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -852,11 +853,11 @@ def eight_cell_tables() -> list[tuple]:
     return [t for t in doc_tables("acckv-defaults.md", "method") if "agreement" in t[0]]
 
 
-def test_the_eight_cell_tables_are_rounds_5_to_9():
-    assert len(eight_cell_tables()) == 8  # rounds 7 and 8 have one per demo model, round 9 two
+def test_the_eight_cell_tables_are_rounds_5_to_10():
+    assert len(eight_cell_tables()) == 9  # rounds 7 and 8 have one per demo model, round 9 two
 
 
-@pytest.mark.parametrize("table", range(8))
+@pytest.mark.parametrize("table", range(9))
 def test_acckv_defaults_round5_and_later_tables_hold_their_outputs_numbers(table):
     """docs/acckv-defaults.md, rounds 5 and 6: every accuracy and KL cell (suite × protocol × 10 / 5 %) is the
     named runs' summary row for that method, and the agreement and mean KL columns are the means of the eight

@@ -10,6 +10,8 @@ interval, and the share of draws where the method was not ahead (difference ≤ 
 
     python -m acckv_cli.evaluation.paired RUN/results.jsonl.gz --method acckv --against random,uniform,divprune
 
+Several runs may be given when they ran the same clips (a candidate measured later against rows of an earlier
+run): their rows are pooled, and a question that two runs answered for the same method must agree in outcome.
 Accuracy is the choice for multiple-choice rows and the first word otherwise (as in summary.py); rows with an
 error are left out of both sides of their pair.
 """
@@ -41,7 +43,9 @@ def paired_outcomes(rows: list[dict], method: str, baseline: str) -> dict[Cell, 
     for r in rows:
         if r.get("error") or r["method"] not in (method, baseline):
             continue
-        answers[(r.get("suite", ""), r["protocol"], float(r["budget"]), r["method"], r["video"], r["id"])] = row_correct(r)
+        key = (r.get("suite", ""), r["protocol"], float(r["budget"]), r["method"], r["video"], r["id"])
+        if answers.setdefault(key, row_correct(r)) != row_correct(r):  # pooled runs that disagree
+            raise ValueError(f"two rows of {r['method']} on {r['id']} ({r['protocol']}, {r['budget']}) disagree")
     cells: dict[Cell, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for (suite, protocol, budget, name, video, qid), ok in sorted(answers.items()):
         other = answers.get((suite, protocol, budget, baseline, video, qid))
@@ -86,7 +90,8 @@ def as_markdown(rows: list[dict], method: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="results.jsonl or results.jsonl.gz of one `acckv eval` run")
+    parser.add_argument("results", type=Path, nargs="+",
+                        help="results.jsonl or results.jsonl.gz of an `acckv eval` run; several runs' rows are pooled")
     parser.add_argument("--method", default="acckv")
     parser.add_argument("--against", default="random,uniform,divprune", help="Comma list of baselines")
     parser.add_argument("--draws", type=int, default=10_000, help="Bootstrap draws per cell")
@@ -94,15 +99,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.draws < 100:
         parser.error("--draws must be at least 100")
-    try:
-        rows = read_rows(args.results)
-    except (OSError, ValueError, EOFError) as exc:  # a missing or unreadable file: one line, exit code 2
-        parser.error(f"cannot read {args.results}: {exc}")
+    rows = []
+    for path in args.results:
+        try:
+            rows += read_rows(path)
+        except (OSError, ValueError, EOFError) as exc:  # a missing or unreadable file: one line, exit code 2
+            parser.error(f"cannot read {path}: {exc}")
     against = [x for x in args.against.split(",") if x]
+    names = ", ".join(map(str, args.results))
     try:
         table = difference_rows(rows, args.method, against, args.draws)
     except KeyError as exc:  # a JSONL that is not an `acckv eval` results file
-        parser.error(f"{args.results} is not an `acckv eval` results file: a row has no {exc} field")
+        parser.error(f"{names} is not an `acckv eval` results file: a row has no {exc} field")
+    except ValueError as exc:  # pooled runs that answered the same question differently
+        parser.error(f"{names}: {exc}")
     if not table:
         parser.error(f"no question was answered by both {args.method} and any of {', '.join(against)}")
     print(json.dumps(table, indent=1) if args.json else as_markdown(table, args.method))

@@ -16,3 +16,7 @@ acckv eval --suite core,sparse --split validation -n 30 -m acckv -m acckv:skelet
 acckv eval --suite core,sparse --split validation -n 30 -m acckv:skeleton=0.25 \
   --budgets 0.1,0.05 --protocols context,query-aware --resume \
   --out-dir results/validation-round-10/skeleton-025 --data-dir .acckv/synthavqa -r none
+gzip -kf results/validation-round-10/skeleton-025/results.jsonl  # results.jsonl is ignored; the copy is committed
+python -m acckv_cli.evaluation.paired results/validation-round-10/skeleton-025/results.jsonl.gz \
+  results/validation-round-9/snapkv-ideas/results.jsonl.gz --method acckv:skeleton=0.25 --against acckv:pooling=3 \
+  > results/validation-round-10/paired-intervals.md
