@@ -20,3 +20,9 @@ gzip -kf results/validation-round-10/skeleton-025/results.jsonl  # results.jsonl
 python -m acckv_cli.evaluation.paired results/validation-round-10/skeleton-025/results.jsonl.gz \
   results/validation-round-9/snapkv-ideas/results.jsonl.gz --method acckv:skeleton=0.25 --against acckv:pooling=3 \
   > results/validation-round-10/paired-intervals.md
+# then a probe under query-aware, where the prompt's last row is the one that emits the answer's first word: does its
+# attention alone (score_queries=window:1), or the last 4 rows', find the asked event where the mean over all text
+# rows does not (round 9)? 12 sparse clips first; the default's rows are round 9's on the same clips
+acckv eval --suite sparse --split validation -n 12 -m acckv:score_queries=window:1 -m acckv:score_queries=window:4 \
+  --budgets 0.1,0.05 --protocols query-aware \
+  --out-dir results/validation-round-10/last-rows --data-dir .acckv/synthavqa -r none
