@@ -26,3 +26,9 @@ python -m acckv_cli.evaluation.paired results/validation-round-10/skeleton-025/r
 acckv eval --suite sparse --split validation -n 12 -m acckv:score_queries=window:1 -m acckv:score_queries=window:4 \
   --budgets 0.1,0.05 --protocols query-aware \
   --out-dir results/validation-round-10/last-rows --data-dir .acckv/synthavqa -r none
+# (neither pays on these 12 clips: evidence kept stays at 5.4-5.5 %, because the 1-s bins fix how much each second
+# keeps and the ranking only chooses inside them.) Then the same 12 clips with the bins off, so that a question-aware
+# ranking can concentrate the ranked half where it points:
+acckv eval --suite sparse --split validation -n 12 -m acckv:coverage=none -m acckv:coverage=none,score_queries=window:1 \
+  --budgets 0.1,0.05 --protocols query-aware \
+  --out-dir results/validation-round-10/no-bins --data-dir .acckv/synthavqa -r none
