@@ -122,3 +122,14 @@ def test_round_10_intervals_are_the_bootstrap_of_the_two_runs_pooled():
             + P.read_rows(ROOT / "results/validation-round-9/snapkv-ideas/results.jsonl.gz"))
     table = P.difference_rows(rows, "acckv:skeleton=0.25", ["acckv:pooling=3"], draws=10_000)
     assert len(table) == 8 and P.as_markdown(table, "acckv:skeleton=0.25") == text.strip()
+
+
+def test_round_10_probe_intervals_are_the_bootstrap_of_the_three_runs_pooled():
+    """results/validation-round-10/paired-probes.md: each query-aware probe against the default (round 9's rows) and
+    random, pooled from the two probe runs and round 9's run, as results/validation-round-10/run.sh prints it."""
+    runs = ["validation-round-10/last-rows", "validation-round-10/no-bins", "validation-round-9/snapkv-ideas"]
+    rows = [r for run in runs for r in P.read_rows(ROOT / "results" / run / "results.jsonl.gz")]
+    probes = ["score_queries=window:1", "score_queries=window:4", "coverage=none", "coverage=none,score_queries=window:1"]
+    printed = "\n".join(P.as_markdown(P.difference_rows(rows, f"acckv:{m}", ["acckv:pooling=3", "random"]), f"acckv:{m}")
+                        for m in probes)
+    assert printed == (ROOT / "results" / "validation-round-10" / "paired-probes.md").read_text().strip()

@@ -34,7 +34,7 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "r8-test/seed1f/query-aware", "r8-test-wide/v2f", "validation-round-9/diversity",
        "validation-round-9/long-stream", "validation-round-9/question-weight",
        "validation-round-9/snapkv-ideas", "validation-round-9/long-stream-pooling", "r9-test/v2f", "r9-test/long-stream",
-       "validation-round-10/skeleton-025")
+       "validation-round-10/skeleton-025", "validation-round-10/last-rows", "validation-round-10/no-bins")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -340,6 +340,32 @@ def test_acckv_defaults_question_weight_table_holds_its_outputs_numbers():
             kls += [e["kl"] for e in entries] if field == "kl" else []
         assert shown(row[5], 100 * summary[("sparse", method, budgets[1])]["evidence_kept"]), row
         assert shown(row[6], sum(kls) / 4), row
+
+
+def test_acckv_defaults_round10_probe_table_holds_its_outputs_numbers():
+    """docs/acckv-defaults.md round 10's query-aware probes: accuracy, KL and evidence kept at 10 / 5 % are the probe
+    runs' summary rows, each run's rows carry the commit the page names for it, and the last column is the paired
+    comparison with the default committed beside them."""
+    import csv
+
+    (header, rows, output), = doc_tables("acckv-defaults.md", "method (query-aware, sparse, 12 clips)")
+    paths, _ = named_outputs(output)
+    found = {}
+    for path in paths[:2]:
+        commit = re.search(rf"`{path.relative_to(ROOT)}` \(code `([0-9a-f]+)`\)", output).group(1)
+        assert {r["code_version"].split("+")[-1] for r in read_rows(str(path.parent.relative_to(ROOT / "results")))} == {commit}
+        for r in csv.DictReader(path.open()):
+            found[(r["method"], float(r["budget"]))] = r
+    paired = paths[2].read_text()
+    assert len(rows) == 4
+    for row in rows:
+        method = row[0].strip("`")
+        for cell, (field, scale) in zip(row[1:4], (("first_word", 100), ("kl", 1), ("evidence_kept", 100))):
+            values = [v.strip() for v in cell.split("/")]
+            assert all(shown(v, scale * float(found[(method, b)][field])) for v, b in zip(values, (0.1, 0.05), strict=True)), row
+        for part, budget in zip(row[4].split(" / "), ("0.1", "0.05"), strict=True):
+            difference, interval = re.fullmatch(r"(\S+) \((.+)\)", part.strip()).groups()
+            assert f"| sparse | query-aware | {budget} | acckv:pooling=3 | 12 | 60 | {difference} | {interval} |" in paired, row
 
 
 def test_readme_index_once_table_holds_its_outputs_numbers():

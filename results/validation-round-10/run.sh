@@ -32,3 +32,10 @@ acckv eval --suite sparse --split validation -n 12 -m acckv:score_queries=window
 acckv eval --suite sparse --split validation -n 12 -m acckv:coverage=none -m acckv:coverage=none,score_queries=window:1 \
   --budgets 0.1,0.05 --protocols query-aware \
   --out-dir results/validation-round-10/no-bins --data-dir .acckv/synthavqa -r none
+# each probe against the default's rows on the same 12 clips (round 9's run), paired over clips
+for run in last-rows no-bins; do gzip -kf results/validation-round-10/$run/results.jsonl; done
+for m in score_queries=window:1 score_queries=window:4 coverage=none coverage=none,score_queries=window:1; do
+  python -m acckv_cli.evaluation.paired results/validation-round-10/last-rows/results.jsonl.gz \
+    results/validation-round-10/no-bins/results.jsonl.gz results/validation-round-9/snapkv-ideas/results.jsonl.gz \
+    --method "acckv:$m" --against acckv:pooling=3,random
+done > results/validation-round-10/paired-probes.md
