@@ -196,8 +196,8 @@ def where_kept(answer: Answer, evidence: Spans) -> dict:
 def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: list[str], out_dir: Path,
              protocols: tuple[str, ...] = DEFAULT_PROTOCOLS, resume: bool = False, max_new_tokens: int = 4,
              fps: float = 2.0, progress=None, chunk_seconds: float | None = None) -> list[dict]:
-    """Evaluate every item under every (protocol, method, budget); append rows to `out_dir/results.jsonl`
-    (`chunk_seconds`: the step of the stream protocol, None for its default)."""
+    """Evaluate every item under every (protocol, method, budget); append rows to `out_dir/results.jsonl` and
+    return the rows of that grid (`chunk_seconds`: the step of the stream protocol, None for its default)."""
     for protocol in protocols:
         check_protocol(protocol)
     check_evidence(items, methods)
@@ -224,7 +224,10 @@ def run_eval(lm: LoadedModel, items: list[Item], methods: list[str], budgets: li
                     sink.flush()
             if progress:
                 progress(len(clip_items))
-    return [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+    # the rows of the grid asked for: a resumed folder may hold rows of other methods, budgets or clips
+    asked = {result_key(item.id, p, c.label, c.budget_text) for item in items for p in protocols for c in configs}
+    rows = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if result_key(r["id"], r["protocol"], r["method"], r["budget"]) in asked]
 
 
 def evaluate_clip(lm, video: str, items: list[Item], configs: list[Config], protocols, todo: set,
