@@ -66,6 +66,9 @@ def test_reusable_rows_keep_named_methods_once_and_refuse_mixed_models_and_disag
     assert reusable_rows([row(model="other")], {"full"}, "m") == []  # rows of methods not named are not checked
     clips = [{**row(), "video": "a.mp4"}, {**row(), "id": "q2", "video": "b.mp4"}]
     assert [r["id"] for r in reusable_rows(clips, {"random"}, "m", videos={"b.mp4"})] == ["q2"]
+    grid = [row(budget=0.2), row(budget=0.05), row("full", budget=1.0)]
+    assert [(r["method"], r["budget"]) for r in reusable_rows(grid, {"random", "full"}, "m", budgets={0.05})] == [
+        ("random", 0.05), ("full", 1.0)]
 
 
 @pytest.mark.parametrize("setup, message", [("exists", "exists"), ("other-model", "made by model")])

@@ -6,7 +6,8 @@ rerun of them (hours on two cores). This copies the rows of the named methods fr
 finds there and summarises only the grid it was asked for. Rows keep the `model` and `code_version` of the run that
 made them. Refused in one line (exit code 2): a row of another model than `--model` (a grid must not mix models),
 two sources that answered one question differently for one method, and an `OUT/results.jsonl` that exists.
-`--videos-from` keeps only the clips of another run (the 12 clips of one grid out of the 30 of a larger one).
+`--videos-from` keeps only the clips of another run (the 12 clips of one grid out of the 30 of a larger one) and
+`--budgets` only the budgets of the new grid, so that the folder's rows are the grid its summary reports.
 
     python -m acckv_cli.evaluation.reuse results/r8-test/seed1f/context/results.jsonl.gz \
         --methods full,random,uniform --model runs/demo-seed1f --out results/r9-test/seed1f
@@ -22,15 +23,20 @@ import json
 from pathlib import Path
 
 from acckv_cli.evaluation.evaluate import result_key
+from acckv_cli.methods import Budget
 from acckv_cli.evaluation.paired import read_rows
 
 
-def reusable_rows(rows: list[dict], methods: set[str], model: str, videos: set[str] | None = None) -> list[dict]:
-    """The rows of `methods` (and of `videos`, when given), one per result key; ValueError for a row of another
-    model or two rows of one key whose answers differ."""
+def reusable_rows(rows: list[dict], methods: set[str], model: str, videos: set[str] | None = None,
+                  budgets: set[float] | None = None) -> list[dict]:
+    """The rows of `methods` (and of `videos` and `budgets`, when given; `full` runs at 100 % only and is kept at
+    any `budgets`), one per result key; ValueError for a row of another model or two rows of one key whose
+    answers differ."""
     kept: dict[str, dict] = {}
     for row in rows:
         if row["method"] not in methods or (videos is not None and row["video"] not in videos):
+            continue
+        if budgets is not None and row["method"] != "full" and Budget.parse(str(row["budget"])).number not in budgets:
             continue
         if row.get("model") != model:
             raise ValueError(f"a row of {row['method']} on {row['id']} was made by model {row.get('model')!r}, "
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="The model every copied row must name (its `model` field)")
     parser.add_argument("--videos-from", type=Path, metavar="RESULTS",
                         help="Copy only rows of the clips this results file has rows of (a subset of a larger run)")
+    parser.add_argument("--budgets", help="Comma list: copy only rows at these budgets (and `full`'s)")
     parser.add_argument("--out", type=Path, required=True, help="The eval folder to start")
     args = parser.parse_args(argv)
     target = args.out / "results.jsonl"
@@ -58,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rows = [row for path in args.sources for row in read_rows(path)]
         videos = {row["video"] for row in read_rows(args.videos_from)} if args.videos_from else None
-        kept = reusable_rows(rows, {m for m in args.methods.split(",") if m}, args.model, videos)
+        budgets = {Budget.parse(b).number for b in args.budgets.split(",") if b} if args.budgets else None
+        kept = reusable_rows(rows, {m for m in args.methods.split(",") if m}, args.model, videos, budgets)
     except (OSError, ValueError, KeyError) as exc:
         parser.error(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ grid=(--suite core,sparse --split test -n 12 -m full -m oracle -m random -m unif
 acckv eval "${grid[@]}" --out-dir "$out/v2f"
 [ -f "$out/seed1f/results.jsonl" ] || python -m acckv_cli.evaluation.reuse \
   results/r8-test/seed1f/context/results.jsonl.gz results/r8-test/seed1f/query-aware/results.jsonl.gz \
-  --methods full,oracle,random,uniform,divprune --model runs/demo-seed1f --out "$out/seed1f"
+  --methods full,oracle,random,uniform,divprune --model runs/demo-seed1f --budgets 0.1,0.05 --out "$out/seed1f"
 acckv eval --model runs/demo-seed1f "${grid[@]}" --out-dir "$out/seed1f"
 for run in v2f seed1f; do
   gzip -kf "$out/$run/results.jsonl"  # results.jsonl is ignored by git; the compressed copy is committed
