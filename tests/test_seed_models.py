@@ -3,7 +3,7 @@ machine that trained it (a model under the ignored runs/ folder was lost once, d
 
 Each committed model must be what its recipe gives: its training record (every step's loss and every quick
 validation) equals the record of the run that the committed seed checks were made with, which is possible because
-training on CPU is deterministic (the rebuild of 2026-12-08 reproduced all 6,200 losses of stages 1 and 2)."""
+training on CPU is deterministic (the rebuild of 2026-12-08 reproduced all 7,200 losses of stages 1 to 2e)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "results" / "demo-seed1" / "models"
 # committed model -> the record of the original run of the same stage, and the script whose command made it
-COMMITTED = {"seed1": ("training.json", "run.sh")}
+COMMITTED = {"seed1": ("training.json", "run.sh"), "seed1e": ("training-2e.json", "run-2e.sh")}
 
 
 def recipe(command: str) -> str:

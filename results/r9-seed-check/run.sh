@@ -17,6 +17,8 @@ grid=(--suite core,sparse --split test -n 12 -m full -m oracle -m random -m unif
   --methods full,oracle,random,uniform,divprune,acckv,acckv-round8 --model builtin-demo \
   --videos-from results/r8-test/v2f/context/results.jsonl.gz --out "$out/v2f"
 acckv eval "${grid[@]}" --out-dir "$out/v2f"
+# the rows name the model by the folder it was loaded from: load the committed copy from that same folder
+[ -d runs/demo-seed1f ] || { mkdir -p runs && cp -r results/demo-seed1/models/seed1f runs/demo-seed1f; }
 [ -f "$out/seed1f/results.jsonl" ] || python -m acckv_cli.evaluation.reuse \
   results/r8-test/seed1f/context/results.jsonl.gz results/r8-test/seed1f/query-aware/results.jsonl.gz \
   --methods full,oracle,random,uniform,divprune --model runs/demo-seed1f --budgets 0.1,0.05 --out "$out/seed1f"
