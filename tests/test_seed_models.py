@@ -3,7 +3,7 @@ machine that trained it (a model under the ignored runs/ folder was lost once, d
 
 Each committed model must be what its recipe gives: its training record (every step's loss and every quick
 validation) equals the record of the run that the committed seed checks were made with, which is possible because
-training on CPU is deterministic (the rebuild of 2026-12-08 reproduced all 7,200 losses of stages 1 to 2e)."""
+training on CPU is deterministic (the rebuild of 2026-12-08 reproduced all 7,600 losses of stages 1 to 2f)."""
 
 from __future__ import annotations
 
