@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "results" / "demo-seed1" / "models"
 # committed model -> the record of the original run of the same stage, and the script whose command made it
-COMMITTED = {"seed1": ("training.json", "run.sh"), "seed1e": ("training-2e.json", "run-2e.sh")}
+COMMITTED = {"seed1": ("training.json", "run.sh"), "seed1e": ("training-2e.json", "run-2e.sh"),
+             "seed1f": ("training-2f.json", "run-2f.sh")}
 
 
 def recipe(command: str) -> str:
