@@ -2,7 +2,8 @@
 # Round 9's default (the ranking pooled over 3 neighbours, chosen on validation: docs/acckv-defaults.md round 9) on
 # the 30 test clips per suite of results/r8-test-wide, v2f, run once; acckv-round8 is the default before it. Then the
 # long suite streamed through 1,024 media tokens, as results/r8-test ran it. The second-seed model's weights were lost
-# with the machine that trained them (runs/ is not in git), so round 9 has no second-seed run.
+# with the machine that trained them (runs/ is not in git) when this ran; round 9 on the rebuilt second seed is
+# results/r9-seed-check/run.sh.
 set -euo pipefail
 export HF_HUB_OFFLINE=1
 out=results/r9-test
