@@ -133,3 +133,16 @@ def test_round_10_probe_intervals_are_the_bootstrap_of_the_three_runs_pooled():
     printed = "\n".join(P.as_markdown(P.difference_rows(rows, f"acckv:{m}", ["acckv:pooling=3", "random"]), f"acckv:{m}")
                         for m in probes)
     assert printed == (ROOT / "results" / "validation-round-10" / "paired-probes.md").read_text().strip()
+
+
+@pytest.mark.parametrize("folder, method, against, printed", [
+    ("validation-round-11/seed1f", "acckv:skeleton=0.25", "acckv,random,uniform", "validation-round-11/paired-intervals.md"),
+    ("r9-seed-check/seed1f", "acckv", "random,uniform,divprune,oracle,acckv-round8",
+     "r9-seed-check/paired-intervals-seed1f.md")])
+def test_second_seed_intervals_are_the_bootstrap_of_the_committed_rows(folder, method, against, printed):
+    """The second seed's committed intervals (docs/acckv-defaults.md round 11, docs/two-seeds.md round 9) are what
+    the module prints for the committed rows beside them, as the runs' scripts print them."""
+    rows = P.read_rows(ROOT / "results" / folder / "results.jsonl.gz")
+    table = P.difference_rows(rows, method, against.split(","), draws=10_000)
+    assert len(table) == 8 * len(against.split(","))
+    assert P.as_markdown(table, method) == (ROOT / "results" / printed).read_text().strip()
