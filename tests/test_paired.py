@@ -138,7 +138,8 @@ def test_round_10_probe_intervals_are_the_bootstrap_of_the_three_runs_pooled():
 @pytest.mark.parametrize("folder, method, against, printed", [
     ("validation-round-11/seed1f", "acckv:skeleton=0.25", "acckv,random,uniform", "validation-round-11/paired-intervals.md"),
     ("r9-seed-check/seed1f", "acckv", "random,uniform,divprune,oracle,acckv-round8",
-     "r9-seed-check/paired-intervals-seed1f.md")])
+     "r9-seed-check/paired-intervals-seed1f.md"),
+    ("r9-test/seed1f", "acckv", "random,uniform,divprune,oracle,acckv-round8", "r9-test/paired-intervals-seed1f.md")])
 def test_second_seed_intervals_are_the_bootstrap_of_the_committed_rows(folder, method, against, printed):
     """The second seed's committed intervals (docs/acckv-defaults.md round 11, docs/two-seeds.md round 9) are what
     the module prints for the committed rows beside them, as the runs' scripts print them."""

@@ -35,7 +35,8 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "validation-round-9/long-stream", "validation-round-9/question-weight",
        "validation-round-9/snapkv-ideas", "validation-round-9/long-stream-pooling", "r9-test/v2f", "r9-test/long-stream",
        "validation-round-10/skeleton-025", "validation-round-10/last-rows", "validation-round-10/no-bins",
-       "r9-seed-check/v2f", "r9-seed-check/seed1f", "validation-round-11/seed1f")
+       "r9-seed-check/v2f", "r9-seed-check/seed1f", "validation-round-11/seed1f",
+       "r9-test/seed1f")
 
 
 def read_rows(run: str) -> list[dict]:

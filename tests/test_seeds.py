@@ -169,14 +169,30 @@ def test_the_rebuilt_second_seed_answers_as_the_lost_one_did():
 
 
 def test_the_committed_round9_tally_counts_the_committed_checks(capsys):
-    """results/r9-seed-check/ranking-tally.md (the README's table and docs/two-seeds.md's fifth): --tally on round 9's
-    default over round 8's 12-clip grid at 10 and 5 %, v2f's rows taken from results/r9-test."""
+    """results/r9-seed-check/ranking-tally.md (docs/two-seeds.md's fifth table): --tally on round 9's default over
+    round 8's 12-clip grid at 10 and 5 %, v2f's rows taken from results/r9-test."""
     r = ROOT / "results/r9-seed-check"
+    S.main([str(r / "v2f/summary.json"), str(r / "seed1f/summary.json"), "--against", "random,uniform,divprune",
+            "--tally"])
+    printed = capsys.readouterr().out.strip()
+    assert printed == (r / "ranking-tally.md").read_text().strip()
+    assert printed in (ROOT / "docs" / "two-seeds.md").read_text()
+    v2f = gz_rows(r / "v2f/results.jsonl.gz")
+    r9 = {(x["id"], x["protocol"], x["method"], float(x["budget"])): x for x in gz_rows(ROOT / "results/r9-test/v2f/results.jsonl.gz")}
+    assert all(r9[(x["id"], x["protocol"], x["method"], float(x["budget"]))] == x for x in v2f)  # copied, not rerun
+
+
+def test_the_committed_30_clip_round9_tally_counts_the_committed_checks(capsys):
+    """results/r9-test/ranking-tally.md (the README's table and docs/two-seeds.md's sixth): --tally on the README's
+    30-clip grid on v2f and the second seed; the second seed's first 12 clips per suite are the 12-clip check's rows,
+    copied unchanged."""
+    r = ROOT / "results/r9-test"
     S.main([str(r / "v2f/summary.json"), str(r / "seed1f/summary.json"), "--against", "random,uniform,divprune",
             "--tally"])
     printed = capsys.readouterr().out.strip()
     assert printed == (r / "ranking-tally.md").read_text().strip() and printed in (ROOT / "README.md").read_text()
     assert printed in (ROOT / "docs" / "two-seeds.md").read_text()
-    v2f = gz_rows(r / "v2f/results.jsonl.gz")
-    r9 = {(x["id"], x["protocol"], x["method"], float(x["budget"])): x for x in gz_rows(ROOT / "results/r9-test/v2f/results.jsonl.gz")}
-    assert all(r9[(x["id"], x["protocol"], x["method"], float(x["budget"]))] == x for x in v2f)  # copied, not rerun
+    wide = {(x["id"], x["protocol"], x["method"], float(x["budget"])): x for x in gz_rows(r / "seed1f/results.jsonl.gz")}
+    narrow = gz_rows(ROOT / "results/r9-seed-check/seed1f/results.jsonl.gz")
+    assert len(wide) == 7200 and all(wide[(x["id"], x["protocol"], x["method"], float(x["budget"]))] == x for x in narrow)
+    assert {x["model"] for x in wide.values()} == {"runs/demo-seed1f"}
