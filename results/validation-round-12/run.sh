@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Round 12 (issue #21), validation splits only. On the second seed's 30-clip test grid AccKV fell behind random on
+# core at 5 % media through its audio questions (docs/two-seeds.md), which its 30 core validation clips did not show.
+# First: more core validation clips (90) at 5 %, both protocols, to see whether the loss is there at all; with two
+# probes of the audio flat-kurtosis threshold (3.5, read from v2f's rankings: above it a layer's audio is ranked, below
+# it laid evenly), which decides how a long tone is kept. Then the same probes on both models' sparse validation
+# clips (30), where a higher threshold lays more brief sounds evenly, and on v2f's 90 core clips.
+set -euo pipefail
+export HF_HUB_OFFLINE=1
+out=results/validation-round-12
+[ -d runs/demo-seed1f ] || { mkdir -p runs && cp -r results/demo-seed1/models/seed1f runs/demo-seed1f; }
+probes=(-m acckv -m acckv:flat_kurtosis_audio=5 -m acckv:flat_kurtosis_audio=8)
+acckv eval --model runs/demo-seed1f --suite core --split validation -n 90 -m full -m random -m uniform "${probes[@]}" \
+  --budgets 0.05 --protocols context,query-aware --out-dir "$out/seed1f-core" --data-dir .acckv/synthavqa -r none --resume
+acckv eval --model runs/demo-seed1f --suite sparse --split validation -n 30 -m full -m random "${probes[@]}" \
+  --budgets 0.05 --protocols context,query-aware --out-dir "$out/seed1f-sparse" --data-dir .acckv/synthavqa -r none --resume
+acckv eval --suite core --split validation -n 90 -m full -m random -m uniform "${probes[@]}" \
+  --budgets 0.05 --protocols context,query-aware --out-dir "$out/v2f-core" --data-dir .acckv/synthavqa -r none --resume
+acckv eval --suite sparse --split validation -n 30 -m full -m random "${probes[@]}" \
+  --budgets 0.05 --protocols context,query-aware --out-dir "$out/v2f-sparse" --data-dir .acckv/synthavqa -r none --resume
+for run in seed1f-core seed1f-sparse v2f-core v2f-sparse; do
+  gzip -kf "$out/$run/results.jsonl"  # results.jsonl is ignored by git; the compressed copy is committed
+done
