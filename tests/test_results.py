@@ -36,7 +36,8 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "validation-round-9/snapkv-ideas", "validation-round-9/long-stream-pooling", "r9-test/v2f", "r9-test/long-stream",
        "validation-round-10/skeleton-025", "validation-round-10/last-rows", "validation-round-10/no-bins",
        "r9-seed-check/v2f", "r9-seed-check/seed1f", "validation-round-11/seed1f",
-       "r9-test/seed1f")
+       "r9-test/seed1f", "validation-round-12/seed1f-core",
+       "validation-round-12/seed1f-sparse", "validation-round-12/v2f-core", "validation-round-12/v2f-sparse")
 
 
 def read_rows(run: str) -> list[dict]:
@@ -400,6 +401,32 @@ def test_readme_full_cache_accuracy_is_the_full_test_runs():
     values = [full["core"]["first_word"], full["sparse"]["first_word"], full["sparse"]["order"],
               full["sparse"]["count"], full["long"]["first_word"]]
     assert all(shown(text, 100 * value) for text, value in zip(match.groups(), values)), (match.groups(), values)
+
+
+def test_acckv_defaults_round12_table_holds_its_outputs_numbers():
+    """docs/acckv-defaults.md round 12: each cell (context / query-aware at 5 %) is its run's summary row, the audio
+    column is the second seed's core audio family, the mean KL is over the eight cells, and every row of the four
+    runs carries the commit the page names."""
+    (header, rows, output), = doc_tables("acckv-defaults.md", "method (5 % media, validation)")
+    paths, commit = named_outputs(output)
+    runs = {}
+    for path in paths:
+        run = path.parent.relative_to(ROOT / "results")
+        assert {r["code_version"].split("+")[-1] for r in read_rows(str(run))} == {commit}
+        runs[path.parent.name] = {(e["protocol"], e["method"]): e for e in json.loads(path.read_text())}
+    columns = [("seed1f-core", "first_word"), ("seed1f-core", "audio"), ("seed1f-sparse", "first_word"),
+               ("v2f-core", "first_word"), ("v2f-sparse", "first_word")]
+    assert len(rows) == 6
+    for row in rows:
+        method, kls = row[0].strip("`"), []
+        for cell, (run, field) in zip(row[1:6], columns, strict=True):
+            entries = [runs[run].get((p, method)) for p in ("context", "query-aware")]
+            if cell == "–":
+                assert entries == [None, None], (row[0], run)
+                continue
+            assert all(shown(v.strip(), 100 * e[field]) for v, e in zip(cell.split("/"), entries, strict=True)), (row[0], run)
+            kls += [e["kl"] for e in entries] if field == "first_word" else []
+        assert row[-1] == "–" if len(kls) < 8 else shown(row[-1], sum(kls) / 8), row
 
 
 # --- docs tables that name their output: evaluation and long-clip accuracy ---------------------------------

@@ -21,3 +21,6 @@ acckv eval --suite sparse --split validation -n 30 -m full -m random "${probes[@
 for run in seed1f-core seed1f-sparse v2f-core v2f-sparse; do
   gzip -kf "$out/$run/results.jsonl"  # results.jsonl is ignored by git; the compressed copy is committed
 done
+for run in seed1f-core v2f-core; do  # one model per call: paired.py refuses to pool two models' rows
+  python -m acckv_cli.evaluation.paired "$out/$run/results.jsonl.gz" --method acckv --against random,uniform
+done > "$out/paired-intervals.md"
