@@ -24,3 +24,16 @@ done
 for run in seed1f-core v2f-core; do  # one model per call: paired.py refuses to pool two models' rows
   python -m acckv_cli.evaluation.paired "$out/$run/results.jsonl.gz" --method acckv --against random,uniform
 done > "$out/paired-intervals.md"
+# Second part: the audio threshold did not explain the second seed's core audio loss. Two more probes of where audio's
+# slots go: A-F's quota shift off (modality_floor=1: each modality keeps its token share, as random does) and a larger
+# evenly laid share (skeleton=0.75), same clips and budget, into separate folders.
+probes2=(-m acckv:modality_floor=1 -m acckv:skeleton=0.75)
+for model in runs/demo-seed1f builtin; do
+  name=$([ "$model" = builtin ] && echo v2f || echo seed1f)
+  use=$([ "$model" = builtin ] || echo --model "$model")
+  acckv eval $use --suite core --split validation -n 90 "${probes2[@]}" --budgets 0.05 --protocols context,query-aware \
+    --out-dir "$out/$name-core-2" --data-dir .acckv/synthavqa -r none --resume
+  acckv eval $use --suite sparse --split validation -n 30 "${probes2[@]}" --budgets 0.05 \
+    --protocols context,query-aware --out-dir "$out/$name-sparse-2" --data-dir .acckv/synthavqa -r none --resume
+  for run in core-2 sparse-2; do gzip -kf "$out/$name-$run/results.jsonl"; done
+done
