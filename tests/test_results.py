@@ -37,7 +37,9 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "validation-round-10/skeleton-025", "validation-round-10/last-rows", "validation-round-10/no-bins",
        "r9-seed-check/v2f", "r9-seed-check/seed1f", "validation-round-11/seed1f",
        "r9-test/seed1f", "validation-round-12/seed1f-core",
-       "validation-round-12/seed1f-sparse", "validation-round-12/v2f-core", "validation-round-12/v2f-sparse")
+       "validation-round-12/seed1f-sparse", "validation-round-12/v2f-core", "validation-round-12/v2f-sparse",
+       "validation-round-12/seed1f-core-2", "validation-round-12/seed1f-sparse-2", "validation-round-12/v2f-core-2",
+       "validation-round-12/v2f-sparse-2")
 
 
 def read_rows(run: str) -> list[dict]:

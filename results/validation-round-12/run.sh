@@ -37,3 +37,9 @@ for model in runs/demo-seed1f builtin; do
     --protocols context,query-aware --out-dir "$out/$name-sparse-2" --data-dir .acckv/synthavqa -r none --resume
   for run in core-2 sparse-2; do gzip -kf "$out/$name-$run/results.jsonl"; done
 done
+for name in seed1f v2f; do  # each probe against the default's rows of the first part, pooled per model and suite
+  for suite in core sparse; do
+    python -m acckv_cli.evaluation.paired "$out/$name-$suite/results.jsonl.gz" "$out/$name-$suite-2/results.jsonl.gz" \
+      --method acckv:modality_floor=1 --against acckv
+  done
+done > "$out/paired-intervals-2.md"
