@@ -43,3 +43,14 @@ for name in seed1f v2f; do  # each probe against the default's rows of the first
       --method acckv:modality_floor=1 --against acckv
   done
 done > "$out/paired-intervals-2.md"
+# Third part: the models want opposite floors (1 for the second seed, 0.8 or lower for v2f's sparse); the point
+# between them, same clips and budget.
+for model in runs/demo-seed1f builtin; do
+  name=$([ "$model" = builtin ] && echo v2f || echo seed1f)
+  use=$([ "$model" = builtin ] || echo --model "$model")
+  acckv eval $use --suite core --split validation -n 90 -m acckv:modality_floor=0.9 --budgets 0.05 \
+    --protocols context,query-aware --out-dir "$out/$name-core-3" --data-dir .acckv/synthavqa -r none --resume
+  acckv eval $use --suite sparse --split validation -n 30 -m acckv:modality_floor=0.9 --budgets 0.05 \
+    --protocols context,query-aware --out-dir "$out/$name-sparse-3" --data-dir .acckv/synthavqa -r none --resume
+  for run in core-3 sparse-3; do gzip -kf "$out/$name-$run/results.jsonl"; done
+done
