@@ -147,3 +147,16 @@ def test_second_seed_intervals_are_the_bootstrap_of_the_committed_rows(folder, m
     table = P.difference_rows(rows, method, against.split(","), draws=10_000)
     assert len(table) == 8 * len(against.split(","))
     assert P.as_markdown(table, method) == (ROOT / "results" / printed).read_text().strip()
+
+
+@pytest.mark.parametrize("part, method", [("2", "acckv:modality_floor=1"), ("3", "acckv:modality_floor=0.9")])
+def test_round_12_intervals_are_the_bootstrap_of_each_probe_pooled_with_the_default(part, method):
+    """results/validation-round-12/paired-intervals-{2,3}.md (docs/acckv-defaults.md round 12): per model and suite,
+    the probe's run pooled with the first part's run of the default, in the script's order."""
+    r = ROOT / "results" / "validation-round-12"
+    printed = []
+    for name in ("seed1f", "v2f"):
+        for suite in ("core", "sparse"):
+            rows = P.read_rows(r / f"{name}-{suite}" / "results.jsonl.gz") + P.read_rows(r / f"{name}-{suite}-{part}" / "results.jsonl.gz")
+            printed.append(P.as_markdown(P.difference_rows(rows, method, ["acckv"], draws=10_000), method))
+    assert "\n".join(printed) == (r / f"paired-intervals-{part}.md").read_text().strip()

@@ -54,3 +54,9 @@ for model in runs/demo-seed1f builtin; do
     --protocols context,query-aware --out-dir "$out/$name-sparse-3" --data-dir .acckv/synthavqa -r none --resume
   for run in core-3 sparse-3; do gzip -kf "$out/$name-$run/results.jsonl"; done
 done
+for name in seed1f v2f; do  # floor 0.9 against the default's rows of the first part, per model and suite
+  for suite in core sparse; do
+    python -m acckv_cli.evaluation.paired "$out/$name-$suite/results.jsonl.gz" "$out/$name-$suite-3/results.jsonl.gz" \
+      --method acckv:modality_floor=0.9 --against acckv
+  done
+done > "$out/paired-intervals-3.md"
