@@ -60,3 +60,18 @@ for name in seed1f v2f; do  # floor 0.9 against the default's rows of the first 
       --method acckv:modality_floor=0.9 --against acckv
   done
 done > "$out/paired-intervals-3.md"
+# Fourth part: the 0.9 floor and the default at 10 % media, same clips, both models (a default must hold at every budget).
+for model in runs/demo-seed1f builtin; do
+  name=$([ "$model" = builtin ] && echo v2f || echo seed1f)
+  use=$([ "$model" = builtin ] || echo --model "$model")
+  for suite in core sparse; do
+    n=$([ "$suite" = core ] && echo 90 || echo 30)
+    acckv eval $use --suite $suite --split validation -n $n -m full -m random -m acckv -m acckv:modality_floor=0.9 \
+      --budgets 0.1 --protocols context,query-aware --out-dir "$out/$name-$suite-4" --data-dir .acckv/synthavqa -r none --resume
+    gzip -kf "$out/$name-$suite-4/results.jsonl"
+  done
+  for suite in core sparse; do
+    python -m acckv_cli.evaluation.paired "$out/$name-$suite-4/results.jsonl.gz" --method acckv:modality_floor=0.9 \
+      --against acckv,random
+  done
+done > "$out/paired-intervals-4.md"
