@@ -160,3 +160,14 @@ def test_round_12_intervals_are_the_bootstrap_of_each_probe_pooled_with_the_defa
             rows = P.read_rows(r / f"{name}-{suite}" / "results.jsonl.gz") + P.read_rows(r / f"{name}-{suite}-{part}" / "results.jsonl.gz")
             printed.append(P.as_markdown(P.difference_rows(rows, method, ["acckv"], draws=10_000), method))
     assert "\n".join(printed) == (r / f"paired-intervals-{part}.md").read_text().strip()
+
+
+def test_round_12_fourth_part_intervals_are_the_bootstrap_of_each_run():
+    """results/validation-round-12/paired-intervals-4.md: the 0.9 floor against the default and random at 10 %, one
+    run per model and suite, in the script's order."""
+    r = ROOT / "results" / "validation-round-12"
+    method = "acckv:modality_floor=0.9"
+    printed = [P.as_markdown(P.difference_rows(P.read_rows(r / f"{name}-{suite}-4" / "results.jsonl.gz"), method,
+                                               ["acckv", "random"], draws=10_000), method)
+               for name in ("seed1f", "v2f") for suite in ("core", "sparse")]
+    assert "\n".join(printed) == (r / "paired-intervals-4.md").read_text().strip()

@@ -40,7 +40,8 @@ RAW = ("v2-compare-test", "v2-calibration-sparse-test", "eval-test", "eval-long-
        "validation-round-12/seed1f-sparse", "validation-round-12/v2f-core", "validation-round-12/v2f-sparse",
        "validation-round-12/seed1f-core-2", "validation-round-12/seed1f-sparse-2", "validation-round-12/v2f-core-2",
        "validation-round-12/v2f-sparse-2", "validation-round-12/seed1f-core-3", "validation-round-12/seed1f-sparse-3",
-       "validation-round-12/v2f-core-3", "validation-round-12/v2f-sparse-3")
+       "validation-round-12/v2f-core-3", "validation-round-12/v2f-sparse-3", "validation-round-12/seed1f-core-4",
+       "validation-round-12/seed1f-sparse-4", "validation-round-12/v2f-core-4", "validation-round-12/v2f-sparse-4")
 
 
 def read_rows(run: str) -> list[dict]:

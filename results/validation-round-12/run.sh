@@ -70,6 +70,8 @@ for model in runs/demo-seed1f builtin; do
       --budgets 0.1 --protocols context,query-aware --out-dir "$out/$name-$suite-4" --data-dir .acckv/synthavqa -r none --resume
     gzip -kf "$out/$name-$suite-4/results.jsonl"
   done
+done
+for name in seed1f v2f; do  # (its first run wrote eval's own lines into this file too: the loops are apart since)
   for suite in core sparse; do
     python -m acckv_cli.evaluation.paired "$out/$name-$suite-4/results.jsonl.gz" --method acckv:modality_floor=0.9 \
       --against acckv,random
