@@ -24,42 +24,35 @@ done
 for run in seed1f-core v2f-core; do  # one model per call: paired.py refuses to pool two models' rows
   python -m acckv_cli.evaluation.paired "$out/$run/results.jsonl.gz" --method acckv --against random,uniform
 done > "$out/paired-intervals.md"
+# Parts 2 and 3 run alike: probes at 5 % on both models' 90 core and 30 sparse validation clips, into
+# "$out/<model>-<suite>-PART", then one probe against the default's rows of the first part, pooled per model and suite.
+probe_at_5() {  # PART PAIRED_METHOD -m SPEC ...
+  local part="$1" paired="$2"
+  shift 2
+  for model in runs/demo-seed1f builtin; do
+    name=$([ "$model" = builtin ] && echo v2f || echo seed1f)
+    use=$([ "$model" = builtin ] || echo --model "$model")
+    for suite in core sparse; do
+      n=$([ "$suite" = core ] && echo 90 || echo 30)
+      acckv eval $use --suite $suite --split validation -n $n "$@" --budgets 0.05 --protocols context,query-aware \
+        --out-dir "$out/$name-$suite-$part" --data-dir .acckv/synthavqa -r none --resume
+      gzip -kf "$out/$name-$suite-$part/results.jsonl"
+    done
+  done
+  for name in seed1f v2f; do
+    for suite in core sparse; do
+      python -m acckv_cli.evaluation.paired "$out/$name-$suite/results.jsonl.gz" "$out/$name-$suite-$part/results.jsonl.gz" \
+        --method "$paired" --against acckv
+    done
+  done > "$out/paired-intervals-$part.md"
+}
 # Second part: the audio threshold did not explain the second seed's core audio loss. Two more probes of where audio's
 # slots go: A-F's quota shift off (modality_floor=1: each modality keeps its token share, as random does) and a larger
 # evenly laid share (skeleton=0.75), same clips and budget, into separate folders.
-probes2=(-m acckv:modality_floor=1 -m acckv:skeleton=0.75)
-for model in runs/demo-seed1f builtin; do
-  name=$([ "$model" = builtin ] && echo v2f || echo seed1f)
-  use=$([ "$model" = builtin ] || echo --model "$model")
-  acckv eval $use --suite core --split validation -n 90 "${probes2[@]}" --budgets 0.05 --protocols context,query-aware \
-    --out-dir "$out/$name-core-2" --data-dir .acckv/synthavqa -r none --resume
-  acckv eval $use --suite sparse --split validation -n 30 "${probes2[@]}" --budgets 0.05 \
-    --protocols context,query-aware --out-dir "$out/$name-sparse-2" --data-dir .acckv/synthavqa -r none --resume
-  for run in core-2 sparse-2; do gzip -kf "$out/$name-$run/results.jsonl"; done
-done
-for name in seed1f v2f; do  # each probe against the default's rows of the first part, pooled per model and suite
-  for suite in core sparse; do
-    python -m acckv_cli.evaluation.paired "$out/$name-$suite/results.jsonl.gz" "$out/$name-$suite-2/results.jsonl.gz" \
-      --method acckv:modality_floor=1 --against acckv
-  done
-done > "$out/paired-intervals-2.md"
+probe_at_5 2 acckv:modality_floor=1 -m acckv:modality_floor=1 -m acckv:skeleton=0.75
 # Third part: the models want opposite floors (1 for the second seed, 0.8 or lower for v2f's sparse); the point
 # between them, same clips and budget.
-for model in runs/demo-seed1f builtin; do
-  name=$([ "$model" = builtin ] && echo v2f || echo seed1f)
-  use=$([ "$model" = builtin ] || echo --model "$model")
-  acckv eval $use --suite core --split validation -n 90 -m acckv:modality_floor=0.9 --budgets 0.05 \
-    --protocols context,query-aware --out-dir "$out/$name-core-3" --data-dir .acckv/synthavqa -r none --resume
-  acckv eval $use --suite sparse --split validation -n 30 -m acckv:modality_floor=0.9 --budgets 0.05 \
-    --protocols context,query-aware --out-dir "$out/$name-sparse-3" --data-dir .acckv/synthavqa -r none --resume
-  for run in core-3 sparse-3; do gzip -kf "$out/$name-$run/results.jsonl"; done
-done
-for name in seed1f v2f; do  # floor 0.9 against the default's rows of the first part, per model and suite
-  for suite in core sparse; do
-    python -m acckv_cli.evaluation.paired "$out/$name-$suite/results.jsonl.gz" "$out/$name-$suite-3/results.jsonl.gz" \
-      --method acckv:modality_floor=0.9 --against acckv
-  done
-done > "$out/paired-intervals-3.md"
+probe_at_5 3 acckv:modality_floor=0.9 -m acckv:modality_floor=0.9
 # Fourth part: the 0.9 floor and the default at 10 % media, same clips, both models (a default must hold at every budget).
 for model in runs/demo-seed1f builtin; do
   name=$([ "$model" = builtin ] && echo v2f || echo seed1f)
