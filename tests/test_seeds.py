@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from acckv_cli.evaluation import seeds as S
+from acckv_cli.evaluation.paired import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,18 +145,13 @@ def test_a_missing_summary_is_a_one_line_usage_error(tmp_path, capsys):
     assert exit_.value.code == 2 and "cannot read a summary" in capsys.readouterr().err
 
 
-def gz_rows(path: Path) -> list[dict]:
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f]
-
-
 def test_the_rebuilt_second_seed_answers_as_the_lost_one_did():
     """Round 9's two-seed check reuses round 8's baseline rows on the second seed, whose weights were lost and rebuilt
     (results/demo-seed1/). That is sound only if the rebuilt model is the same model: round 8's AccKV (`acckv-round8`)
     run again on it must answer every question of round 8's grid as round 8's `acckv` did, and the full cache's
     answer, recomputed beside every new row, must be round 8's `full` answer."""
-    r8 = [x for p in ("context", "query-aware") for x in gz_rows(ROOT / f"results/r8-test/seed1f/{p}/results.jsonl.gz")]
-    new = gz_rows(ROOT / "results/r9-seed-check/seed1f/results.jsonl.gz")
+    r8 = [x for p in ("context", "query-aware") for x in read_rows(ROOT / f"results/r8-test/seed1f/{p}/results.jsonl.gz")]
+    new = read_rows(ROOT / "results/r9-seed-check/seed1f/results.jsonl.gz")
     reused = {x["code_version"] for x in r8}
     fresh = [x for x in new if x["code_version"] not in reused]
     assert {x["method"] for x in fresh} == {"acckv", "acckv-round8", "divprune"}
@@ -177,8 +173,8 @@ def test_the_committed_round9_tally_counts_the_committed_checks(capsys):
     printed = capsys.readouterr().out.strip()
     assert printed == (r / "ranking-tally.md").read_text().strip()
     assert printed in (ROOT / "docs" / "two-seeds.md").read_text()
-    v2f = gz_rows(r / "v2f/results.jsonl.gz")
-    r9 = {(x["id"], x["protocol"], x["method"], float(x["budget"])): x for x in gz_rows(ROOT / "results/r9-test/v2f/results.jsonl.gz")}
+    v2f = read_rows(r / "v2f/results.jsonl.gz")
+    r9 = {(x["id"], x["protocol"], x["method"], float(x["budget"])): x for x in read_rows(ROOT / "results/r9-test/v2f/results.jsonl.gz")}
     assert all(r9[(x["id"], x["protocol"], x["method"], float(x["budget"]))] == x for x in v2f)  # copied, not rerun
 
 
@@ -192,7 +188,7 @@ def test_the_committed_30_clip_round9_tally_counts_the_committed_checks(capsys):
     printed = capsys.readouterr().out.strip()
     assert printed == (r / "ranking-tally.md").read_text().strip() and printed in (ROOT / "README.md").read_text()
     assert printed in (ROOT / "docs" / "two-seeds.md").read_text()
-    wide = {(x["id"], x["protocol"], x["method"], float(x["budget"])): x for x in gz_rows(r / "seed1f/results.jsonl.gz")}
-    narrow = gz_rows(ROOT / "results/r9-seed-check/seed1f/results.jsonl.gz")
+    wide = {(x["id"], x["protocol"], x["method"], float(x["budget"])): x for x in read_rows(r / "seed1f/results.jsonl.gz")}
+    narrow = read_rows(ROOT / "results/r9-seed-check/seed1f/results.jsonl.gz")
     assert len(wide) == 7200 and all(wide[(x["id"], x["protocol"], x["method"], float(x["budget"]))] == x for x in narrow)
     assert {x["model"] for x in wide.values()} == {"runs/demo-seed1f"}

@@ -23,8 +23,8 @@ import json
 from pathlib import Path
 
 from acckv_cli.evaluation.evaluate import result_key
-from acckv_cli.methods import Budget
 from acckv_cli.evaluation.paired import read_rows
+from acckv_cli.methods import Budget
 
 
 def reusable_rows(rows: list[dict], methods: set[str], model: str, videos: set[str] | None = None,
